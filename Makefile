@@ -1,0 +1,55 @@
+# Two commands set up everything on a fresh machine:
+#   make demo   -- end-to-end demo on the embedded default (simulated board + local tail server)
+#   make test   -- the whole test suite (what .ci/run calls)
+# Both create .venv on first use and reinstall only when pyproject.toml changes.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.splitfit-installed
+DATA_STAMP := vendor/.fashion-mnist-ready
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-quick lint data venv clean bench
+
+demo: $(STAMP) $(DATA_STAMP)
+	$(PY) -m scripts.demo
+
+test: $(STAMP) $(DATA_STAMP)
+	@# pytest exits 5 when it collected nothing; say so instead of failing obscurely.
+	@set +e; $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; fi; exit $$rc
+
+test-quick: $(STAMP) $(DATA_STAMP)
+	$(PY) -m pytest -m "not slow and not netns" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+venv: $(STAMP)
+
+data: $(DATA_STAMP)
+
+$(PY):
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "splitfit needs Python >= 3.11 (found %s); set PYTHON=python3.11" % sys.version.split()[0])'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+# torch goes in first, pinned, so pip takes the CPU wheel and never resolves a CUDA build.
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# Fashion-MNIST from Debian (real labeled images, nothing downloads at run time).
+$(DATA_STAMP): scripts/fetch_fashion_mnist.sh
+	bash scripts/fetch_fashion_mnist.sh vendor
+	touch $@
+
+bench: $(STAMP) $(DATA_STAMP)
+	$(VENV)/bin/splitfit-bench --help
+
+clean:
+	rm -rf $(VENV) vendor demo-out .pytest_cache

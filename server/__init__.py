@@ -1,0 +1,1 @@
+"""The tail server ``splitfit-server``: ZeroMQ ROUTER, decode, dynamic batching, torch tail."""

@@ -1,0 +1,1 @@
+"""Bottleneck models and their training: BottleNet, BottleFit, BottleNet++, Algorithm 1."""
