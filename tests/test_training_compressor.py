@@ -1,0 +1,58 @@
+"""Compressor in the loop: forward is the wire codec, backward is the identity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from training.bottleneck import SplitNet, split_model  # noqa: E402
+from training.compressor import (  # noqa: E402
+    CompressorLayer,
+    quant_params_for,
+    quantize_roundtrip,
+    straight_through,
+)
+from training.models import create_model  # noqa: E402
+from wire.quant import QuantParams  # noqa: E402
+
+
+def test_scale_matches_a_bounded_int8_head() -> None:
+    qp = quant_params_for(6.0, bits=8)
+    assert qp == QuantParams(scale=6.0 / 255.0, zero_point=-128, bits=8)
+    fn = quantize_roundtrip(qp)
+    x = np.array([0.0, 6.0, 3.0, 1e-4], dtype=np.float32).reshape(1, 1, 2, 2)
+    y = fn(x)
+    assert y[0, 0, 0, 0] == 0.0  # real zero survives exactly (zero_point = -128)
+    assert y[0, 0, 0, 1] == pytest.approx(6.0)
+    assert abs(y[0, 0, 1, 0] - 3.0) <= qp.scale / 2 + 1e-6
+
+
+def test_forward_is_the_codec_and_backward_is_identity() -> None:
+    qp = quant_params_for(6.0, bits=2)  # 4 levels: the forward visibly changes values
+    x = torch.tensor([[[[0.3, 1.2], [2.9, 5.0]]]], requires_grad=True)
+    y = straight_through(x, quantize_roundtrip(qp))
+    assert torch.allclose(y.detach(), torch.from_numpy(quantize_roundtrip(qp)(x.detach().numpy())))
+    assert not torch.allclose(y.detach(), x.detach())
+    weights = torch.tensor([[[[1.0, -2.0], [3.0, 0.5]]]])
+    (y * weights).sum().backward()
+    assert torch.equal(x.grad, weights)  # d/dx of sum(w * codec(x)) passed straight through
+
+
+def test_gradient_reaches_the_head_through_the_codec() -> None:
+    torch.manual_seed(0)
+    model = create_model("resnet_small", num_classes=4)
+    head, tail = split_model(model, after="rb1", channels=2, stride=2, input_size=(28, 28))
+    comp = CompressorLayer(quantize_roundtrip(quant_params_for(6.0, bits=4)))
+    net = SplitNet(head, tail, comp).train()
+    x = torch.rand(8, 3, 28, 28)
+    loss = torch.nn.functional.cross_entropy(net(x), torch.arange(8) % 4)
+    loss.backward()
+    g = head.body[0][0].weight.grad  # the very first conv, upstream of the codec
+    assert g is not None and torch.isfinite(g).all() and g.abs().sum() > 0
+
+
+def test_disabled_compressor_is_identity() -> None:
+    z = torch.rand(2, 3, 4, 4)
+    assert torch.equal(CompressorLayer(None)(z), z)
