@@ -1,0 +1,293 @@
+"""Feature codecs: the int8 bottleneck -> n-bit codes -> bytes on the wire, and back.
+
+Why four codecs: BottleNet compresses the tiled feature image with JPEG (lossy, quality ~20);
+PNG is the lossless image-codec baseline on the same tiled image; zstd and raw work on the
+bit-packed codes directly, which is cheapest in CPU and exact. All four are deterministic:
+the same codes give the same bytes (pinned by golden hashes in the tests).
+
+Payload formats (no per-frame header; the HELLO carries shape, quantization and codec):
+
+- ``raw``:  codes in C,H,W order, ``bits`` bits each, MSB first, packed back to back; the last
+  byte is zero-padded. Exactly ``ceil(C*H*W*bits/8)`` bytes.
+- ``zstd``: one zstd frame (content size recorded) of the ``raw`` payload.
+- ``png``:  8-bit grayscale PNG of the tiled image (see ``wire.tiling``) of codes scaled to
+  0..255 (``gray = round(code*255/(2**bits-1))``, exactly invertible).
+- ``jpeg``: baseline 8-bit grayscale JPEG (Pillow/libjpeg-turbo) of the same scaled tiled
+  image; decoded gray levels are mapped back with ``code = round(gray*(2**bits-1)/255)``.
+
+Error bounds are in docs/wire.md: lossless codecs are exact; JPEG's error is measured there.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import zstandard
+from PIL import Image
+
+from wire.errors import CodecError
+from wire.quant import QuantParams, dequantize_codes, quantize_float_to_int8, requantize_int8
+from wire.tiling import tile, tiled_shape, untile
+
+CODEC_NAMES = ("jpeg", "png", "zstd", "raw")
+LOSSLESS_CODECS = frozenset({"png", "zstd", "raw"})
+
+#: Parameter name -> (default, min, max) per codec. Unknown keys are errors.
+CODEC_PARAMS: dict[str, dict[str, tuple[int, int, int]]] = {
+    "jpeg": {"quality": (20, 1, 100)},
+    "png": {"level": (6, 0, 9)},
+    "zstd": {"level": (3, -7, 22)},
+    "raw": {},
+}
+
+#: zstd decoder window cap: payloads are at most a few hundred kB, so a frame asking for a
+#: larger window is hostile or broken and is refused instead of allocating it.
+_ZSTD_MAX_WINDOW = 8 << 20
+_JPEG_END = b"\xff\xd9"  # EOI marker
+_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # empty IEND chunk with its CRC
+
+
+def normalize_params(codec: str, params: dict | None) -> dict[str, int]:
+    """Validate ``params`` for ``codec`` and fill defaults; CodecError names the bad key."""
+    if codec not in CODEC_NAMES:
+        raise CodecError(f"unknown codec {codec!r}; expected one of {', '.join(CODEC_NAMES)}")
+    params = {} if params is None else params
+    if not isinstance(params, dict):
+        raise CodecError(f"{codec} params must be a dict, got {type(params).__name__}")
+    spec = CODEC_PARAMS[codec]
+    for key in params:
+        if key not in spec:
+            allowed = ", ".join(spec) or "none"
+            raise CodecError(f"unknown {codec} parameter {key!r} (allowed: {allowed})")
+    out = {}
+    for key, (default, lo, hi) in spec.items():
+        value = params.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | np.integer):
+            raise CodecError(f"{codec} parameter {key!r} must be an int, got {value!r}")
+        if not lo <= int(value) <= hi:
+            raise CodecError(f"{codec} parameter {key!r} must be in {lo}..{hi}, got {value}")
+        out[key] = int(value)
+    return out
+
+
+# ----------------------------------------------------------------------------- bit packing
+
+
+def packed_size(n_values: int, bits: int) -> int:
+    return (n_values * bits + 7) // 8
+
+
+def pack_bits(codes: np.ndarray, bits: int) -> bytes:
+    """Flat uint8 codes (< 2**bits) -> bytes, ``bits`` per value, MSB first."""
+    flat = np.ascontiguousarray(codes, dtype=np.uint8).reshape(-1)
+    if bits == 8:
+        return flat.tobytes()
+    # Keep the low `bits` bit-columns of each value's 8-bit expansion, then repack.
+    expanded = np.unpackbits(flat[:, None], axis=1)[:, 8 - bits :]
+    return np.packbits(expanded.reshape(-1)).tobytes()
+
+
+def unpack_bits(data: bytes, n_values: int, bits: int) -> np.ndarray:
+    """Inverse of ``pack_bits``; CodecError if the length or the padding bits are wrong."""
+    want = packed_size(n_values, bits)
+    if len(data) != want:
+        raise CodecError(f"packed payload is {len(data)} bytes, expected {want}")
+    buf = np.frombuffer(data, dtype=np.uint8)
+    if bits == 8:
+        return buf.copy()
+    pad = want * 8 - n_values * bits
+    if pad and int(buf[-1]) & ((1 << pad) - 1):
+        raise CodecError("non-zero padding bits in packed payload")
+    bitstream = np.unpackbits(buf, count=n_values * bits).reshape(n_values, bits)
+    expanded = np.zeros((n_values, 8), dtype=np.uint8)
+    expanded[:, 8 - bits :] = bitstream
+    return np.packbits(expanded, axis=1).reshape(n_values)
+
+
+# ----------------------------------------------------------------------------- gray scaling
+
+
+def _code_to_gray_lut(bits: int) -> np.ndarray:
+    levels = (1 << bits) - 1
+    c = np.arange(levels + 1, dtype=np.int32)
+    return ((2 * c * 255 + levels) // (2 * levels)).astype(np.uint8)  # round half up
+
+
+def _gray_to_code_lut(bits: int) -> np.ndarray:
+    levels = (1 << bits) - 1
+    g = np.arange(256, dtype=np.int32)
+    return ((2 * g * levels + 255) // 510).astype(np.uint8)  # round half up
+
+
+_TO_GRAY = {b: _code_to_gray_lut(b) for b in range(1, 9)}
+_FROM_GRAY = {b: _gray_to_code_lut(b) for b in range(1, 9)}
+
+
+# ----------------------------------------------------------------------------- the codec
+
+
+class FeatureCodec:
+    """One stream's codec: fixed shape, quantization and codec parameters (from HELLO)."""
+
+    def __init__(
+        self,
+        shape_chw: tuple[int, int, int],
+        quant: QuantParams,
+        codec: str,
+        params: dict | None = None,
+    ) -> None:
+        try:
+            shape = tuple(int(d) for d in shape_chw)
+        except (TypeError, ValueError):
+            raise CodecError(f"shape_chw must be (C, H, W) ints, got {shape_chw!r}") from None
+        if len(shape) != 3 or min(shape) < 1:
+            raise CodecError(f"shape_chw must be (C, H, W) of positive ints, got {shape_chw!r}")
+        if not isinstance(quant, QuantParams):
+            raise CodecError(f"quant must be QuantParams, got {type(quant).__name__}")
+        self.shape_chw: tuple[int, int, int] = shape  # type: ignore[assignment]
+        self.quant = quant
+        self.codec = codec
+        self.params = normalize_params(codec, params)
+        self.n_values = shape[0] * shape[1] * shape[2]
+        self.image_shape = tiled_shape(self.shape_chw)
+        self._zc = self._zd = None
+        if codec == "zstd":
+            self._zc = zstandard.ZstdCompressor(level=self.params["level"], write_content_size=True)
+            self._zd = zstandard.ZstdDecompressor(max_window_size=_ZSTD_MAX_WINDOW)
+
+    def __repr__(self) -> str:
+        return (
+            f"FeatureCodec({self.shape_chw}, bits={self.quant.bits}, "
+            f"codec={self.codec!r}, params={self.params})"
+        )
+
+    @property
+    def lossless(self) -> bool:
+        return self.codec in LOSSLESS_CODECS
+
+    # -- encoding
+
+    def to_chw(self, x: np.ndarray, layout: str = "NHWC") -> np.ndarray:
+        """Head output in ``layout`` (NHWC/HWC or NCHW/CHW, batch of 1) -> C×H×W view."""
+        x = np.asarray(x)
+        if layout in ("NHWC", "HWC"):
+            if x.ndim == 4 and x.shape[0] == 1:
+                x = x[0]
+            if x.ndim != 3:
+                raise CodecError(f"expected (1,H,W,C) or (H,W,C), got shape {x.shape}")
+            x = x.transpose(2, 0, 1)
+        elif layout in ("NCHW", "CHW"):
+            if x.ndim == 4 and x.shape[0] == 1:
+                x = x[0]
+            if x.ndim != 3:
+                raise CodecError(f"expected (1,C,H,W) or (C,H,W), got shape {x.shape}")
+        else:
+            raise CodecError(f"unknown layout {layout!r}; expected NHWC, HWC, NCHW or CHW")
+        if x.shape != self.shape_chw:
+            raise CodecError(f"tensor is C×H×W {x.shape}, codec expects {self.shape_chw}")
+        return x
+
+    def encode_int8(self, x: np.ndarray, layout: str = "NHWC") -> bytes:
+        """The head's int8 output -> payload bytes."""
+        chw = self.to_chw(x, layout)
+        if chw.dtype != np.int8:
+            raise CodecError(f"encode_int8 expects int8, got {chw.dtype}")
+        return self.encode_codes(requantize_int8(chw, self.quant))
+
+    def encode_codes(self, codes_chw: np.ndarray) -> bytes:
+        """n-bit codes (uint8, C×H×W) -> payload bytes."""
+        codes = np.asarray(codes_chw)
+        if codes.dtype != np.uint8 or codes.shape != self.shape_chw:
+            raise CodecError(
+                f"codes must be uint8 {self.shape_chw}, got {codes.dtype} {codes.shape}"
+            )
+        if self.codec in ("raw", "zstd"):
+            packed = pack_bits(codes, self.quant.bits)
+            return packed if self.codec == "raw" else self._zc.compress(packed)
+        image = tile(_TO_GRAY[self.quant.bits][codes])
+        out = io.BytesIO()
+        pil = Image.fromarray(image)
+        if self.codec == "jpeg":
+            pil.save(out, format="JPEG", quality=self.params["quality"], optimize=False)
+        else:
+            pil.save(out, format="PNG", compress_level=self.params["level"], optimize=False)
+        return out.getvalue()
+
+    # -- decoding
+
+    def decode(self, data: bytes) -> np.ndarray:
+        """Payload bytes -> uint8 n-bit codes, C×H×W. Raises only CodecError on bad input."""
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise CodecError(f"payload must be bytes, got {type(data).__name__}")
+        data = bytes(data)
+        if self.codec == "raw":
+            return unpack_bits(data, self.n_values, self.quant.bits).reshape(self.shape_chw)
+        if self.codec == "zstd":
+            return self._decode_zstd(data)
+        return self._decode_image(data)
+
+    def _decode_zstd(self, data: bytes) -> np.ndarray:
+        want = packed_size(self.n_values, self.quant.bits)
+        try:
+            size = zstandard.frame_content_size(data)
+        except zstandard.ZstdError as exc:
+            raise CodecError(f"not a zstd frame: {exc}") from None
+        if size != want:
+            raise CodecError(f"zstd frame holds {size} bytes, expected {want}")
+        dobj = self._zd.decompressobj()
+        try:
+            packed = dobj.decompress(data)
+        except zstandard.ZstdError as exc:
+            raise CodecError(f"corrupt zstd payload: {exc}") from None
+        if not dobj.eof:
+            raise CodecError("truncated zstd payload")
+        if dobj.unused_data:
+            raise CodecError(f"{len(dobj.unused_data)} trailing bytes after the zstd frame")
+        return unpack_bits(packed, self.n_values, self.quant.bits).reshape(self.shape_chw)
+
+    def _decode_image(self, data: bytes) -> np.ndarray:
+        fmt = "JPEG" if self.codec == "jpeg" else "PNG"
+        h, w = self.image_shape
+        # Pillow ignores bytes after the end marker; we do not, so one tensor has one payload.
+        end = _JPEG_END if self.codec == "jpeg" else _PNG_END
+        if not data.endswith(end):
+            raise CodecError(f"{fmt} payload does not end with its end marker (truncated?)")
+        try:
+            with Image.open(io.BytesIO(data), formats=[fmt]) as im:
+                # Check the header before decoding pixels: never allocate for a wrong size.
+                if im.size != (w, h):
+                    raise CodecError(f"{fmt} image is {im.size[0]}×{im.size[1]}, expected {w}×{h}")
+                if im.mode != "L":
+                    raise CodecError(f"{fmt} image mode is {im.mode!r}, expected 'L'")
+                im.load()
+                image = np.asarray(im, dtype=np.uint8)
+        except CodecError:
+            raise
+        except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, ...
+            raise CodecError(f"undecodable {fmt} payload: {type(exc).__name__}: {exc}") from None
+        return _FROM_GRAY[self.quant.bits][untile(image, self.shape_chw)]
+
+    def decode_float(self, data: bytes) -> np.ndarray:
+        """Payload -> float32 C×H×W, dequantized: what the tail eats."""
+        return dequantize_codes(self.decode(data), self.quant)
+
+    # -- training / simulation
+
+    def roundtrip_float(self, x: np.ndarray) -> np.ndarray:
+        """float32 (N,C,H,W) or (C,H,W) -> int8 -> n-bit -> codec -> float32, same shape.
+
+        What the tail sees at run time, for compression-aware training (BottleNet Sec. 2.2).
+        Lossless codecs are the identity on codes (property-tested), so their byte stage is
+        skipped to keep training fast; JPEG runs for real, sample by sample.
+        """
+        x = np.asarray(x, dtype=np.float32)
+        single = x.ndim == 3
+        batch = x[None] if single else x
+        if batch.ndim != 4 or batch.shape[1:] != self.shape_chw:
+            raise CodecError(f"expected (N,){self.shape_chw}, got {x.shape}")
+        codes = requantize_int8(quantize_float_to_int8(batch, self.quant), self.quant)
+        if not self.lossless:
+            codes = np.stack([self.decode(self.encode_codes(c)) for c in codes])
+        out = dequantize_codes(codes, self.quant)
+        return out[0] if single else out
