@@ -1,26 +1,93 @@
 """Command line entry point for ``splitfit-server``.
 
-Placeholder until issue 8 lands: it documents itself and refuses to pretend to work.
+    splitfit-server --config server.toml          run until SIGTERM/SIGINT (exit 0)
+    splitfit-server --config server.toml --check  validate config + load every tail, exit
+    splitfit-server keys --out DIR NAME           write a CURVE key pair NAME.key(_secret)
+
+Errors are one line on stderr and a non-zero exit code, never a traceback: the server is
+run by systemd and an operator reads ``journalctl``, not a Python stack.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(
         prog="splitfit-server",
-        description="Run the tail server: ZeroMQ ROUTER, decode, batching, torch tail.",
+        description="Run the tail server: ZeroMQ ROUTER, decode, dynamic batching, torch tail.",
     )
+    parser.add_argument("--config", type=Path, help="server.toml (see examples/server.toml)")
+    parser.add_argument(
+        "--check", action="store_true", help="validate the config and load every tail, then exit"
+    )
+    sub = parser.add_subparsers(dest="command")
+    keys = sub.add_parser("keys", help="generate a CURVE key pair (NAME.key + NAME.key_secret)")
+    keys.add_argument("--out", type=Path, required=True, help="directory to write the pair into")
+    keys.add_argument("name", help="base file name, e.g. 'server' or the device's name")
+    return parser
+
+
+def _keys(out: Path, name: str) -> int:
+    from server.auth import AuthError, generate_keypair
+
+    try:
+        pair = generate_keypair(out, name)
+    except (AuthError, OSError) as exc:
+        print(f"splitfit-server keys: {exc}", file=sys.stderr)
+        return 1
+    print(f"public key: {pair.public}\nsecret key: {pair.secret}")
+    return 0
+
+
+def _serve(config_path: Path, check_only: bool) -> int:
+    from server.config import ConfigError, load_config
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        print(f"splitfit-server: config error: {exc}", file=sys.stderr)
+        return 2
+
+    from server.app import ServerStartError, TailServer
+    from server.auth import AuthError
+    from server.registry import RegistryError
+
+    try:
+        server = TailServer(config)
+    except (RegistryError, AuthError, OSError) as exc:
+        print(f"splitfit-server: {exc}", file=sys.stderr)
+        return 1
+    if check_only:
+        print(f"config ok: {len(server.registry)} tail(s): {', '.join(server.registry.ids())}")
+        return 0
+
+    def on_signal(signum: int, _frame: object) -> None:
+        server.log.info("signal", signal=signal.Signals(signum).name)
+        server.request_stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        server.serve_forever()
+    except ServerStartError as exc:
+        print(f"splitfit-server: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    parser.parse_args(argv)
-    print("splitfit-server: not implemented yet (tracked in issue 8)", file=sys.stderr)
-    return 2
+    args = parser.parse_args(argv)
+    if args.command == "keys":
+        return _keys(args.out, args.name)
+    if args.config is None:
+        parser.error("--config is required (or use the 'keys' subcommand)")
+    return _serve(args.config, args.check)
 
 
 if __name__ == "__main__":

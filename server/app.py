@@ -1,0 +1,773 @@
+"""The tail server: ZeroMQ ROUTER front-end, decode pool, dynamic batchers, torch tails.
+
+Threads and who owns what (why: ZeroMQ sockets are not thread-safe, and decoding must not
+steal time from the compute thread):
+
+    IO thread      owns the ROUTER (and the CURVE monitor socket); parses every message,
+                   answers HELLO / PING / errors directly, hands FRAMEs to the decode pool,
+                   and sends whatever the other threads put in the outbox.
+    decode pool    ``server.decode_threads`` workers: payload -> float32 (C, H, W) via the
+                   session's wire FeatureCodec, then into the model's batcher.
+    batchers       one compute thread per model (server/batcher.py) running the tail under
+                   ``torch.inference_mode()`` and posting REPLYs to the outbox.
+    auth / metrics zmq.auth's ThreadAuthenticator and prometheus-client's HTTP thread.
+
+Other threads never touch the ROUTER: they append to a thread-safe outbox and write one
+byte to a wake-up pipe that the IO thread polls next to the socket.
+
+Use it in-process (tests, the demo, benchmarks)::
+
+    with TailServer(config) as server:     # start() binds; endpoints are in server.endpoints
+        ...
+    # or: server = TailServer(config).start(); ...; server.stop()
+
+or block in the current thread with ``serve_forever()`` (the CLI, with signal handlers
+calling ``request_stop()``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+from server.auth import CurveGuard
+from server.batcher import DynamicBatcher
+from server.config import ServerConfig
+from server.jsonlog import JsonLogger
+from server.metrics import ServerMetrics
+from server.registry import ModelRegistry, TailModel, load_tail, pick_device
+from server.sessions import Session, SessionTable
+from wire.codecs import CODEC_NAMES, FeatureCodec
+from wire.errors import BadVersion, CodecError, PayloadTooLarge, ProtocolError
+from wire.protocol import (
+    PROTOCOL_VERSION,
+    ErrorCode,
+    ErrorMsg,
+    Frame,
+    Hello,
+    Ping,
+    Pong,
+    Reply,
+    ServerLoad,
+    Welcome,
+    decode_message,
+    encode_message,
+)
+from wire.quant import QuantParams
+
+# Frames bigger than this (per ZeroMQ message part) make libzmq drop the connection before
+# Python ever sees them; anything smaller but over max_payload gets a typed error reply.
+_MAXMSGSIZE_FACTOR = 4
+_BURST = 512  # messages handled per poll wake-up before the outbox gets a turn
+_HOUSEKEEPING_S = 0.2
+_HANDSHAKE_FAILURES = {
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "handshake_failed",
+    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "protocol_mismatch",
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH: "unauthorized",
+}
+
+
+@dataclass
+class InferenceRequest:
+    """A decoded FRAME on its way through a batcher."""
+
+    identity: bytes
+    session_id: int
+    seq: int
+    tensor: np.ndarray  # float32 (C, H, W)
+    received_ns: int  # when the IO thread read it
+    decode_us: int
+
+
+class _Rejected(Exception):
+    """A HELLO the server refuses, with the ERROR code to answer."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class ServerStartError(RuntimeError):
+    """Binding or set-up failed; raised by start() in the caller's thread."""
+
+
+class TailServer:
+    """One server instance: registry + sockets + threads, with explicit start/stop."""
+
+    def __init__(self, config: ServerConfig, *, log: JsonLogger | None = None) -> None:
+        self.config = config
+        self.log = log or JsonLogger(level=config.log.level)
+        self.metrics = ServerMetrics()
+        compute = config.compute
+        if compute.threads:
+            torch.set_num_threads(compute.threads)
+        if compute.interop_threads:
+            with contextlib.suppress(RuntimeError):  # only settable before first use
+                torch.set_num_interop_threads(compute.interop_threads)
+        self.device = pick_device(compute.device)
+        self.registry = ModelRegistry()
+        for entry in config.models:
+            model = load_tail(entry.tail, entry.manifest, self.device)
+            self.registry.add(model)
+            self.log.info(
+                "model_loaded",
+                model_id=model.model_id,
+                tail=str(entry.tail),
+                input_chw=list(model.input_chw),
+                num_classes=model.num_classes,
+                device=str(self.device),
+                max_batch=entry.batching.max_batch,
+                max_wait_us=entry.batching.max_wait_us,
+            )
+        self.batchers: dict[str, DynamicBatcher[InferenceRequest]] = {}
+        self._strict_bits: dict[str, bool] = {}
+        for entry, model in zip(config.models, self.registry, strict=True):
+            self._strict_bits[model.model_id] = entry.strict_bits
+            self.batchers[model.model_id] = DynamicBatcher(
+                model.model_id[:16],
+                lambda items, m=model: self._run_batch(m, items),
+                max_batch=entry.batching.max_batch,
+                max_wait_us=entry.batching.max_wait_us,
+                max_queue=entry.batching.max_queue,
+                on_error=lambda items, exc, m=model: self._batch_failed(m, items, exc),
+                thread_init=self._thread_init,
+            )
+        self.sessions = SessionTable(config.server.max_sessions, config.server.session_idle_s)
+        self.endpoints: list[str] = []
+        self.metrics_port: int | None = None
+        self.public_key: bytes | None = None  # CURVE server public key, when auth is on
+        self._outbox: queue.SimpleQueue[tuple[bytes, list[bytes]]] = queue.SimpleQueue()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._start_error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self._decoder: ThreadPoolExecutor | None = None
+        self._closed = False
+
+    # ================================================================== lifecycle
+
+    def start(self, timeout: float = 30.0) -> TailServer:
+        """Bind and start all threads; returns once the ROUTER is listening."""
+        if self._thread is not None or self._closed:
+            raise RuntimeError("a TailServer can be started once")
+        self._thread = threading.Thread(target=self._io_main, name="splitfit-io", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            self.request_stop()
+            raise ServerStartError("server did not become ready in time")
+        if self._start_error is not None:
+            self._thread.join()
+            raise ServerStartError(str(self._start_error)) from self._start_error
+        return self
+
+    def serve_forever(self) -> None:
+        """Run the IO loop in the calling thread until request_stop() (e.g. from SIGTERM)."""
+        if self._thread is not None or self._closed:
+            raise RuntimeError("a TailServer can be started once")
+        self._io_main()
+        if self._start_error is not None:
+            raise ServerStartError(str(self._start_error)) from self._start_error
+
+    def request_stop(self) -> None:
+        """Ask the IO loop to stop; safe from signal handlers and any thread."""
+        self._stop.set()
+        self._wake()
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Graceful stop: finish in-flight batches, flush replies, close sockets, join."""
+        self.request_stop()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                raise RuntimeError("server IO thread did not stop in time")
+
+    def __enter__(self) -> TailServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._ready.is_set() and not self._closed and self._start_error is None
+
+    # ================================================================== IO thread
+
+    def _io_main(self) -> None:
+        context = zmq.Context()
+        router: zmq.Socket | None = None
+        monitor: zmq.Socket | None = None
+        guard: CurveGuard | None = None
+        try:
+            try:
+                guard, router, monitor = self._open_sockets(context)
+                if self.config.metrics.enabled:
+                    self.metrics_port = self.metrics.serve(
+                        self.config.metrics.host, self.config.metrics.port
+                    )
+                self._decoder = ThreadPoolExecutor(
+                    self.config.server.decode_threads,
+                    thread_name_prefix="splitfit-decode",
+                    initializer=self._thread_init,
+                )
+                for batcher in self.batchers.values():
+                    batcher.start()
+            except BaseException as exc:
+                self._start_error = exc
+                self.log.error("start_failed", error=str(exc))
+                return
+            self.log.info(
+                "listening",
+                endpoints=self.endpoints,
+                models=self.registry.ids(),
+                metrics_port=self.metrics_port,
+                curve=guard is not None,
+                device=str(self.device),
+                torch_threads=torch.get_num_threads(),
+            )
+            self._ready.set()
+            self._loop(router, monitor)
+        finally:
+            self._shutdown(context, router, monitor, guard)
+            self._ready.set()
+
+    def _open_sockets(
+        self, context: zmq.Context
+    ) -> tuple[CurveGuard | None, zmq.Socket, zmq.Socket | None]:
+        cfg = self.config.server
+        guard = None
+        if self.config.auth.enabled:
+            auth = self.config.auth
+            assert auth.server_secret_key is not None and auth.client_keys_dir is not None
+            guard = CurveGuard(
+                context, auth.server_secret_key, auth.client_keys_dir, self._on_auth_reject
+            )
+            guard.start()
+            self.public_key = guard.public_key
+        router = context.socket(zmq.ROUTER)
+        router.linger = self.config.server.linger_ms
+        router.sndhwm = cfg.sndhwm
+        router.rcvhwm = cfg.rcvhwm
+        router.maxmsgsize = cfg.max_payload * _MAXMSGSIZE_FACTOR + 4096
+        router.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        monitor = None
+        if guard is not None:
+            guard.secure(router)
+            monitor = router.get_monitor_socket(
+                zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+                | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+            )
+        for endpoint in cfg.bind:
+            try:
+                router.bind(endpoint)
+            except zmq.ZMQError as exc:
+                router.close(0)
+                if monitor is not None:
+                    monitor.close(0)
+                if guard is not None:
+                    guard.stop()
+                raise ServerStartError(f"cannot bind {endpoint}: {exc}") from None
+            self.endpoints.append(router.last_endpoint.decode())
+        return guard, router, monitor
+
+    def _loop(self, router: zmq.Socket, monitor: zmq.Socket | None) -> None:
+        poller = zmq.Poller()
+        poller.register(router, zmq.POLLIN)
+        poller.register(self._wake_r, zmq.POLLIN)
+        if monitor is not None:
+            poller.register(monitor, zmq.POLLIN)
+        next_housekeeping = time.monotonic() + _HOUSEKEEPING_S
+        while not self._stop.is_set():
+            try:
+                events = dict(poller.poll(int(_HOUSEKEEPING_S * 1000)))
+            except zmq.ZMQError as exc:
+                if exc.errno == zmq.EINTR:
+                    continue
+                raise
+            if router in events:
+                for _ in range(_BURST):
+                    try:
+                        parts = router.recv_multipart(zmq.NOBLOCK, copy=True)
+                    except zmq.Again:
+                        break
+                    self._handle(router, parts)
+            if self._wake_r in events:
+                self._drain_wake()
+            if monitor is not None and monitor in events:
+                self._drain_monitor(monitor)
+            self._flush(router)
+            now = time.monotonic()
+            if now >= next_housekeeping:
+                self._housekeeping()
+                next_housekeeping = now + _HOUSEKEEPING_S
+
+    def _shutdown(
+        self,
+        context: zmq.Context,
+        router: zmq.Socket | None,
+        monitor: zmq.Socket | None,
+        guard: CurveGuard | None,
+    ) -> None:
+        self.log.info("stopping", sessions=len(self.sessions))
+        if self._decoder is not None:
+            self._decoder.shutdown(wait=True)  # decodes in flight reach their batcher
+        for batcher in self.batchers.values():
+            batcher.stop()  # finishes every queued request
+        if router is not None:
+            self._flush(router)
+            if monitor is not None:
+                with contextlib.suppress(zmq.ZMQError):
+                    router.disable_monitor()
+                monitor.close(0)
+            router.close(self.config.server.linger_ms)
+        if guard is not None:
+            guard.stop()
+        context.term()
+        self.metrics.close()
+        wake_r, wake_w = self._wake_r, self._wake_w
+        self._wake_w = -1  # a late request_stop() must not write to a recycled fd
+        os.close(wake_w)
+        os.close(wake_r)
+        self._closed = True
+        self.log.info(
+            "stopped",
+            replies=int(sum(b.items_run for b in self.batchers.values())),
+            batches=int(sum(b.batches_run for b in self.batchers.values())),
+        )
+
+    # ================================================================== outbox
+
+    def _wake(self) -> None:
+        fd = self._wake_w
+        if fd < 0:
+            return
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.write(fd, b"\0")
+
+    def _drain_wake(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            while os.read(self._wake_r, 4096):
+                pass
+
+    def _post(self, identity: bytes, parts: list[bytes]) -> None:
+        """Queue a message for the IO thread (any thread)."""
+        self._outbox.put((identity, parts))
+        self._wake()
+
+    def _flush(self, router: zmq.Socket) -> None:
+        while True:
+            try:
+                identity, parts = self._outbox.get_nowait()
+            except queue.Empty:
+                return
+            self._send(router, identity, parts)
+
+    def _send(self, router: zmq.Socket, identity: bytes, parts: list[bytes]) -> None:
+        try:
+            router.send_multipart([identity, *parts], zmq.NOBLOCK)
+        except zmq.Again:
+            self.metrics.drops.labels(reason="send_hwm").inc()
+        except zmq.ZMQError as exc:
+            self.metrics.drops.labels(reason="send_error").inc()
+            self.log.log("warning", "send_failed", limited=True, error=str(exc))
+
+    # ================================================================== messages
+
+    def _handle(self, router: zmq.Socket, parts: list[bytes]) -> None:
+        """Answer one inbound message; never raises."""
+        if len(parts) < 1:
+            return
+        identity, body = parts[0], parts[1:]
+        received_ns = time.monotonic_ns()
+        try:
+            msg = decode_message(body, max_payload=self.config.server.max_payload)
+        except BadVersion as exc:
+            self._error(
+                router,
+                identity,
+                ErrorCode.VERSION_MISMATCH,
+                f"{exc} (server speaks {PROTOCOL_VERSION})",
+            )
+            return
+        except PayloadTooLarge as exc:
+            self._error(router, identity, ErrorCode.PAYLOAD_TOO_LARGE, str(exc))
+            return
+        except ProtocolError as exc:
+            self.metrics.requests.labels(type="invalid").inc()
+            self._error(router, identity, ErrorCode.MALFORMED, f"{exc.__class__.__name__}: {exc}")
+            return
+        except Exception as exc:  # a decoder bug must not kill the loop
+            self._error(
+                router,
+                identity,
+                ErrorCode.INTERNAL,
+                f"cannot parse message: {exc.__class__.__name__}",
+            )
+            self.log.log("error", "parse_crash", limited=True, error=repr(exc))
+            return
+        kind = type(msg).__name__.lower()
+        self.metrics.requests.labels(type=kind).inc()
+        try:
+            if isinstance(msg, Frame):
+                self._on_frame(router, identity, msg, received_ns)
+            elif isinstance(msg, Hello):
+                self._on_hello(router, identity, msg)
+            elif isinstance(msg, Ping):
+                self._on_ping(router, identity, msg)
+            elif isinstance(msg, ErrorMsg):
+                # Never answer an error with an error: two peers could ping-pong forever.
+                self.metrics.drops.labels(reason="client_error").inc()
+                self.log.log(
+                    "info",
+                    "client_error",
+                    limited=True,
+                    code=int(msg.code),
+                    message=msg.message[:200],
+                )
+            else:
+                self._error(
+                    router,
+                    identity,
+                    ErrorCode.MALFORMED,
+                    f"a client may not send {type(msg).__name__}",
+                )
+        except Exception as exc:
+            self._error(router, identity, ErrorCode.INTERNAL, f"internal error handling {kind}")
+            self.log.log("error", "handler_crash", limited=True, kind=kind, error=repr(exc))
+
+    def _error(
+        self,
+        router: zmq.Socket,
+        identity: bytes,
+        code: ErrorCode,
+        message: str,
+        *,
+        seq: int = 0,
+        session_id: int = 0,
+    ) -> None:
+        self.metrics.errors.labels(code=code.name).inc()
+        self.log.log(
+            "warning",
+            "error_reply",
+            limited=True,
+            code=code.name,
+            message=message[:300],
+            peer=identity.hex(),
+            seq=seq,
+        )
+        reply = ErrorMsg(code=code, message=message[:1000], seq=seq, session_id=session_id)
+        self._send(router, identity, encode_message(reply))
+
+    def _on_hello(self, router: zmq.Socket, identity: bytes, hello: Hello) -> None:
+        try:
+            model, codec = self._negotiate(hello)
+        except _Rejected as rejected:
+            self._error(router, identity, rejected.code, rejected.message)
+            return
+        max_payload = min(hello.max_payload, self.config.server.max_payload)
+        session, evicted = self.sessions.open(
+            identity,
+            model_id=model.model_id,
+            codec=codec,
+            max_payload=max_payload,
+            device_name=hello.device_name,
+        )
+        if evicted is not None:
+            self.log.info(
+                "session_evicted", session_id=evicted.session_id, device=evicted.device_name
+            )
+        batcher = self.batchers[model.model_id]
+        capabilities: dict[str, Any] = {
+            "protocol_version": PROTOCOL_VERSION,
+            "model_id": model.model_id,
+            "num_classes": model.num_classes,
+            "max_payload": max_payload,
+            "max_batch": batcher.max_batch,
+            "max_wait_us": batcher.max_wait_ns // 1000,
+            "codecs": list(CODEC_NAMES),
+            "top_k": min(self.config.server.top_k, model.num_classes),
+            "device": str(self.device),
+            "curve": self.config.auth.enabled,
+        }
+        welcome = Welcome(
+            session_id=session.session_id, capabilities=capabilities, load=self._load(model)
+        )
+        self._send(router, identity, encode_message(welcome))
+        self.metrics.sessions.set(len(self.sessions))
+        self.log.info(
+            "session_opened",
+            session_id=session.session_id,
+            device=hello.device_name,
+            model_id=model.model_id,
+            codec=hello.codec,
+            bits=hello.bits,
+            peer=identity.hex(),
+        )
+
+    def _negotiate(self, hello: Hello) -> tuple[TailModel, FeatureCodec]:
+        """Check a HELLO against the registry; raises _Rejected with the ERROR to send."""
+        if hello.version != PROTOCOL_VERSION:
+            raise _Rejected(
+                ErrorCode.VERSION_MISMATCH,
+                f"HELLO version {hello.version}, server speaks {PROTOCOL_VERSION}",
+            )
+        model = self.registry.get(hello.model_id)
+        if model is None:
+            raise _Rejected(
+                ErrorCode.UNKNOWN_MODEL, f"model_id {hello.model_id!r} is not served here"
+            )
+        shape = tuple(hello.tensor_shape)
+        if shape != model.input_chw:
+            raise _Rejected(
+                ErrorCode.BAD_TENSOR,
+                f"tensor_shape {list(shape)} does not match the tail's input_chw {list(model.input_chw)}",
+            )
+        if hello.dtype != "int8":
+            raise _Rejected(
+                ErrorCode.BAD_TENSOR, f"dtype {hello.dtype!r} not supported (int8 only)"
+            )
+        if hello.codec not in CODEC_NAMES:
+            raise _Rejected(
+                ErrorCode.UNSUPPORTED_CODEC,
+                f"codec {hello.codec!r} not supported; use one of {list(CODEC_NAMES)}",
+            )
+        expected_bits = model.expected_bits()
+        strict = self._strict_bits[model.model_id]
+        if strict and expected_bits is not None and hello.bits != expected_bits:
+            raise _Rejected(
+                ErrorCode.UNSUPPORTED_CODEC,
+                f"the tail was trained on {expected_bits}-bit codes, HELLO offers {hello.bits}",
+            )
+        if hello.max_payload < 1:
+            raise _Rejected(
+                ErrorCode.MALFORMED, f"max_payload must be >= 1, got {hello.max_payload}"
+            )
+        try:
+            quant = QuantParams(scale=hello.scale, zero_point=hello.zero_point, bits=hello.bits)
+            codec = FeatureCodec(model.input_chw, quant, hello.codec, dict(hello.codec_params))
+        except (CodecError, ValueError, TypeError) as exc:
+            raise _Rejected(
+                ErrorCode.UNSUPPORTED_CODEC, f"codec/quantization rejected: {exc}"
+            ) from None
+        return model, codec
+
+    def _on_ping(self, router: zmq.Socket, identity: bytes, ping: Ping) -> None:
+        session = self.sessions.lookup(identity, ping.session_id)
+        model = self.registry.get(session.model_id) if session is not None else None
+        pong = Pong(
+            session_id=ping.session_id, seq=ping.seq, ts_us=ping.ts_us, load=self._load(model)
+        )
+        self._send(router, identity, encode_message(pong))
+
+    def _on_frame(
+        self, router: zmq.Socket, identity: bytes, frame: Frame, received_ns: int
+    ) -> None:
+        session = self.sessions.lookup(identity, frame.session_id)
+        if session is None:
+            self._error(
+                router,
+                identity,
+                ErrorCode.UNKNOWN_SESSION,
+                f"no session {frame.session_id} for this peer; send HELLO first",
+                seq=frame.seq,
+                session_id=frame.session_id,
+            )
+            return
+        if len(frame.payload) > session.max_payload:
+            self._error(
+                router,
+                identity,
+                ErrorCode.PAYLOAD_TOO_LARGE,
+                f"payload of {len(frame.payload)} bytes exceeds the negotiated {session.max_payload}",
+                seq=frame.seq,
+                session_id=frame.session_id,
+            )
+            return
+        batcher = self.batchers[session.model_id]
+        if not batcher.reserve():
+            self._error(
+                router,
+                identity,
+                ErrorCode.OVERLOADED,
+                f"{batcher.queue_depth} requests pending (max_queue {batcher.max_queue})",
+                seq=frame.seq,
+                session_id=frame.session_id,
+            )
+            return
+        session.frames += 1
+        assert self._decoder is not None
+        self._decoder.submit(self._decode_job, session, frame, received_ns, batcher)
+
+    # ================================================================== decode pool
+
+    def _thread_init(self) -> None:
+        if self.config.compute.threads:
+            torch.set_num_threads(self.config.compute.threads)
+
+    def _decode_job(
+        self,
+        session: Session,
+        frame: Frame,
+        received_ns: int,
+        batcher: DynamicBatcher[InferenceRequest],
+    ) -> None:
+        start = time.perf_counter_ns()
+        try:
+            tensor = session.codec.decode_float(frame.payload)
+            model = self.registry.get(session.model_id)
+            assert model is not None
+            if tensor.shape != model.input_chw:
+                raise CodecError(f"decoded shape {tensor.shape} != {model.input_chw}")
+        except Exception as exc:
+            batcher.release()
+            code = (
+                ErrorCode.BAD_TENSOR
+                if isinstance(exc, CodecError | ValueError)
+                else ErrorCode.INTERNAL
+            )
+            self.metrics.errors.labels(code=code.name).inc()
+            self.log.log(
+                "warning",
+                "decode_failed",
+                limited=True,
+                session_id=session.session_id,
+                error=str(exc)[:200],
+            )
+            err = ErrorMsg(
+                code=code,
+                message=f"payload does not decode to the negotiated tensor: {exc}"[:1000],
+                seq=frame.seq,
+                session_id=session.session_id,
+            )
+            self._post(session.identity, encode_message(err))
+            return
+        decode_us = (time.perf_counter_ns() - start) // 1000
+        self.metrics.latency.labels(stage="decode").observe(decode_us / 1e6)
+        batcher.submit(
+            InferenceRequest(
+                identity=session.identity,
+                session_id=session.session_id,
+                seq=frame.seq,
+                tensor=np.ascontiguousarray(tensor, dtype=np.float32),
+                received_ns=received_ns,
+                decode_us=decode_us,
+            )
+        )
+
+    # ================================================================== compute
+
+    def _run_batch(self, model: TailModel, items: list[InferenceRequest]) -> None:
+        start_ns = time.monotonic_ns()
+        batch = np.stack([item.tensor for item in items])
+        ids, scores = model.topk(batch, self.config.server.top_k)
+        end_ns = time.monotonic_ns()
+        compute_us = (end_ns - start_ns) // 1000
+        load = self._load(model)
+        replies = []
+        for i, item in enumerate(items):
+            top_ids = tuple(int(v) for v in ids[i])
+            reply = Reply(
+                session_id=item.session_id,
+                seq=item.seq,
+                top_ids=top_ids,
+                top_scores=tuple(float(v) for v in scores[i]),
+                labels=tuple(model.label(c) for c in top_ids),
+                decode_us=item.decode_us,
+                queue_us=max(0, (start_ns - item.received_ns) // 1000 - item.decode_us),
+                compute_us=compute_us,
+                load=load,
+            )
+            replies.append((item, reply))
+        # Count before sending, so whoever reads a reply also sees it in the metrics.
+        m = self.metrics
+        m.batch_size.labels(model=model.model_id).observe(len(items))
+        m.latency.labels(stage="compute").observe(compute_us / 1e6)
+        m.replies.labels(model=model.model_id).inc(len(items))
+        for item, reply in replies:
+            m.latency.labels(stage="queue").observe(reply.queue_us / 1e6)
+            m.latency.labels(stage="total").observe((end_ns - item.received_ns) / 1e9)
+        for item, reply in replies:
+            self._post(item.identity, encode_message(reply))
+
+    def _batch_failed(
+        self, model: TailModel, items: list[InferenceRequest], exc: BaseException
+    ) -> None:
+        self.log.error(
+            "batch_failed", model_id=model.model_id, size=len(items), error=repr(exc)[:300]
+        )
+        for item in items:
+            self.metrics.errors.labels(code=ErrorCode.INTERNAL.name).inc()
+            err = ErrorMsg(
+                code=ErrorCode.INTERNAL,
+                message=f"tail failed on this batch: {exc.__class__.__name__}",
+                seq=item.seq,
+                session_id=item.session_id,
+            )
+            self._post(item.identity, encode_message(err))
+
+    # ================================================================== load + housekeeping
+
+    def _load(self, model: TailModel | None) -> ServerLoad:
+        """Server-wide queue depth and utilization; compute time of the asked-about model."""
+        depth = sum(b.queue_depth for b in self.batchers.values())
+        utilization = min(1.0, sum(b.utilization() for b in self.batchers.values()))
+        if model is not None:
+            compute_ms = self.batchers[model.model_id].compute_ms_per_item
+        else:
+            compute_ms = max((b.compute_ms_per_item for b in self.batchers.values()), default=0.0)
+        return ServerLoad(
+            queue_depth=depth, utilization=round(utilization, 4), compute_ms=round(compute_ms, 4)
+        )
+
+    def _housekeeping(self) -> None:
+        for session in self.sessions.expire():
+            self.log.info(
+                "session_expired", session_id=session.session_id, device=session.device_name
+            )
+        self.metrics.sessions.set(len(self.sessions))
+        for model_id, batcher in self.batchers.items():
+            self.metrics.queue_depth.labels(model=model_id).set(batcher.queue_depth)
+            self.metrics.utilization.labels(model=model_id).set(batcher.utilization())
+
+    def _drain_monitor(self, monitor: zmq.Socket) -> None:
+        while True:
+            try:
+                event = recv_monitor_message(monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            except zmq.ZMQError:
+                return
+            reason = _HANDSHAKE_FAILURES.get(event["event"])
+            if reason is None:
+                continue
+            self.metrics.auth_failures.labels(reason=reason).inc()
+            self.log.log(
+                "warning",
+                "auth_handshake_failed",
+                limited=True,
+                reason=reason,
+                endpoint=event.get("endpoint", b"").decode(errors="replace")
+                if isinstance(event.get("endpoint"), bytes)
+                else str(event.get("endpoint")),
+                detail=int(event.get("value", 0)),
+            )
+
+    def _on_auth_reject(self, client_key: str) -> None:
+        """Called on the auth thread when a CURVE client key is not on the allowlist."""
+        self.log.log("warning", "auth_rejected", limited=True, client_public_key=client_key)

@@ -1,0 +1,422 @@
+"""The tail server over real ZeroMQ sockets: negotiation, inference, batching, errors.
+
+Every test starts a real ``TailServer`` (ROUTER on an ephemeral TCP port or an ipc path,
+Prometheus on an ephemeral HTTP port) with real TorchScript tails, and talks to it with
+DEALER sockets. Replies are checked against the tail run directly in torch.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zmq
+from test_server_support import (
+    CHW,
+    NUM_CLASSES,
+    QUANT,
+    expected_topk,
+    hello_for,
+    make_tail,
+    random_payload,
+    server_config,
+)
+
+from server.app import TailServer
+from server.client import ClientTimeout, ServerError, TailClient
+from wire.protocol import (
+    PROTOCOL_VERSION,
+    ErrorCode,
+    ErrorMsg,
+    Frame,
+    MsgType,
+    Ping,
+    Pong,
+    Reply,
+    Welcome,
+    encode_message,
+)
+from wire.quant import QuantParams
+
+
+@pytest.fixture
+def tails(tmp_path: Path):
+    a = make_tail(tmp_path / "a", "model-a", seed=1)
+    b = make_tail(tmp_path / "b", "model-b", chw=(2, 4, 4), num_classes=3, bits=4, seed=2)
+    return {"model-a": a, "model-b": b}
+
+
+@pytest.fixture
+def server(tails, tmp_path: Path):
+    cfg = server_config([tails["model-a"][0], tails["model-b"][0]], tmp_path)
+    with TailServer(cfg) as srv:
+        yield srv
+
+
+def _client(srv: TailServer, **kw) -> TailClient:
+    return TailClient(srv.endpoints[0], timeout_s=10.0, **kw)
+
+
+# ----------------------------------------------------------------------------- happy path
+
+
+def test_hello_frame_reply_matches_the_tail_run_directly(server, tails) -> None:
+    _, module = tails["model-a"]
+    rng = np.random.default_rng(0)
+    with _client(server) as c:
+        welcome = c.hello(hello_for("model-a"))
+        assert isinstance(welcome, Welcome) and welcome.session_id > 0
+        caps = welcome.capabilities
+        assert caps["max_payload"] == 1 << 20 and caps["max_batch"] == 32
+        assert set(caps["codecs"]) == {"jpeg", "png", "zstd", "raw"}
+        assert caps["num_classes"] == NUM_CLASSES and caps["protocol_version"] == PROTOCOL_VERSION
+        for _ in range(5):
+            payload, x = random_payload(rng)
+            reply = c.infer(payload)
+            ids, scores = expected_topk(module, x, NUM_CLASSES)
+            assert list(reply.top_ids) == ids
+            assert np.allclose(reply.top_scores, scores, atol=1e-5)
+            assert abs(sum(reply.top_scores) - 1.0) < 1e-4  # softmax over all 5 classes
+            assert reply.labels == tuple(f"class-{i}" for i in ids)
+            assert reply.session_id == welcome.session_id
+            assert reply.compute_us > 0 and reply.decode_us >= 0 and reply.queue_us >= 0
+            assert reply.load.queue_depth == 0
+
+
+def test_two_models_with_their_own_shape_and_bits(server, tails) -> None:
+    _, module_b = tails["model-b"]
+    quant4 = QuantParams(scale=0.1, zero_point=0, bits=4)
+    rng = np.random.default_rng(1)
+    with _client(server) as c:
+        c.hello(hello_for("model-b", chw=(2, 4, 4), quant=quant4, codec="zstd"))
+        payload, x = random_payload(rng, chw=(2, 4, 4), quant=quant4, codec="zstd")
+        reply = c.infer(payload)
+        ids, _ = expected_topk(module_b, x, 3)
+        assert list(reply.top_ids) == ids and len(reply.labels) == 3
+
+
+def test_ping_answers_pong_with_load(server) -> None:
+    with _client(server) as c:
+        c.hello(hello_for("model-a"))
+        c.infer(random_payload(np.random.default_rng(2))[0])
+        pong = c.ping()
+        assert isinstance(pong, Pong) and pong.session_id == c.session_id
+        assert pong.load.compute_ms > 0  # the tail has run once
+        assert 0.0 <= pong.load.utilization <= 1.0
+
+
+def test_many_clients_tcp_and_ipc_at_once(tails, tmp_path: Path) -> None:
+    ipc = f"ipc://{tmp_path}/tail.sock"
+    cfg = server_config(
+        [tails["model-a"][0]], tmp_path, server={"bind": ["tcp://127.0.0.1:*", ipc]}
+    )
+    _, module = tails["model-a"]
+    failures: list[str] = []
+    with TailServer(cfg) as srv:
+        assert srv.endpoints[1] == ipc
+
+        def device(index: int) -> None:
+            rng = np.random.default_rng(100 + index)
+            endpoint = srv.endpoints[index % 2]
+            with TailClient(endpoint, timeout_s=20) as c:
+                c.hello(hello_for("model-a", device_name=f"dev-{index}"))
+                for _ in range(10):
+                    payload, x = random_payload(rng)
+                    reply = c.infer(payload)
+                    if list(reply.top_ids) != expected_topk(module, x, NUM_CLASSES)[0]:
+                        failures.append(f"device {index}: wrong answer")
+
+        threads = [threading.Thread(target=device, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert failures == []
+        assert srv.metrics.value("splitfit_replies_total", {"model": "model-a"}) == 80
+        assert len(srv.sessions) == 8
+
+
+def test_batching_happens_under_load_and_is_visible_in_metrics(tmp_path: Path) -> None:
+    directory, module = make_tail(tmp_path / "slow", "slow-model", slow=True)
+    cfg = server_config([directory], tmp_path, batching={"max_batch": 16, "max_wait_us": 20_000})
+    rng = np.random.default_rng(3)
+    with TailServer(cfg) as srv:
+        clients = [_client(srv) for _ in range(16)]
+        try:
+            for c in clients:
+                c.hello(hello_for("slow-model"))
+            expected = {}
+            for round_ in range(3):
+                for i, c in enumerate(clients):
+                    payload, x = random_payload(rng)
+                    frame = c.frame(payload)
+                    expected[(i, frame.seq)] = expected_topk(module, x, NUM_CLASSES)[0]
+                    c.send(frame)
+                for i, c in enumerate(clients):
+                    reply = c.receive()
+                    assert isinstance(reply, Reply), reply
+                    assert list(reply.top_ids) == expected[(i, reply.seq)], f"round {round_}"
+        finally:
+            for c in clients:
+                c.close()
+        counts = srv.metrics.batch_size_counts("slow-model")
+        assert sum(counts.values()) >= 1
+        assert sum(n for bound, n in counts.items() if bound > 1) >= 1, counts
+        batches = srv.metrics.value("splitfit_batch_size_count", {"model": "slow-model"})
+        assert batches < 48  # 48 requests went through in fewer tail invocations
+        # The same figures over the Prometheus HTTP endpoint.
+        text = (
+            urllib.request.urlopen(f"http://127.0.0.1:{srv.metrics_port}/metrics", timeout=5)
+            .read()
+            .decode()
+        )
+        assert 'splitfit_batch_size_count{model="slow-model"}' in text
+        assert 'splitfit_requests_total{type="frame"} 48.0' in text
+        assert "splitfit_latency_seconds_bucket" in text
+
+
+def test_batching_off_runs_one_request_per_call(tmp_path: Path) -> None:
+    directory, _ = make_tail(tmp_path / "m", "m")
+    cfg = server_config([directory], tmp_path, batching={"max_batch": 1})
+    rng = np.random.default_rng(4)
+    with TailServer(cfg) as srv:
+        clients = [_client(srv) for _ in range(6)]
+        try:
+            for c in clients:
+                c.hello(hello_for("m"))
+            for c in clients:
+                c.send(c.frame(random_payload(rng)[0]))
+            for c in clients:
+                assert isinstance(c.receive(), Reply)
+        finally:
+            for c in clients:
+                c.close()
+        counts = srv.metrics.batch_size_counts("m")
+        assert counts[1] == 6 and sum(counts.values()) == 6
+
+
+# ----------------------------------------------------------------------------- error classes
+
+
+def _expect_error(answer, code: ErrorCode) -> ErrorMsg:
+    assert isinstance(answer, ErrorMsg), answer
+    assert answer.code == code, answer
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("hello_kwargs", "code", "fragment"),
+    [
+        ({"model_id": "no-such-model"}, ErrorCode.UNKNOWN_MODEL, "no-such-model"),
+        ({"chw": (4, 6, 7)}, ErrorCode.BAD_TENSOR, "input_chw"),
+        ({"codec": "webp"}, ErrorCode.UNSUPPORTED_CODEC, "webp"),
+        ({"codec": "jpeg", "codec_params": {"quality": 0}}, ErrorCode.UNSUPPORTED_CODEC, "quality"),
+        ({"codec": "raw", "codec_params": {"level": 3}}, ErrorCode.UNSUPPORTED_CODEC, "level"),
+        ({"quant": QuantParams(0.05, 0, bits=4)}, ErrorCode.UNSUPPORTED_CODEC, "8-bit"),
+    ],
+)
+def test_bad_hello_gets_a_typed_error(server, hello_kwargs, code, fragment) -> None:
+    kwargs = {"model_id": "model-a", **hello_kwargs}
+    with _client(server) as c:
+        err = _expect_error(c.request(hello_for(**kwargs)), code)
+        assert fragment in err.message
+    assert server.metrics.value("splitfit_errors_total", {"code": code.name}) == 1
+
+
+def test_hello_dtype_other_than_int8_is_bad_tensor(server) -> None:
+    from dataclasses import replace
+
+    with _client(server) as c:
+        _expect_error(
+            c.request(replace(hello_for("model-a"), dtype="float32")), ErrorCode.BAD_TENSOR
+        )
+
+
+def test_wrong_protocol_version_is_version_mismatch(server) -> None:
+    with _client(server) as c:
+        for parts in (
+            [bytes([PROTOCOL_VERSION + 1, MsgType.PING, 0, 0]) + bytes(16)],
+            [bytes([0]) + encode_message(hello_for("model-a"))[0][1:]],
+        ):
+            c.send_parts(parts)
+            _expect_error(c.receive(), ErrorCode.VERSION_MISMATCH)
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [
+        [b""],
+        [b"\x01"],
+        [b"\x01\x03\x00\x00" + bytes(10)],  # FRAME header cut short
+        [b"\x01\x63\x00\x00"],  # unknown type
+        [b"\x01\x01\x00\x00\x00\x00\x00\x05{bad}"],  # HELLO with invalid JSON
+        [b"\x01\x05\x00\x00" + bytes(16), b"extra part"],
+        encode_message(Reply(1, 1, (1,), (0.5,), ("x",), 1, 1, 1)),  # server-only message
+        encode_message(Welcome(1, {})),
+    ],
+    ids=[
+        "empty",
+        "one-byte",
+        "short-frame",
+        "unknown-type",
+        "bad-json",
+        "extra-part",
+        "reply",
+        "welcome",
+    ],
+)
+def test_malformed_messages_get_malformed(server, parts) -> None:
+    with _client(server) as c:
+        c.send_parts(parts)
+        _expect_error(c.receive(), ErrorCode.MALFORMED)
+        c.hello(hello_for("model-a"))  # the session still works afterwards
+        assert isinstance(c.infer(random_payload(np.random.default_rng(5))[0]), Reply)
+
+
+def test_frame_without_session_or_with_someone_elses_session(server) -> None:
+    with _client(server) as owner, _client(server) as intruder:
+        owner.hello(hello_for("model-a"))
+        payload = random_payload(np.random.default_rng(6))[0]
+        err = _expect_error(
+            intruder.request(Frame(12345, 7, 0, payload)), ErrorCode.UNKNOWN_SESSION
+        )
+        assert err.seq == 7 and err.session_id == 12345
+        # Guessing the owner's session id from another identity does not work either.
+        _expect_error(
+            intruder.request(Frame(owner.session_id, 8, 0, payload)), ErrorCode.UNKNOWN_SESSION
+        )
+        assert isinstance(owner.infer(payload), Reply)
+
+
+def test_payload_over_the_negotiated_size(server) -> None:
+    payload = random_payload(np.random.default_rng(7))[0]  # 144 bytes raw
+    with _client(server) as c:
+        welcome = c.hello(hello_for("model-a", max_payload=100))
+        assert welcome.capabilities["max_payload"] == 100
+        err = _expect_error(c.request(c.frame(payload)), ErrorCode.PAYLOAD_TOO_LARGE)
+        assert "100" in err.message
+        # Over the server-wide limit: refused by the parser before anything is allocated.
+        header = bytearray(encode_message(c.frame(b"x"))[0])
+        struct.pack_into(">I", header, 20, (1 << 20) + 1)
+        c.send_parts([bytes(header), b"x"])
+        _expect_error(c.receive(), ErrorCode.PAYLOAD_TOO_LARGE)
+
+
+def test_undecodable_payload_is_bad_tensor(server) -> None:
+    with _client(server) as c:
+        c.hello(hello_for("model-a", codec="png"))
+        err = _expect_error(c.request(c.frame(b"\x89PNG not really")), ErrorCode.BAD_TENSOR)
+        assert err.session_id == c.session_id
+        c.hello(hello_for("model-a", codec="raw"))
+        _expect_error(c.request(c.frame(bytes(10))), ErrorCode.BAD_TENSOR)  # wrong length
+        good, _ = random_payload(np.random.default_rng(8))
+        assert isinstance(c.infer(good), Reply)
+
+
+def test_overloaded_when_the_queue_is_full(tmp_path: Path) -> None:
+    directory, _ = make_tail(tmp_path / "slow", "slow-model", slow=True)
+    cfg = server_config(
+        [directory], tmp_path, batching={"max_batch": 1, "max_queue": 2, "max_wait_us": 0}
+    )
+    rng = np.random.default_rng(9)
+    with TailServer(cfg) as srv, _client(srv) as c:
+        c.hello(hello_for("slow-model"))
+        for _ in range(12):
+            c.send(c.frame(random_payload(rng)[0]))
+        answers = [c.receive() for _ in range(12)]
+        overloaded = [a for a in answers if isinstance(a, ErrorMsg)]
+        assert overloaded and all(a.code == ErrorCode.OVERLOADED for a in overloaded)
+        assert sum(isinstance(a, Reply) for a in answers) >= 2
+
+
+def test_client_error_message_is_counted_not_answered(server) -> None:
+    with _client(server) as c:
+        c.send(ErrorMsg(ErrorCode.INTERNAL, "device hiccup"))
+        with pytest.raises(ClientTimeout):
+            c.receive(timeout_s=0.5)
+    assert server.metrics.value("splitfit_drops_total", {"reason": "client_error"}) == 1
+
+
+def test_ping_without_session_still_reports_load(server) -> None:
+    with _client(server) as c:
+        pong = c.request(Ping(0, 1, 42))
+        assert isinstance(pong, Pong) and pong.ts_us == 42
+
+
+# ----------------------------------------------------------------------------- lifecycle
+
+
+def test_stop_leaves_no_threads_and_frees_the_port(tails, tmp_path: Path) -> None:
+    before = {t.ident for t in threading.enumerate()}
+    cfg = server_config([tails["model-a"][0]], tmp_path)
+    srv = TailServer(cfg).start()
+    endpoint, metrics_port = srv.endpoints[0], srv.metrics_port
+    with _client(srv) as c:
+        c.hello(hello_for("model-a"))
+        c.infer(random_payload(np.random.default_rng(10))[0])
+    srv.stop()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        leaked = [t for t in threading.enumerate() if t.ident not in before]
+        if not leaked:
+            break
+        time.sleep(0.05)
+    assert leaked == []
+    # The ports are free again: a new ROUTER can bind the same endpoint.
+    ctx = zmq.Context()
+    s = ctx.socket(zmq.ROUTER)
+    s.linger = 0
+    s.bind(endpoint)
+    s.close()
+    ctx.term()
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=1)
+
+
+def test_metrics_can_be_disabled(tails, tmp_path: Path) -> None:
+    cfg = server_config([tails["model-a"][0]], tmp_path, metrics={"enabled": False})
+    with TailServer(cfg) as srv, _client(srv) as c:
+        assert srv.metrics_port is None
+        c.hello(hello_for("model-a"))
+        assert isinstance(c.infer(random_payload(np.random.default_rng(11))[0]), Reply)
+        # still counted in-process
+        assert srv.metrics.value("splitfit_replies_total", {"model": "model-a"}) == 1
+
+
+def test_bind_failure_is_a_clear_start_error(tails, tmp_path: Path) -> None:
+    from server.app import ServerStartError
+
+    cfg = server_config([tails["model-a"][0]], tmp_path)
+    with TailServer(cfg) as first:
+        taken = first.endpoints[0]
+        cfg2 = server_config([tails["model-a"][0]], tmp_path, server={"bind": [taken]})
+        with pytest.raises(ServerStartError, match="cannot bind"):
+            TailServer(cfg2).start()
+
+
+def test_session_replaced_by_a_new_hello(server) -> None:
+    with _client(server) as c:
+        first = c.hello(hello_for("model-a")).session_id
+        second = c.hello(hello_for("model-a")).session_id
+        assert first != second
+        payload = random_payload(np.random.default_rng(12))[0]
+        _expect_error(c.request(Frame(first, 1, 0, payload)), ErrorCode.UNKNOWN_SESSION)
+        assert isinstance(c.infer(payload), Reply)
+    assert len(server.sessions) == 1
+
+
+def test_server_error_exception_carries_the_code(server) -> None:
+    with _client(server) as c, pytest.raises(ServerError) as info:
+        c.hello(hello_for("nope"))
+    assert info.value.error.code == ErrorCode.UNKNOWN_MODEL
+
+
+def test_chw_and_quant_fixture_agree() -> None:
+    """Guard the helpers themselves: the payload decodes to the shape the tail expects."""
+    payload, x = random_payload(np.random.default_rng(13))
+    assert x.shape == CHW and len(payload) == CHW[0] * CHW[1] * CHW[2] * QUANT.bits // 8
