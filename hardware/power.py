@@ -1,0 +1,455 @@
+"""Power sampling thread, ring buffer, and energy per time window.
+
+Why a thread with its own ring buffer: the daemon wants "how many joules did this inference
+cost", i.e. the integral of power over an arbitrary [t0, t1] it only knows after the fact.
+So a sampler polls the power monitor at a steady rate on the monotonic clock, keeps the last
+``capacity`` samples, and answers :meth:`PowerSampler.energy_j` by trapezoid integration with
+linear interpolation at the window edges.
+
+Readers are anything with ``read() -> PowerSample``: :class:`hardware.ina226.INA226`,
+:class:`hardware.hwmon.HwmonINA2xx`, or the simulator-backed INA226 from
+:func:`open_power_monitor` ``("sim")``.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+__all__ = [
+    "MONITOR_KINDS",
+    "GapEvent",
+    "PowerReader",
+    "PowerSample",
+    "PowerSampler",
+    "SamplerStats",
+    "open_power_monitor",
+    "trapezoid_energy",
+]
+
+MONITOR_KINDS = ("ina226", "hwmon", "sim", "none")
+FLAG_OVERFLOW = 1
+
+
+@dataclass(frozen=True)
+class PowerSample:
+    """One reading. ``timestamp`` is ``time.monotonic()`` when the registers were read.
+
+    ``age_s``: estimated time from the middle of the ADC window that produced these values to
+    ``timestamp`` (0 if unknown); ``fresh``: a new conversion completed since the previous
+    read; ``overflow``: the chip flagged a math overflow (current/power may be invalid).
+    ``power_w`` carries the sign of the current (reverse flow is negative energy).
+    """
+
+    bus_voltage_v: float
+    shunt_voltage_v: float
+    current_a: float
+    power_w: float
+    timestamp: float
+    fresh: bool = True
+    overflow: bool = False
+    age_s: float = 0.0
+
+    @property
+    def t_mid(self) -> float:
+        """Best estimate of when this power was actually drawn."""
+        return self.timestamp - self.age_s
+
+
+class PowerReader(Protocol):
+    def read(self) -> PowerSample: ...
+
+
+@dataclass(frozen=True)
+class GapEvent:
+    """A tick where no sample could be taken (error after the reader's retries)."""
+
+    t: float
+    error: str
+
+
+@dataclass(frozen=True)
+class SamplerStats:
+    samples: int  # stored samples since start
+    gaps: int  # ticks lost to read errors
+    errors: int  # transient bus errors seen by the reader (retried ones included)
+    stale: int  # reads with no new conversion (sampling faster than the chip converts)
+    overruns: int  # ticks skipped because the loop fell behind
+    overwritten: int  # samples dropped from the ring buffer (capacity)
+    overflow: int  # samples the chip flagged with a math overflow
+    elapsed_s: float
+    achieved_rate_hz: float
+    last_error: str | None
+
+
+def trapezoid_energy(t: np.ndarray, p: np.ndarray, t0: float, t1: float) -> float:
+    """∫ p dt over [t0, t1] ∩ [t[0], t[-1]] by trapezoids, interpolating p at the edges.
+
+    ``t`` must be sorted ascending. Outside the sampled span nothing is extrapolated: the
+    window is clipped (callers check coverage when that matters).
+    """
+    n = len(t)
+    if n < 2 or not t1 > t0:
+        return 0.0
+    a = max(t0, float(t[0]))
+    b = min(t1, float(t[-1]))
+    if not b > a:
+        return 0.0
+    i = int(np.searchsorted(t, a, side="right"))
+    j = int(np.searchsorted(t, b, side="left"))
+    pa = float(np.interp(a, t, p))
+    pb = float(np.interp(b, t, p))
+    xs = np.concatenate(([a], t[i:j], [b]))
+    ys = np.concatenate(([pa], p[i:j], [pb]))
+    return float(np.sum((xs[1:] - xs[:-1]) * (ys[1:] + ys[:-1])) * 0.5)
+
+
+_COLUMNS = ("t", "timestamp", "bus_v", "shunt_v", "current_a", "power_w")
+
+
+class PowerSampler:
+    """Polls ``reader.read()`` at ``rate_hz`` in a daemon thread into a bounded ring buffer.
+
+    Samples are placed at ``PowerSample.t_mid`` (read time minus the ADC window's age), kept
+    strictly increasing. The buffer stores each value twice (at i and i+capacity) so any
+    logical window is one contiguous numpy slice, without copying the whole ring per query.
+    """
+
+    def __init__(
+        self,
+        reader: PowerReader,
+        rate_hz: float = 500.0,
+        capacity: int = 65536,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        adapt_reader: bool = True,
+        name: str = "power-sampler",
+    ) -> None:
+        if not (isinstance(rate_hz, int | float) and math.isfinite(rate_hz) and rate_hz > 0):
+            raise ValueError(f"rate_hz must be a positive number, got {rate_hz!r}")
+        if not (isinstance(capacity, int) and capacity >= 2):
+            raise ValueError(f"capacity must be an integer ≥ 2, got {capacity!r}")
+        self.reader = reader
+        self.rate_hz = float(rate_hz)
+        self.capacity = capacity
+        self._clock = clock
+        self._name = name
+        self._lock = threading.Lock()
+        self._buf = {c: np.zeros(2 * capacity, dtype=np.float64) for c in _COLUMNS}
+        self._flags = np.zeros(2 * capacity, dtype=np.uint8)
+        self._count = 0
+        self._gaps = 0
+        self._stale = 0
+        self._overruns = 0
+        self._overflow = 0
+        self._last_error: str | None = None
+        self._gap_events: deque[tuple[int, GapEvent]] = deque(maxlen=4096)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._started_at: float | None = None
+        self._stopped_at: float | None = None
+        self._new_data = threading.Condition(self._lock)
+        if adapt_reader and hasattr(reader, "adapt_to_rate"):
+            reader.adapt_to_rate(self.rate_hz)
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def start(self) -> PowerSampler:
+        if self._thread is not None and self._thread.is_alive():
+            raise RuntimeError("sampler already running")
+        self._stop.clear()
+        self._started_at = self._clock()
+        self._stopped_at = None
+        self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._stopped_at = self._clock()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def __enter__(self) -> PowerSampler:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- the loop ------------------------------------------------------------------
+
+    def _run(self) -> None:
+        period = 1.0 / self.rate_hz
+        clock = self._clock
+        next_t = clock()
+        last_mid = -math.inf
+        while not self._stop.is_set():
+            now = clock()
+            if now < next_t:
+                time.sleep(next_t - now)
+            try:
+                s = self.reader.read()
+            except Exception as exc:  # the loop must survive anything a reader throws
+                msg = f"{type(exc).__name__}: {exc}"
+                with self._lock:
+                    self._gaps += 1
+                    self._last_error = msg
+                    self._gap_events.append((self._gaps, GapEvent(clock(), msg)))
+            else:
+                if not s.fresh:
+                    self._stale += 1
+                else:
+                    mid = s.t_mid
+                    if mid <= last_mid:  # keep the time axis strictly increasing
+                        mid = last_mid + 1e-7
+                    last_mid = mid
+                    self._store(mid, s)
+            next_t += period
+            behind = clock() - next_t
+            if behind > period:
+                skipped = int(behind / period)
+                self._overruns += skipped
+                next_t += skipped * period
+
+    def _store(self, mid: float, s: PowerSample) -> None:
+        cap = self.capacity
+        with self._lock:
+            i = self._count % cap
+            for col, v in (
+                ("t", mid),
+                ("timestamp", s.timestamp),
+                ("bus_v", s.bus_voltage_v),
+                ("shunt_v", s.shunt_voltage_v),
+                ("current_a", s.current_a),
+                ("power_w", s.power_w),
+            ):
+                arr = self._buf[col]
+                arr[i] = v
+                arr[i + cap] = v
+            f = FLAG_OVERFLOW if s.overflow else 0
+            self._flags[i] = f
+            self._flags[i + cap] = f
+            if s.overflow:
+                self._overflow += 1
+            self._count += 1
+            self._new_data.notify_all()
+
+    # -- queries -------------------------------------------------------------------
+
+    def _span(self) -> tuple[int, int]:
+        """Start index and length of the logical window inside the mirrored buffer."""
+        n = min(self._count, self.capacity)
+        return (self._count - n) % self.capacity, n
+
+    def _slice(self, t0: float | None, t1: float | None, pad: int) -> dict[str, np.ndarray]:
+        with self._lock:
+            start, n = self._span()
+            t = self._buf["t"][start : start + n]
+            lo = 0 if t0 is None else int(np.searchsorted(t, t0, side="left"))
+            hi = n if t1 is None else int(np.searchsorted(t, t1, side="right"))
+            lo, hi = max(0, lo - pad), min(n, hi + pad)
+            out = {c: self._buf[c][start + lo : start + hi].copy() for c in _COLUMNS}
+            out["flags"] = self._flags[start + lo : start + hi].copy()
+        return out
+
+    def arrays(self, t0: float | None = None, t1: float | None = None) -> dict[str, np.ndarray]:
+        """Columns (t, timestamp, bus_v, shunt_v, current_a, power_w, flags) with t in [t0, t1]."""
+        return self._slice(t0, t1, pad=0)
+
+    def samples(self, t0: float | None = None, t1: float | None = None) -> list[PowerSample]:
+        a = self.arrays(t0, t1)
+        return [
+            PowerSample(
+                bus_voltage_v=float(a["bus_v"][k]),
+                shunt_voltage_v=float(a["shunt_v"][k]),
+                current_a=float(a["current_a"][k]),
+                power_w=float(a["power_w"][k]),
+                timestamp=float(a["timestamp"][k]),
+                overflow=bool(a["flags"][k] & FLAG_OVERFLOW),
+                age_s=float(a["timestamp"][k] - a["t"][k]),
+            )
+            for k in range(len(a["t"]))
+        ]
+
+    def energy_j(self, t0: float, t1: float) -> float:
+        """Energy in joules over [t0, t1] (monotonic seconds), clipped to the sampled span."""
+        a = self._slice(t0, t1, pad=1)
+        return trapezoid_energy(a["t"], a["power_w"], t0, t1)
+
+    def coverage(self, t0: float, t1: float) -> float:
+        """Fraction of [t0, t1] inside the sampled span (what energy_j really integrated)."""
+        if not t1 > t0:
+            return 0.0
+        with self._lock:
+            start, n = self._span()
+            if n < 2:
+                return 0.0
+            first = float(self._buf["t"][start])
+            last = float(self._buf["t"][start + n - 1])
+        return max(0.0, min(t1, last) - max(t0, first)) / (t1 - t0)
+
+    def mean_power_w(self, t0: float, t1: float) -> float:
+        """Mean power over the covered part of [t0, t1]; NaN when nothing covers it."""
+        a = self._slice(t0, t1, pad=1)
+        if len(a["t"]) < 2:
+            return math.nan
+        lo, hi = max(t0, float(a["t"][0])), min(t1, float(a["t"][-1]))
+        if not hi > lo:
+            return math.nan
+        return trapezoid_energy(a["t"], a["power_w"], lo, hi) / (hi - lo)
+
+    def wait_until(self, t: float, timeout: float) -> bool:
+        """Block until a sample placed at or after ``t`` exists (so energy_j(…, t) is whole)."""
+        deadline = time.monotonic() + timeout
+        with self._new_data:
+            while True:
+                start, n = self._span()
+                if n and self._buf["t"][start + n - 1] >= t:
+                    return True
+                left = deadline - time.monotonic()
+                if left <= 0 or not self.running:
+                    return False
+                self._new_data.wait(min(left, 0.05))
+
+    def latest(self) -> PowerSample | None:
+        with self._lock:
+            if self._count == 0:
+                return None
+        s = self.samples(None, None)
+        return s[-1] if s else None
+
+    def since(self, seq: int) -> tuple[int, dict[str, np.ndarray], int]:
+        """Samples stored after sequence number ``seq``: (new seq, columns, number lost).
+
+        Used by the power log to drain the buffer incrementally; ``lost`` counts samples that
+        were overwritten before they could be drained.
+        """
+        with self._lock:
+            count = self._count
+            oldest = max(0, count - self.capacity)
+            lost = max(0, oldest - seq)
+            first = max(seq, oldest)
+            k = count - first
+            start = first % self.capacity
+            out = {c: self._buf[c][start : start + k].copy() for c in _COLUMNS}
+            out["flags"] = self._flags[start : start + k].copy()
+        return count, out, lost
+
+    def gap_events_since(self, seq: int) -> tuple[int, list[GapEvent]]:
+        with self._lock:
+            events = [(n, e) for n, e in self._gap_events if n > seq]
+            return self._gaps, [e for _, e in events]
+
+    def stats(self) -> SamplerStats:
+        with self._lock:
+            count, gaps, last = self._count, self._gaps, self._last_error
+        start = self._started_at
+        end = self._stopped_at if self._stopped_at is not None else self._clock()
+        elapsed = 0.0 if start is None else max(0.0, end - start)
+        return SamplerStats(
+            samples=count,
+            gaps=gaps,
+            errors=int(getattr(self.reader, "transient_errors", 0)),
+            stale=self._stale,
+            overruns=self._overruns,
+            overwritten=max(0, count - self.capacity),
+            overflow=self._overflow,
+            elapsed_s=elapsed,
+            achieved_rate_hz=count / elapsed if elapsed > 0 else 0.0,
+            last_error=last,
+        )
+
+
+# --------------------------------------------------------------------------- factory
+
+_INA226_KEYS = {
+    "bus",
+    "address",
+    "shunt_ohms",
+    "max_current_a",
+    "averaging",
+    "bus_conv_us",
+    "shunt_conv_us",
+    "mode",
+    "retries",
+    "alert",
+    "alert_limit",
+    "alert_latch",
+}
+_SIM_LOAD_KEYS = {
+    "idle_w",
+    "busy_w",
+    "noise_w",
+    "supply_v",
+    "source_ohms",
+    "noise_cell_s",
+    "seed",
+}
+_SIM_KEYS = (_INA226_KEYS - {"bus", "retries"}) | _SIM_LOAD_KEYS | {"load", "sim_shunt_ohms"}
+_HWMON_KEYS = {"path_or_name", "path", "name", "sysfs_root"}
+
+
+def _check_keys(kind: str, params: dict[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise ValueError(
+            f"unknown power monitor parameter {unknown[0]!r} for kind {kind!r} "
+            f"(allowed: {', '.join(sorted(allowed))})"
+        )
+
+
+def open_power_monitor(kind: str, **params: Any) -> PowerReader | None:
+    """Build the reader a config asks for: "ina226" | "hwmon" | "sim" | "none".
+
+    Unknown parameter names raise ``ValueError`` naming the key. For "sim" the reader is the
+    real :class:`~hardware.ina226.INA226` driver talking to a simulated chip on a
+    :class:`~hardware.sim.FakeSMBus`; get its load (to drive busy/idle) with
+    :func:`hardware.sim.simulated_load_of`.
+    """
+    if kind == "none":
+        _check_keys(kind, params, set())
+        return None
+    if kind == "ina226":
+        from hardware.ina226 import INA226
+
+        _check_keys(kind, params, _INA226_KEYS)
+        p = dict(params)
+        bus = p.pop("bus", 1)
+        return INA226(bus, **p)
+    if kind == "hwmon":
+        from hardware.hwmon import HwmonINA2xx
+
+        _check_keys(kind, params, _HWMON_KEYS)
+        p = dict(params)
+        target = p.pop("path_or_name", None) or p.pop("path", None) or p.pop("name", None)
+        return HwmonINA2xx(target or "ina226", **p)
+    if kind == "sim":
+        from hardware.ina226 import INA226
+        from hardware.sim import FakeSMBus, SimulatedINA226, SimulatedLoad
+
+        _check_keys(kind, params, _SIM_KEYS)
+        p = dict(params)
+        load = p.pop("load", None)
+        load_kw = {k: p.pop(k) for k in list(p) if k in _SIM_LOAD_KEYS}
+        if load is None:
+            load = SimulatedLoad(**load_kw)
+        elif load_kw:
+            raise ValueError(f"pass either load= or load parameters, not both ({sorted(load_kw)})")
+        address = p.get("address", 0x40)
+        shunt = p.get("shunt_ohms", 0.1)
+        chip = SimulatedINA226(load, shunt_ohms=p.pop("sim_shunt_ohms", shunt))
+        bus = FakeSMBus(bus_number="sim")
+        bus.attach(address, chip)
+        return INA226(bus, **p)
+    raise ValueError(f"unknown power monitor kind {kind!r} (expected one of {MONITOR_KINDS})")
