@@ -1,0 +1,120 @@
+"""Camera supervision: open, read the latest frame, and bring a failed camera back.
+
+Why on top of the camera's own reconnects: a source retries a lost device by itself, but it
+may give up (``max_attempts``), or fail to open at start (the USB camera is not plugged in
+yet). The daemon must not exit for that under systemd — it reports the failure (log, LED,
+STATUS=) and re-creates the source with exponential backoff, while the main loop keeps
+running (and keeps the watchdog honest: no frames means no progress).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from device.config import CameraSection
+from device.jsonlog import JsonLog
+from hardware.camera import (
+    STATUS_STOPPED,
+    CameraError,
+    CameraSource,
+    CameraTimeout,
+    CapturedFrame,
+    open_camera,
+)
+
+
+class EndOfInput(Exception):
+    """A finite source (folder/video with loop = false) delivered its last frame."""
+
+
+@dataclass
+class CameraHealth:
+    ok: bool = False
+    failures: int = 0
+    last_error: str | None = None
+
+
+class CameraSupervisor:
+    """Hands out the newest frame; hides (but reports) camera failures and restarts."""
+
+    def __init__(self, cfg: CameraSection, log: JsonLog) -> None:
+        self.cfg = cfg
+        self.log = log
+        self.health = CameraHealth()
+        self._cam: CameraSource | None = None
+        self._next_try = 0.0
+        self._delay = cfg.retry_min_s
+
+    def validate(self) -> None:
+        """Build (not open) the source once, so bad params fail at startup, naming the key."""
+        open_camera(self.cfg.source, **self.cfg.params)
+
+    @property
+    def source(self) -> CameraSource | None:
+        return self._cam
+
+    @property
+    def frames_dropped(self) -> int:
+        return self._cam.frames_dropped if self._cam is not None else 0
+
+    @property
+    def status(self) -> str:
+        return self._cam.status if self._cam is not None else "failed"
+
+    def _ensure_started(self, now: float) -> bool:
+        if self._cam is not None:
+            return True
+        if now < self._next_try:
+            return False
+        try:
+            cam = open_camera(self.cfg.source, **self.cfg.params)
+            cam.start()
+        except CameraError as exc:
+            self._failed(str(exc), now)
+            return False
+        self._cam = cam
+        self.health.ok = True
+        self._delay = self.cfg.retry_min_s
+        self.log.info("camera_started", source=self.cfg.source)
+        return True
+
+    def _failed(self, error: str, now: float) -> None:
+        self.health.ok = False
+        self.health.failures += 1
+        self.health.last_error = error
+        self.log.warning(
+            "camera_failed",
+            source=self.cfg.source,
+            error=error,
+            retry_in_s=round(self._delay, 3),
+            failures=self.health.failures,
+        )
+        self._next_try = now + self._delay
+        self._delay = min(self._delay * 2, self.cfg.retry_max_s)
+
+    def latest(self, timeout: float) -> CapturedFrame | None:
+        """The newest frame, or None (timeout, camera down; waits ``timeout`` at most)."""
+        now = time.monotonic()
+        if not self._ensure_started(now):
+            time.sleep(min(timeout, max(0.0, self._next_try - now)))
+            return None
+        assert self._cam is not None
+        try:
+            frame = self._cam.latest(timeout)
+        except CameraTimeout:
+            return None
+        except CameraError as exc:
+            if self._cam.status == STATUS_STOPPED:
+                raise EndOfInput(str(exc)) from None
+            self._cam.stop(timeout=1.0)
+            self._cam = None
+            self._failed(str(exc), time.monotonic())
+            return None
+        self.health.ok = True
+        return frame
+
+    def stop(self) -> None:
+        if self._cam is not None:
+            self._cam.stop(timeout=2.0)
+            self._cam = None

@@ -1,0 +1,496 @@
+"""The daemon's main loop: camera -> preprocess -> head -> codec -> link, plus its duties.
+
+Why the main loop owns the watchdog: ``WATCHDOG=1`` must prove the *pipeline* moves, not
+that some timer thread is alive. Pings are sent from this loop and only while a frame went
+through the pipeline within ``stall_timeout_s`` — a hung head, a camera that stopped
+delivering or a wedged loop all stop the pings, and systemd restarts us.
+
+Threads: the camera's capture thread, the link thread (socket + replies), the power sampler.
+Everything else — head, encode, metrics, policy, notifications — happens here, so none of
+it needs locks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from device import status as led
+from device.capture import CameraSupervisor, EndOfInput
+from device.config import DeviceConfig, load_config
+from device.jsonlog import JsonLog
+from device.link import Link
+from device.metrics import Counters, FrameRecord, MetricsWriter, Rolling
+from device.notify import Notifier
+from device.pipeline import Split, build_split, manifest_tail_ms
+from device.policy import PartitionPolicy
+from device.power import PowerMeter
+from hardware.preprocess import preprocess
+
+_SEQ_MAX = (1 << 32) - 1
+
+
+class Daemon:
+    """Runs the pipeline until stopped, ``max_frames`` reached, or the input ends."""
+
+    def __init__(
+        self,
+        cfg: DeviceConfig,
+        *,
+        log: JsonLog | None = None,
+        notifier: Notifier | None = None,
+        max_frames: int | None = None,
+        summary_path: Path | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.log = log or JsonLog(cfg.logging.level)
+        self.notifier = notifier or Notifier()
+        self.max_frames = cfg.device.max_frames if max_frames is None else max_frames
+        self.summary_path = summary_path or cfg.device.summary_path
+        self.counters = Counters()
+        self.rolling = Rolling()
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self._seq = 0
+        self.submitted = 0
+        self.frame_errors = 0
+        self.ready_sent = False
+        self.t_start = time.monotonic()
+        self.last_progress = self.t_start
+        self._head_ms: deque[float] = deque(maxlen=4096)
+        self._encode_ms: deque[float] = deque(maxlen=4096)
+        self._overhead_ms: deque[float] = deque(maxlen=4096)
+        self._energy_frame: deque[float] = deque(maxlen=4096)
+        self._energy_head: deque[float] = deque(maxlen=4096)
+        self._latencies: deque[float] = deque(maxlen=65536)
+        self._build(cfg)
+
+    # ------------------------------------------------------------------ construction
+
+    def _build(self, cfg: DeviceConfig) -> None:
+        """Everything that depends on the config (rebuilt on SIGHUP)."""
+        self.cfg = cfg
+        self.log.set_level(cfg.logging.level)
+        self.splits: dict[str, Split] = {}
+        for h in cfg.heads:
+            self.splits[h.name] = build_split(h, cfg.codec, cfg.server, cfg.device.name)
+        self.active = self.splits[cfg.heads[0].name]
+        self.camera = CameraSupervisor(cfg.camera, self.log)
+        self.camera.validate()
+        self.power = PowerMeter(cfg.power, self.log)
+        self.status_led = led.StatusIndicator(cfg.gpio, self.log)
+        self.metrics = MetricsWriter(cfg.metrics.path, cfg.metrics.max_bytes, cfg.metrics.backups)
+        self.policy = PartitionPolicy(
+            names=list(self.splits),
+            active=self.active.name,
+            hysteresis=cfg.policy.hysteresis,
+            min_dwell_s=cfg.policy.min_dwell_s,
+            bandwidth_bps=cfg.policy.bandwidth_mbps * 1e6,
+            enabled=cfg.policy.switching and len(self.splits) > 1,
+        )
+        for s in self.splits.values():
+            tail = s.cfg.tail_ms if s.cfg.tail_ms is not None else manifest_tail_ms(s.head)
+            if tail is not None:
+                self.policy.set_tail_ms(s.name, tail)
+        self.link = Link(cfg.server, self.active.hello, self.counters, self.log)
+        self._probed = len(self.splits) < 2
+
+    # ------------------------------------------------------------------ control
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def request_reload(self) -> None:
+        self._reload.set()
+
+    # ------------------------------------------------------------------ main loop
+
+    def run(self) -> int:
+        self.log.info(
+            "starting",
+            device=self.cfg.device.name,
+            heads=[s.name for s in self.splits.values()],
+            endpoints=list(self.cfg.server.endpoints),
+            pid=os.getpid(),
+            max_frames=self.max_frames,
+        )
+        self.t_start = time.monotonic()
+        self.last_progress = self.t_start
+        self._start_components()
+        timers = _Timers(self.t_start, self.cfg.logging.summary_interval_s)
+        reason = "stopped"
+        while True:
+            if self._stop.is_set():
+                reason = "signal"
+                break
+            if self._reload.is_set():
+                self._reload.clear()
+                self._do_reload()
+                timers = _Timers(time.monotonic(), self.cfg.logging.summary_interval_s)
+                continue
+            now = time.monotonic()
+            self._collect()
+            self._duties(now, timers)
+            if self.max_frames and self.submitted >= self.max_frames:
+                reason = "max_frames"
+                break
+            if not self.link.is_alive():
+                self.log.error("link_thread_died")
+                self._shutdown("link_died")
+                return 1
+            try:
+                self._step()
+            except EndOfInput as exc:
+                self.log.info("end_of_input", detail=str(exc))
+                reason = "end_of_input"
+                break
+        self._shutdown(reason)
+        return 0
+
+    def _start_components(self) -> None:
+        self.status_led.set(led.STARTING)
+        self.notifier.status("starting")
+        self.power.start()
+        self.link.start()
+
+    def _step(self) -> None:
+        """One iteration: take a frame (if there is room) and push it through the head."""
+        outage_drop = self.cfg.server.outage == "drop"
+        if outage_drop and not self.link.ready:
+            # No session: keep the camera drained (latest-frame) but do no work for nothing.
+            frame = self.camera.latest(0.05)
+            if frame is not None:
+                self.counters.captured += 1
+                self.counters.dropped_outage += 1
+                self.last_progress = time.monotonic()
+            self.link.wait_ready(0.05)
+            return
+        if not self.link.wait_slot(0.1):
+            return
+        frame = self.camera.latest(0.2)
+        if frame is None:
+            return
+        self.counters.captured += 1
+        if not self._probed:
+            self._probe(frame.image)
+        try:
+            self._process(frame)
+        except Exception as exc:  # one bad frame must never end the loop
+            self.frame_errors += 1
+            self.log.warning("frame_failed", error=f"{type(exc).__name__}: {exc}")
+        self.last_progress = time.monotonic()
+        if self.cfg.device.fps_limit:
+            time.sleep(
+                max(0.0, 1 / self.cfg.device.fps_limit - (time.monotonic() - frame.timestamp))
+            )
+
+    def _process(self, frame: Any) -> None:
+        t_taken = time.monotonic()
+        split = self.active
+        self._seq = self._seq % _SEQ_MAX + 1
+        rec = FrameRecord(
+            seq=self._seq,
+            head=split.name,
+            capture_ts=time.time() - (t_taken - frame.timestamp),
+            capture_mono=frame.timestamp,
+            frame_number=frame.frame_number,
+            label=frame.label,
+            capture_ms=(t_taken - frame.timestamp) * 1e3,
+        )
+        t0 = time.monotonic()
+        image = preprocess(frame.image, size=split.head.input_hw)
+        t1 = time.monotonic()
+        with self.power.busy("head"):
+            out = split.head.run(image)
+        t2 = time.monotonic()
+        with self.power.busy("encode"):
+            payload = split.codec.encode_int8(out.tensor)
+        t3 = time.monotonic()
+        rec.preprocess_ms = (t1 - t0) * 1e3
+        rec.head_t0, rec.head_t1 = t1, t2
+        rec.head_ms = out.head_ms
+        rec.encode_ms = (t3 - t2) * 1e3
+        rec.bytes = len(payload)
+        self.link.submit(rec, payload)
+        self.submitted += 1
+        self.policy.observe_device(split.name, rec.head_ms, rec.encode_ms, rec.bytes)
+        self._head_ms.append(rec.head_ms)
+        self._encode_ms.append(rec.encode_ms)
+        # What the daemon costs per frame beyond preprocess + head + encode (benchmarked).
+        self._overhead_ms.append(
+            (time.monotonic() - t_taken) * 1e3 - rec.preprocess_ms - rec.head_ms - rec.encode_ms
+        )
+
+    def _probe(self, image: np.ndarray) -> None:
+        """Run every head once on a real frame: warm-up plus the policy's first estimates."""
+        self._probed = True
+        for s in self.splits.values():
+            try:
+                out = s.head.run(preprocess(image, size=s.head.input_hw))
+                t = time.monotonic()
+                payload = s.codec.encode_int8(out.tensor)
+                enc = (time.monotonic() - t) * 1e3
+                self.policy.observe_device(s.name, out.head_ms, enc, len(payload))
+            except Exception as exc:
+                self.log.warning("probe_failed", head=s.name, error=f"{type(exc).__name__}: {exc}")
+        self.log.info(
+            "splits_probed",
+            estimates_ms={
+                n: (round(e, 3) if (e := self.policy.estimate_ms(n)) is not None else None)
+                for n in self.splits
+            },
+        )
+
+    # ------------------------------------------------------------------ completions
+
+    def _collect(self) -> None:
+        while True:
+            try:
+                rec = self.link.done.get_nowait()
+            except queue.Empty:
+                return
+            self._finalize(rec)
+
+    def _finalize(self, rec: FrameRecord) -> None:
+        if rec.head_t1 > rec.head_t0:
+            rec.energy_head_mj = self.power.energy_mj(rec.head_t0, rec.head_t1)
+        if rec.status == "ok":
+            rec.energy_frame_mj = self.power.energy_mj(rec.capture_mono, rec.reply_mono)
+            if rec.label is not None and (rec.top1_label is not None or rec.top1 is not None):
+                predicted = rec.top1_label if rec.top1_label is not None else str(rec.top1)
+                rec.correct = predicted == rec.label
+                self.counters.scored += 1
+                self.counters.correct += int(rec.correct)
+            self.rolling.add(rec.reply_mono, rec.latency_ms)
+            if rec.latency_ms is not None:
+                self._latencies.append(rec.latency_ms)
+            if rec.energy_frame_mj is not None:
+                self._energy_frame.append(rec.energy_frame_mj)
+            server_ms = (
+                (rec.server_decode_ms or 0)
+                + (rec.server_queue_ms or 0)
+                + (rec.server_compute_ms or 0)
+            )
+            if rec.head in self.splits:
+                self.policy.observe_reply(
+                    rec.head,
+                    rec.bytes,
+                    rec.rtt_ms or 0.0,
+                    server_ms,
+                    rec.server_compute_ms or 0.0,
+                    int((rec.server_load or {}).get("queue_depth", 0)),
+                )
+            if not self.ready_sent:
+                self._send_ready("first frame replied")
+        if rec.energy_head_mj is not None:
+            self._energy_head.append(rec.energy_head_mj)
+        self.metrics.write(rec.to_json())
+
+    def _send_ready(self, why: str) -> None:
+        self.ready_sent = True
+        self.notifier.ready(status=f"ready: {why}")
+        self.log.info("ready", reason=why, after_s=round(time.monotonic() - self.t_start, 3))
+
+    # ------------------------------------------------------------------ periodic duties
+
+    def _duties(self, now: float, timers: _Timers) -> None:
+        if not self.ready_sent and now - self.t_start >= self.cfg.device.startup_timeout_s:
+            self._send_ready("startup timeout, no reply yet")
+        wd = self.notifier.watchdog_interval_s or self.cfg.device.watchdog_interval_s
+        if now >= timers.watchdog:
+            timers.watchdog = now + wd
+            stalled_for = now - self.last_progress
+            if stalled_for <= self.cfg.device.stall_timeout_s:
+                self.notifier.watchdog()
+            elif not timers.stall_logged:
+                timers.stall_logged = True
+                self.log.error(
+                    "pipeline_stalled",
+                    seconds=round(stalled_for, 3),
+                    camera=self.camera.status,
+                    server=self.link.state.value,
+                )
+        if now - self.last_progress <= self.cfg.device.stall_timeout_s:
+            timers.stall_logged = False
+        if now >= timers.status:
+            timers.status = now + 1.0
+            self._update_status(now)
+        if now >= timers.summary:
+            self._summary_line(now, timers.summary_from)
+            timers.summary_from = now
+            timers.summary = now + self.cfg.logging.summary_interval_s
+        if self.policy.enabled:
+            self._maybe_switch(now)
+
+    def _update_status(self, now: float) -> None:
+        if not self.camera.health.ok and self.camera.health.failures:
+            self.status_led.set(led.ERROR)
+        elif self.link.ready:
+            self.status_led.set(led.STREAMING)
+        else:
+            self.status_led.set(led.SERVER_OFFLINE if self.ready_sent else led.STARTING)
+        fps = self.rolling.fps(now)
+        self.notifier.status(
+            f"fps={fps:.1f} server={self.link.state.value} head={self.active.name} "
+            f"camera={self.camera.status} inflight={self.link.inflight} "
+            f"replied={self.counters.replied} lost={self.counters.lost}"
+        )
+
+    def _summary_line(self, now: float, since: float) -> None:
+        p50, p99 = self.rolling.percentiles()
+        self.log.info(
+            "summary",
+            fps=round(self.rolling.fps(now), 2),
+            p50_ms=_r(p50),
+            p99_ms=_r(p99),
+            mean_power_w=_r(self.power.mean_power_w(since, now)),
+            server=self.link.state.value,
+            head=self.active.name,
+            inflight=self.link.inflight,
+            camera_dropped=self.camera.frames_dropped,
+            **asdict(self.counters),
+        )
+
+    def _maybe_switch(self, now: float) -> None:
+        decision = self.policy.decide(now)
+        if decision is None:
+            return
+        # Let the old session's frames come home first (bounded), then open the new one.
+        self.link.wait_idle(self.cfg.server.reply_timeout_s)
+        self._collect()
+        self.active = self.splits[decision.new]
+        self.link.switch_session(self.active.hello)
+        self.policy.switched(decision.new, now)
+        self.counters.switches += 1
+        self.log.info(
+            "partition_switch",
+            old=decision.old,
+            new=decision.new,
+            estimates_ms=decision.estimates_ms,
+            reason=decision.reason,
+        )
+
+    # ------------------------------------------------------------------ reload / shutdown
+
+    def _do_reload(self) -> None:
+        if self.cfg.path is None:
+            self.log.warning("reload_ignored", reason="no config file")
+            return
+        try:
+            new_cfg = load_config(self.cfg.path)
+        except ValueError as exc:
+            self.log.error("reload_failed", error=str(exc), keeping="old config")
+            return
+        self.log.info("reloading", config=str(self.cfg.path))
+        self.notifier.reloading()
+        self._teardown()
+        try:
+            self._build(new_cfg)
+        except Exception as exc:
+            self.log.error(
+                "reload_failed", error=f"{type(exc).__name__}: {exc}", keeping="old config"
+            )
+            self._build(self.cfg_previous)
+        self._start_components()
+        self.ready_sent = False
+        self.t_start = time.monotonic()
+        self.last_progress = self.t_start
+
+    def _teardown(self) -> None:
+        self.cfg_previous = self.cfg
+        self.camera.stop()
+        self.link.wait_idle(self.cfg.device.drain_timeout_s)
+        self.link.stop()
+        self.link.join(timeout=5.0)
+        self._collect()
+        self.power.stop()
+        self.metrics.close()
+        self.status_led.close()
+
+    def _shutdown(self, reason: str) -> None:
+        self.notifier.stopping()
+        self.notifier.status(f"stopping: {reason}")
+        self.log.info("stopping", reason=reason, inflight=self.link.inflight)
+        self.camera.stop()
+        drained = self.link.wait_idle(self.cfg.device.drain_timeout_s)
+        self._collect()
+        self.link.stop()
+        self.link.join(timeout=5.0)
+        self._collect()
+        now = time.monotonic()
+        summary = self.run_summary(now, reason, drained)
+        self.power.stop()
+        self.metrics.close()
+        self.status_led.close()
+        self.log.info("run_summary", **summary)
+        if self.summary_path is not None:
+            _atomic_json(self.summary_path, summary)
+        self.notifier.close()
+
+    def run_summary(self, now: float, reason: str = "", drained: bool = True) -> dict[str, Any]:
+        elapsed = max(now - self.t_start, 1e-9)
+        lat = np.fromiter(self._latencies, dtype=np.float64) if self._latencies else None
+        return {
+            "reason": reason,
+            "drained": drained,
+            "elapsed_s": round(elapsed, 3),
+            "frames_submitted": self.submitted,
+            "fps": round(self.counters.replied / elapsed, 3),
+            "latency_p50_ms": _r(float(np.percentile(lat, 50)) if lat is not None else None),
+            "latency_p99_ms": _r(float(np.percentile(lat, 99)) if lat is not None else None),
+            "head_ms_median": _r(_median(self._head_ms)),
+            "encode_ms_median": _r(_median(self._encode_ms)),
+            "overhead_ms_median": _r(_median(self._overhead_ms)),
+            "energy_head_mj_mean": _r(_mean(self._energy_head)),
+            "energy_frame_mj_mean": _r(_mean(self._energy_frame)),
+            "mean_power_w": _r(self.power.mean_power_w(self.t_start, now)),
+            "accuracy": (
+                round(self.counters.correct / self.counters.scored, 4)
+                if self.counters.scored
+                else None
+            ),
+            "sessions": self.link.sessions,
+            "active_head": self.active.name,
+            "frame_errors": self.frame_errors,
+            "camera_dropped": self.camera.frames_dropped,
+            "camera_failures": self.camera.health.failures,
+            "metrics_lines": self.metrics.lines,
+            **asdict(self.counters),
+        }
+
+
+class _Timers:
+    def __init__(self, now: float, summary_interval_s: float) -> None:
+        self.watchdog = now
+        self.status = now
+        self.summary = now + summary_interval_s
+        self.summary_from = now
+        self.stall_logged = False
+
+
+def _r(x: float | None, nd: int = 3) -> float | None:
+    return None if x is None else round(x, nd)
+
+
+def _median(d: deque[float]) -> float | None:
+    return float(np.median(np.fromiter(d, dtype=np.float64))) if d else None
+
+
+def _mean(d: deque[float]) -> float | None:
+    return float(np.mean(np.fromiter(d, dtype=np.float64))) if d else None
+
+
+def _atomic_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(tmp, path)

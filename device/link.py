@@ -1,0 +1,451 @@
+"""The ZeroMQ DEALER link to the tail server: session, heartbeats, reconnects, replies.
+
+Why a thread of its own: replies must be timestamped when they arrive, not when the main
+loop finishes its next head inference, or every RTT would carry up to one head time of error.
+This thread is the only user of the DEALER socket (ZeroMQ sockets are not thread-safe); the
+main loop hands it frames through a queue plus an inproc wake-up socket.
+
+Session life: a fresh DEALER per attempt sends HELLO and keeps it queued until a WELCOME
+arrives (so a server that comes back is picked up as soon as ZeroMQ's TCP reconnect fires,
+~100 ms), retrying with exponential backoff on a new socket and the next endpoint. A session
+is declared lost on missed pongs or an UNKNOWN_SESSION error for the current session (the
+server restarted); frames then in flight are counted lost and a new HELLO goes out.
+
+Memory is bounded everywhere: at most ``window`` frames in flight (the main loop waits for
+a slot), the outage buffer is a ``deque(maxlen=...)``, and the socket's send HWM is small.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+import zmq
+
+from device.config import ServerSection
+from device.jsonlog import JsonLog
+from device.metrics import Counters, FrameRecord
+from wire.errors import ProtocolError
+from wire.protocol import (
+    ErrorCode,
+    ErrorMsg,
+    Frame,
+    Hello,
+    Ping,
+    Pong,
+    Reply,
+    ServerLoad,
+    Welcome,
+    decode_message,
+    encode_message,
+)
+
+_wake_ids = itertools.count()
+
+
+class LinkState(StrEnum):
+    OFFLINE = "offline"  # no session; HELLO outstanding
+    READY = "ready"  # WELCOME received, frames flow
+    STOPPED = "stopped"
+
+
+@dataclass
+class Outgoing:
+    record: FrameRecord
+    payload: bytes
+
+
+class Link(threading.Thread):
+    """Owns the DEALER socket; completed or lost frames come out of :attr:`done`."""
+
+    def __init__(
+        self,
+        cfg: ServerSection,
+        hello: Hello,
+        counters: Counters,
+        log: JsonLog,
+        *,
+        context: zmq.Context | None = None,
+        on_load: Callable[[str, ServerLoad], None] | None = None,
+    ) -> None:
+        super().__init__(name="splitfit-link", daemon=True)
+        self.cfg = cfg
+        self.counters = counters
+        self.log = log
+        self.on_load = on_load
+        self.ctx = context or zmq.Context.instance()
+        self.done: queue.SimpleQueue[FrameRecord] = queue.SimpleQueue()
+        self.state = LinkState.OFFLINE
+        self.session_id = 0
+        self.server_load = ServerLoad()
+        self.sessions = 0  # WELCOMEs received over the run
+        self.last_welcome_mono = 0.0
+        self.last_lost_mono = 0.0
+        self._hello = hello
+        self._pending_hello: Hello | None = None
+        self._lock = threading.Condition()
+        self._inflight: dict[int, FrameRecord] = {}
+        self._lost_seqs: deque[int] = deque(maxlen=4096)  # to tell late from unknown replies
+        self._max_seq_sent = -1
+        self._outbox: queue.SimpleQueue[Outgoing | str] = queue.SimpleQueue()
+        self._buffer: deque[Outgoing] = deque()
+        self._stop_evt = threading.Event()
+        self._wake_addr = f"inproc://splitfit-link-wake-{next(_wake_ids)}"
+        self._wake_rx = self.ctx.socket(zmq.PAIR)
+        self._wake_rx.bind(self._wake_addr)
+        self._wake_tx = self.ctx.socket(zmq.PAIR)
+        self._wake_tx.connect(self._wake_addr)
+        self._wake_tx_lock = threading.Lock()
+        self._sock: zmq.Socket | None = None
+        self._endpoint_idx = -1
+        self._attempt = 0
+        self._hello_deadline = 0.0
+        self._last_heard = 0.0
+        self._next_ping = 0.0
+        self._ping_seq = 0
+
+    # ------------------------------------------------------------------ main-thread API
+
+    @property
+    def ready(self) -> bool:
+        return self.state is LinkState.READY
+
+    @property
+    def inflight(self) -> int:
+        with self._lock:
+            return len(self._inflight)
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    def wait_slot(self, timeout: float) -> bool:
+        """Block until fewer than ``window`` frames are in flight (or timeout)."""
+        with self._lock:
+            return self._lock.wait_for(
+                lambda: len(self._inflight) < self.cfg.window or self._stop_evt.is_set(), timeout
+            )
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until nothing is in flight (drain on shutdown / before a split switch)."""
+        with self._lock:
+            return self._lock.wait_for(lambda: not self._inflight, timeout)
+
+    def wait_ready(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self.ready and time.monotonic() < deadline and not self._stop_evt.is_set():
+            time.sleep(0.005)
+        return self.ready
+
+    def submit(self, record: FrameRecord, payload: bytes) -> None:
+        """Queue one encoded frame for sending (the link decides: send, buffer or drop)."""
+        self._outbox.put(Outgoing(record, payload))
+        self._wake()
+
+    def switch_session(self, hello: Hello) -> None:
+        """Open a new session with another head's HELLO (partition switch)."""
+        self._pending_hello = hello
+        self._outbox.put("switch")
+        self._wake()
+
+    def stop(self) -> None:
+        self._stop_evt.set()
+        self._wake()
+        with self._lock:
+            self._lock.notify_all()
+
+    def _wake(self) -> None:
+        with self._wake_tx_lock, contextlib.suppress(zmq.ZMQError):
+            self._wake_tx.send(b"", zmq.NOBLOCK)
+
+    # ------------------------------------------------------------------ link thread
+
+    def run(self) -> None:
+        try:
+            self._new_session(initial=True)
+            poller, polled = zmq.Poller(), None
+            while not self._stop_evt.is_set():
+                if polled is not self._sock:  # the socket is replaced on every new session
+                    poller = zmq.Poller()
+                    poller.register(self._wake_rx, zmq.POLLIN)
+                    poller.register(self._sock, zmq.POLLIN)
+                    polled = self._sock
+                timeout_ms = max(1, int(self._next_deadline_in() * 1000))
+                events = dict(poller.poll(timeout_ms))
+                if self._wake_rx in events:
+                    self._drain_wake()
+                    self._drain_outbox()
+                if self._sock in events:
+                    self._drain_socket()
+                self._tick(time.monotonic())
+        except Exception as exc:  # never die silently: the main loop checks is_alive()
+            self.log.error("link_crashed", error=f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            self.state = LinkState.STOPPED
+            self._close_socket()
+            self._wake_rx.close(linger=0)
+            with self._wake_tx_lock:
+                self._wake_tx.close(linger=0)
+            with self._lock:
+                self._lock.notify_all()
+
+    def _next_deadline_in(self) -> float:
+        now = time.monotonic()
+        if self.state is LinkState.READY:
+            nxt = min(self._next_ping, self._last_heard + self._liveness_s())
+        else:
+            nxt = self._hello_deadline
+        # Also wake regularly to expire frames that never got a reply.
+        return min(max(nxt - now, 0.001), 0.1)
+
+    def _liveness_s(self) -> float:
+        return self.cfg.heartbeat_s * self.cfg.heartbeat_misses
+
+    def _drain_wake(self) -> None:
+        while True:
+            try:
+                self._wake_rx.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+
+    def _drain_outbox(self) -> None:
+        while True:
+            try:
+                item = self._outbox.get_nowait()
+            except queue.Empty:
+                return
+            if item == "switch":
+                self._new_session(initial=False, reason="switch")
+                continue
+            assert isinstance(item, Outgoing)
+            if self.state is LinkState.READY:
+                self._send_frame(item)
+            elif self.cfg.outage == "buffer":
+                if len(self._buffer) >= self.cfg.outage_buffer:
+                    old = self._buffer.popleft()
+                    self._finish(old.record, "dropped")
+                    self.counters.dropped_buffer += 1
+                self._buffer.append(item)
+            else:
+                self.counters.dropped_outage += 1
+                self._finish(item.record, "dropped")
+
+    def _send_frame(self, item: Outgoing) -> None:
+        assert self._sock is not None
+        rec = item.record
+        msg = Frame(
+            session_id=self.session_id,
+            seq=rec.seq,
+            capture_ts_us=int(rec.capture_ts * 1e6),
+            payload=item.payload,
+        )
+        rec.sent_mono = time.monotonic()
+        with self._lock:
+            self._inflight[rec.seq] = rec
+        try:
+            self._sock.send_multipart(encode_message(msg), zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            with self._lock:
+                self._inflight.pop(rec.seq, None)
+                self._lock.notify_all()
+            self.counters.dropped_send += 1
+            self._finish(rec, "dropped")
+            return
+        self._max_seq_sent = max(self._max_seq_sent, rec.seq)
+        self.counters.sent += 1
+
+    def _drain_socket(self) -> None:
+        assert self._sock is not None
+        for _ in range(256):  # bounded so the wake socket is serviced too
+            try:
+                parts = self._sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            now = time.monotonic()
+            try:
+                msg = decode_message(parts, max_payload=self.cfg.max_payload)
+            except ProtocolError as exc:
+                self.counters.malformed += 1
+                self.log.warning("malformed_message", error=f"{type(exc).__name__}: {exc}")
+                continue
+            self._last_heard = now
+            self._handle(msg, now)
+
+    def _handle(self, msg: object, now: float) -> None:
+        if isinstance(msg, Reply):
+            self._on_reply(msg, now)
+        elif isinstance(msg, Pong):
+            self._set_load(msg.load)
+        elif isinstance(msg, Welcome):
+            if self.state is LinkState.READY:
+                self.counters.unknown_replies += 1  # duplicate WELCOME from an old attempt
+                return
+            self.session_id = msg.session_id
+            self.state = LinkState.READY
+            self.sessions += 1
+            self.last_welcome_mono = now
+            self._attempt = 0
+            self._next_ping = now + self.cfg.heartbeat_s
+            self._set_load(msg.load)
+            self.log.info(
+                "session_open",
+                session_id=msg.session_id,
+                endpoint=self.cfg.endpoints[self._endpoint_idx],
+                model_id=self._hello.model_id,
+                sessions=self.sessions,
+            )
+            while self._buffer and self.state is LinkState.READY:
+                self._send_frame(self._buffer.popleft())
+        elif isinstance(msg, ErrorMsg):
+            self._on_error(msg)
+        else:
+            self.counters.unknown_replies += 1  # a FRAME/HELLO/PING sent to a device
+
+    def _on_reply(self, msg: Reply, now: float) -> None:
+        with self._lock:
+            rec = self._inflight.pop(msg.seq, None)
+            self._lock.notify_all()
+        if rec is None:
+            if msg.seq in self._lost_seqs:
+                self.counters.late_replies += 1
+            else:
+                self.counters.unknown_replies += 1
+            return
+        rec.reply_mono = now
+        rec.rtt_ms = (now - rec.sent_mono) * 1e3
+        rec.latency_ms = (now - rec.capture_mono) * 1e3
+        rec.server_decode_ms = msg.decode_us / 1e3
+        rec.server_queue_ms = msg.queue_us / 1e3
+        rec.server_compute_ms = msg.compute_us / 1e3
+        rec.server_load = {
+            "queue_depth": msg.load.queue_depth,
+            "utilization": msg.load.utilization,
+            "compute_ms": msg.load.compute_ms,
+        }
+        if msg.top_ids:
+            rec.top1 = int(msg.top_ids[0])
+            rec.top1_score = float(msg.top_scores[0]) if msg.top_scores else None
+        if msg.labels:
+            rec.top1_label = msg.labels[0]
+        self._set_load(msg.load)
+        self.counters.replied += 1
+        self._finish(rec, "ok")
+
+    def _on_error(self, msg: ErrorMsg) -> None:
+        self.counters.server_errors += 1
+        self.log.warning(
+            "server_error",
+            code=ErrorCode(msg.code).name,
+            message=msg.message,
+            seq=msg.seq,
+            session_id=msg.session_id,
+        )
+        if msg.seq:
+            with self._lock:
+                rec = self._inflight.pop(msg.seq, None)
+                self._lock.notify_all()
+            if rec is not None:
+                self._lost_seqs.append(rec.seq)
+                self.counters.lost += 1
+                self._finish(rec, "error")
+        # A refused HELLO (unknown model, codec...) simply times out and is retried with
+        # backoff; an UNKNOWN_SESSION for the current session means the server restarted.
+        if (
+            msg.code == ErrorCode.UNKNOWN_SESSION
+            and msg.session_id in (0, self.session_id)
+            and self.state is LinkState.READY
+        ):
+            self._new_session(initial=False, reason="unknown_session")
+
+    def _set_load(self, load: ServerLoad) -> None:
+        self.server_load = load
+        if self.on_load is not None:
+            self.on_load(self._hello.model_id, load)
+
+    def _tick(self, now: float) -> None:
+        if self.state is LinkState.READY:
+            if now - self._last_heard > self._liveness_s():
+                self._new_session(initial=False, reason="missed_pongs")
+            elif now >= self._next_ping:
+                self._ping_seq = (self._ping_seq + 1) & 0xFFFFFFFF
+                ping = Ping(self.session_id, self._ping_seq, int(time.time() * 1e6))
+                with contextlib.suppress(zmq.Again):
+                    self._sock.send_multipart(encode_message(ping), zmq.NOBLOCK)
+                self._next_ping = now + self.cfg.heartbeat_s
+        elif now >= self._hello_deadline:
+            self._attempt += 1
+            self._new_session(initial=False, reason="hello_timeout")
+        self._expire(now)
+
+    def _expire(self, now: float) -> None:
+        limit = self.cfg.reply_timeout_s
+        with self._lock:
+            old = [r for r in self._inflight.values() if now - r.sent_mono > limit]
+            for r in old:
+                del self._inflight[r.seq]
+            if old:
+                self._lock.notify_all()
+        for r in old:
+            self._lost_seqs.append(r.seq)
+            self.counters.lost += 1
+            self._finish(r, "lost")
+
+    def _new_session(self, *, initial: bool, reason: str = "start") -> None:
+        """Fresh socket, next endpoint, HELLO queued; everything in flight is lost."""
+        was_ready = self.state is LinkState.READY
+        if self._pending_hello is not None:
+            self._hello = self._pending_hello
+            self._pending_hello = None
+        if was_ready:
+            self.last_lost_mono = time.monotonic()
+        if not initial:
+            self.counters.reconnects += reason != "switch"
+            self.log.info(
+                "session_reset", reason=reason, attempt=self._attempt, was_ready=was_ready
+            )
+        if reason != "switch":
+            with self._lock:
+                lost = list(self._inflight.values())
+                self._inflight.clear()
+                self._lock.notify_all()
+            for r in lost:
+                self._lost_seqs.append(r.seq)
+                self.counters.lost += 1
+                self._finish(r, "lost")
+        self.state = LinkState.OFFLINE
+        self.session_id = 0
+        if reason != "switch" or self._sock is None:
+            self._close_socket()
+            self._endpoint_idx = (self._endpoint_idx + 1) % len(self.cfg.endpoints)
+            sock = self.ctx.socket(zmq.DEALER)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.SNDHWM, max(16, 2 * self.cfg.window))
+            sock.setsockopt(zmq.RCVHWM, 1000)
+            sock.setsockopt(zmq.RECONNECT_IVL, 50)
+            sock.setsockopt(zmq.RECONNECT_IVL_MAX, 250)
+            sock.connect(self.cfg.endpoints[self._endpoint_idx])
+            self._sock = sock
+        with contextlib.suppress(zmq.Again):
+            self._sock.send_multipart(encode_message(self._hello), zmq.NOBLOCK)
+        backoff = min(
+            self.cfg.reconnect_max_s, self.cfg.reconnect_min_s * (2 ** min(self._attempt, 30))
+        )
+        self._hello_deadline = time.monotonic() + self.cfg.hello_timeout_s + backoff
+        self._last_heard = time.monotonic()
+
+    def _close_socket(self) -> None:
+        if self._sock is not None:
+            self._sock.close(linger=0)
+            self._sock = None
+
+    def _finish(self, rec: FrameRecord, status: str) -> None:
+        rec.status = status
+        self.done.put(rec)

@@ -1,0 +1,136 @@
+"""sd_notify over a real unix datagram socket, and the daemon's READY/WATCHDOG/STOPPING."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import socket
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from test_device_support import cached_head, free_port, start_daemon, start_peer, write_config
+
+from device.notify import Notifier
+
+
+class NotifySocket:
+    """What systemd would be: a datagram socket collecting notifications."""
+
+    def __init__(self, path: str) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path if not path.startswith("@") else "\0" + path[1:])
+        self.sock.settimeout(0.05)
+        self.path = path
+        self.messages: list[tuple[float, str]] = []
+
+    def pump(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                data = self.sock.recv(4096)
+            except TimeoutError:
+                continue
+            self.messages.append((time.monotonic(), data.decode()))
+
+    def lines(self) -> list[str]:
+        return [ln for _, m in self.messages for ln in m.split("\n")]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_notifier_sends_datagrams_to_a_path_socket(tmp_path):
+    ns = NotifySocket(str(tmp_path / "notify.sock"))
+    n = Notifier({"NOTIFY_SOCKET": ns.path})
+    assert n.enabled
+    assert n.ready(status="up") and n.watchdog() and n.stopping()
+    ns.pump(0.2)
+    assert [m for _, m in ns.messages] == ["READY=1\nSTATUS=up", "WATCHDOG=1", "STOPPING=1"]
+    ns.close()
+
+
+def test_notifier_abstract_namespace_socket():
+    ns = NotifySocket(f"@splitfit-test-{uuid.uuid4().hex}")
+    n = Notifier({"NOTIFY_SOCKET": ns.path})
+    assert n.notify(STATUS="fps=3.0\nnewline")
+    ns.pump(0.2)
+    assert ns.lines() == ["STATUS=fps=3.0 newline"]  # a value can never inject a second line
+    ns.close()
+
+
+def test_notifier_without_socket_is_a_no_op_and_never_raises(tmp_path):
+    assert not Notifier({}).enabled and Notifier({}).ready() is False
+    gone = Notifier({"NOTIFY_SOCKET": str(tmp_path / "nobody-listens")})
+    assert gone.watchdog() is False and gone.errors == 1
+
+
+def test_watchdog_interval_is_half_of_watchdog_usec_for_this_pid():
+    pid = str(os.getpid())
+    assert Notifier({"WATCHDOG_USEC": "2000000", "WATCHDOG_PID": pid}).watchdog_interval_s == 1.0
+    assert Notifier({"WATCHDOG_USEC": "2000000", "WATCHDOG_PID": "1"}).watchdog_interval_s is None
+    assert Notifier({"WATCHDOG_USEC": "junk"}).watchdog_interval_s is None
+
+
+@pytest.fixture(scope="module")
+def head(tmp_path_factory) -> tuple[Path, Path]:
+    return cached_head(tmp_path_factory.getbasetemp())
+
+
+def test_daemon_ready_watchdog_stopping_on_sigterm(head, tmp_path):
+    port = free_port()
+    peer = start_peer(f"tcp://127.0.0.1:{port}")
+    ns = NotifySocket(str(tmp_path / "n.sock"))
+    cfg = write_config(tmp_path / "d.toml", head[0], port, "[device]\nwatchdog_interval_s = 0.2\n")
+    d = start_daemon(cfg, "--summary", str(tmp_path / "s.json"), env={"NOTIFY_SOCKET": ns.path})
+    try:
+        ns.pump(4.0)
+        rc = d.stop(signal.SIGTERM)
+        ns.pump(0.3)
+    finally:
+        d.kill()
+        peer.kill()
+        ns.close()
+    assert rc == 0
+    lines = ns.lines()
+    assert lines.count("READY=1") == 1
+    assert lines.count("WATCHDOG=1") >= 8  # every 0.2 s while frames flow
+    assert lines[-2:] == ["STOPPING=1", lines[-1]] and lines[-1].startswith("STATUS=stopping")
+    assert any(ln.startswith("STATUS=fps=") and "server=ready" in ln for ln in lines)
+    assert json.loads((tmp_path / "s.json").read_text())["reason"] == "signal"
+
+
+def test_stalled_pipeline_stops_watchdog_pings(head, tmp_path):
+    """A camera that delivers one frame every 4 s: the pipeline stalls, pings must stop."""
+    port = free_port()
+    peer = start_peer(f"tcp://127.0.0.1:{port}")
+    ns = NotifySocket(str(tmp_path / "n.sock"))
+    camera = (
+        '[camera]\nsource = "synthetic"\n[camera.params]\nwidth = 32\nheight = 32\nfps = 0.25\n'
+    )
+    cfg = write_config(
+        tmp_path / "d.toml",
+        head[0],
+        port,
+        "[device]\nwatchdog_interval_s = 0.1\nstall_timeout_s = 1.0\n",
+        camera=camera,
+    )
+    d = start_daemon(cfg, env={"NOTIFY_SOCKET": ns.path})
+    try:
+        ns.pump(3.5)
+        d.stop(signal.SIGTERM)
+        ns.pump(0.3)
+    finally:
+        d.kill()
+        peer.kill()
+        ns.close()
+    pings = [t for t, m in ns.messages if m == "WATCHDOG=1"]
+    assert pings, "pinged while the first frames went through"
+    # After the last frame (t≈0) + stall_timeout (1 s) no more pings for the rest of the run.
+    gaps = [b - a for a, b in itertools.pairwise(pings)]
+    last_msg = ns.messages[-1][0]
+    assert last_msg - pings[-1] > 1.5 or max(gaps, default=0) > 1.5
+    assert any(e.get("event") == "pipeline_stalled" for e in d.events("err"))
