@@ -1,26 +1,50 @@
-"""Command line entry point for ``splitfit-train``.
-
-Placeholder until issue 10 lands: it documents itself and refuses to pretend to work.
-"""
+"""Command line entry point for ``splitfit-train`` (subcommands in ``training.commands``)."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+
+from training.commands import COMMAND_MODULES
 
 
 def build_parser() -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(
         prog="splitfit-train",
         description="Train bottlenecked split models (BottleNet, BottleFit, BottleNet++, search).",
     )
+    parser.add_argument("--list-models", action="store_true", help="print backbone names and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for path in COMMAND_MODULES:
+        mod = importlib.import_module(path)
+        p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    parser.parse_args(argv)
-    print("splitfit-train: not implemented yet (tracked in issue 10)", file=sys.stderr)
-    return 2
+    args = parser.parse_args(argv)
+    if args.list_models:
+        from training.models import create_model, list_models
+
+        for name in list_models():
+            print(name, " ".join(create_model(name).split_points()))
+        return 0
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args._run(args))
+    except KeyboardInterrupt:
+        print("splitfit-train: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, RuntimeError, OSError) as exc:
+        # CodecError and ManifestError are ValueErrors; DatasetMissing is a FileNotFoundError.
+        print(f"splitfit-train {args.command}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

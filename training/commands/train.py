@@ -1,0 +1,105 @@
+"""``splitfit-train train``: BottleNet compression-aware training of a split model."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from training.compressor import CodecConfig
+
+NAME = "train"
+HELP = "train a bottlenecked split model with the wire codec in the loop (BottleNet)"
+
+
+def parse_codec_params(items: list[str]) -> dict:
+    params: dict = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--codec-param expects key=value, got {item!r}")
+        try:
+            params[key] = int(value)
+        except ValueError:
+            raise ValueError(
+                f"--codec-param {key}: value must be an integer, got {value!r}"
+            ) from None
+    return params
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data",
+        default="fashion-mnist",
+        help="fashion-mnist | synthetic | a folder laid out as class/xxx.jpg",
+    )
+    p.add_argument(
+        "--fashion-root", default=None, help="folder with the Fashion-MNIST IDX .gz files"
+    )
+    p.add_argument("--model", default="resnet_small", help="backbone name (see --list-models)")
+    p.add_argument("--pretrained", action="store_true", help="start from shipped weights")
+    p.add_argument("--after", default="rb1", help="split point (rb1…, stage1…, stem)")
+    p.add_argument("--channels", type=int, default=2, help="C': bottleneck channels")
+    p.add_argument("--stride", type=int, default=2, help="s: spatial reduction factor")
+    p.add_argument("--codec", default="jpeg", choices=("jpeg", "png", "zstd", "raw"))
+    p.add_argument("--bits", type=int, default=8, help="n-bit quantizer before the codec (1..8)")
+    p.add_argument("--quality", type=int, default=None, help="JPEG quality (default 20)")
+    p.add_argument("--codec-param", action="append", default=[], metavar="KEY=INT")
+    p.add_argument(
+        "--mode",
+        default="aware",
+        choices=("aware", "plain"),
+        help="aware: codec in the training loop; plain: trained without it (naive)",
+    )
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--optimizer", default="adamw", choices=("adamw", "sgd"))
+    p.add_argument("--limit-train", type=int, default=None, help="train on a seeded subset")
+    p.add_argument("--limit-val", type=int, default=None)
+    p.add_argument("--input-size", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    p.add_argument("--out", type=Path, default=Path("runs/train"), help="output folder")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    from training.pipeline import TrainJob, run_train
+
+    params = parse_codec_params(args.codec_param)
+    if args.quality is not None:
+        params["quality"] = args.quality
+    if args.codec == "jpeg":
+        params.setdefault("quality", 20)
+    from wire.codecs import normalize_params  # validates names/ranges with clear messages
+
+    normalize_params(args.codec, params)
+    job = TrainJob(
+        data=args.data,
+        model=args.model,
+        pretrained=args.pretrained,
+        after=args.after,
+        channels=args.channels,
+        stride=args.stride,
+        codec=CodecConfig(args.codec, args.bits, params),
+        mode=args.mode,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        limit_train=args.limit_train,
+        limit_val=args.limit_val,
+        input_size=args.input_size,
+        seed=args.seed,
+        threads=args.threads,
+        progress=not args.no_progress,
+        fashion_root=args.fashion_root,
+    )
+    result = run_train(job, args.out, resume=args.resume)
+    m = result.metrics
+    print(
+        f"model_id {m['model_id'][:16]}  val top-1 with codec {100 * m['val_acc_with_codec']:.2f}%  "
+        f"without {100 * m['val_acc_without_codec']:.2f}%  -> {args.out}"
+    )
+    return 0

@@ -1,0 +1,192 @@
+"""From a job description to a trained, evaluated, exported split model.
+
+Shared by the ``splitfit-train train`` command and the benchmarks so what the benchmark
+measures is exactly what users run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from training.bottleneck import SplitNet, split_model
+from training.compressor import CodecConfig, CompressorLayer, wire_roundtrip
+from training.data import DatasetBundle, build_dataset
+from training.export import ExportedSplit, export_split
+from training.models import create_model
+from training.plots import save_curves
+from training.trainer import FitConfig, evaluate, fit, log_json
+
+MODES = ("aware", "plain")
+
+
+@dataclass
+class TrainJob:
+    data: str = "fashion-mnist"
+    model: str = "resnet_small"
+    pretrained: bool = False
+    after: str = "rb1"
+    channels: int = 2
+    stride: int = 2
+    codec: CodecConfig = field(default_factory=lambda: CodecConfig("jpeg", 8, {"quality": 20}))
+    mode: str = "aware"  # aware: codec in the training loop (BottleNet); plain: without
+    epochs: int = 3
+    batch_size: int = 128
+    lr: float = 2e-3
+    optimizer: str = "adamw"
+    limit_train: int | None = None
+    limit_val: int | None = None
+    input_size: int | None = None
+    seed: int = 0
+    threads: int = 2
+    progress: bool = True
+    fashion_root: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch size must be >= 1")
+
+    def identity(self) -> dict:
+        """What must match for --resume to continue the same run."""
+        d = asdict(self)
+        for k in ("progress", "threads", "epochs"):
+            d.pop(k)
+        return d
+
+
+@dataclass
+class TrainResult:
+    net: SplitNet
+    bundle: DatasetBundle
+    history: list
+    metrics: dict
+    exported: ExportedSplit | None = None
+
+
+def _write_json(obj: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def build_split_net(job: TrainJob, bundle: DatasetBundle) -> tuple[SplitNet, CompressorLayer]:
+    model = create_model(job.model, num_classes=len(bundle.labels), pretrained=job.pretrained)
+    head, tail = split_model(
+        model, after=job.after, channels=job.channels, stride=job.stride, input_size=bundle.input_hw
+    )
+    roundtrip = wire_roundtrip(head.spec.bottleneck_chw, head.spec.out_max, job.codec)
+    comp = CompressorLayer(roundtrip, job.codec.to_dict())
+    return SplitNet(head, tail, comp), comp
+
+
+def loaders(bundle: DatasetBundle, batch_size: int, seed: int) -> tuple[DataLoader, DataLoader]:
+    if bundle.train is None:
+        raise ValueError(f"dataset {bundle.name!r} is evaluation-only; it cannot be trained on")
+    g = torch.Generator().manual_seed(seed)
+    train = DataLoader(
+        bundle.train, batch_size=batch_size, shuffle=True, generator=g, drop_last=True
+    )
+    val = DataLoader(bundle.val, batch_size=max(batch_size, 256))
+    return train, val
+
+
+def run_train(job: TrainJob, out_dir: Path | str, *, resume: bool = False) -> TrainResult:
+    """Train (optionally resuming), evaluate with and without the codec, export, write results."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(max(1, job.threads))
+    torch.manual_seed(job.seed)
+    bundle = build_dataset(
+        job.data,
+        input_size=job.input_size,
+        limit_train=job.limit_train,
+        limit_val=job.limit_val,
+        fashion_root=job.fashion_root,
+        seed=job.seed,
+        **_norm_for(job),
+    )
+    net, comp = build_split_net(job, bundle)
+    train_loader, val_loader = loaders(bundle, job.batch_size, job.seed)
+    comp.enabled = job.mode == "aware"
+    log_json(
+        "train_start",
+        job=job.identity(),
+        data=bundle.describe(),
+        bottleneck_chw=list(net.spec.bottleneck_chw),
+    )
+    t0 = time.perf_counter()
+    history = fit(
+        net,
+        train_loader,
+        val_loader,
+        FitConfig(epochs=job.epochs, lr=job.lr, optimizer=job.optimizer, progress=job.progress),
+        checkpoint=out / "checkpoint.pt",
+        resume=resume,
+        identity=job.identity(),
+    )
+    train_seconds = time.perf_counter() - t0
+    comp.enabled = False
+    _, acc_plain = evaluate(net, val_loader)
+    comp.enabled = True
+    _, acc_codec = evaluate(net, val_loader)
+    metrics = {
+        "job": job.identity(),
+        "data": bundle.describe(),
+        "split": net.spec.to_dict(),
+        "history": [asdict(r) for r in history],
+        "val_acc_without_codec": acc_plain,
+        "val_acc_with_codec": acc_codec,
+        "train_seconds_this_session": train_seconds,
+    }
+    exported = export_split(
+        net.head,
+        net.tail,
+        out,
+        labels=list(bundle.labels),
+        mean=bundle.mean,
+        std=bundle.std,
+        codec=job.codec,
+        extra={
+            "accuracy": {
+                "val_top1_with_codec": acc_codec,
+                "val_top1_without_codec": acc_plain,
+                "data": bundle.describe(),
+            },
+            "training": job.identity(),
+        },
+    )
+    metrics["model_id"] = exported.model_id
+    _write_json(metrics, out / "metrics.json")
+    save_curves(
+        history,
+        out / "curves.png",
+        title=f"{job.model} split after {job.after}, C'={job.channels}, s={job.stride}, {job.mode}",
+    )
+    log_json(
+        "train_done",
+        model_id=exported.model_id,
+        val_acc_with_codec=acc_codec,
+        val_acc_without_codec=acc_plain,
+        out=str(out),
+    )
+    return TrainResult(net, bundle, history, metrics, exported)
+
+
+def _norm_for(job: TrainJob) -> dict:
+    """Photo datasets use the backbone's own normalisation (Lite0: (x-127)/128)."""
+    if job.data in ("fashion-mnist", "synthetic"):
+        return {}
+    model = create_model(job.model, num_classes=2)
+    return {"mean": tuple(model.mean), "std": tuple(model.std)}
