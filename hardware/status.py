@@ -119,6 +119,10 @@ class StatusLED:
                 self._led.blink(on_time=pattern.on_time, off_time=pattern.off_time, background=True)
         _log("led", state=state.name)
 
+    def set_state(self, state: LedState) -> None:
+        """Alias of :meth:`set` (the name the device daemon's wrapper calls)."""
+        self.set(state)
+
     def close(self) -> None:
         """Turn the LED off and release the pin (idempotent)."""
         with self._lock:

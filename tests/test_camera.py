@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -558,3 +559,70 @@ def test_picamera2_absent_is_a_clear_configuration_error() -> None:
 def test_picamera2_bad_params_are_rejected_before_import() -> None:
     with pytest.raises(CameraError, match="width"):
         open_camera("picamera2", width=0)
+
+
+class _FakePicamera2:
+    """The slice of picamera2's API the source uses, backed by a fixed frame.
+
+    picamera2 needs libcamera and a Pi camera; this stands in at the module boundary so the
+    source's own logic (configuration it asks for, channel handling, close) still runs.
+    """
+
+    instances: ClassVar[list[_FakePicamera2]] = []
+
+    def __init__(self, camera_num: int = 0) -> None:
+        if camera_num > 0:
+            raise IndexError("list index out of range")  # what picamera2 raises for no camera
+        self.config: dict | None = None
+        self.started = False
+        self.closed = False
+        _FakePicamera2.instances.append(self)
+
+    def create_video_configuration(self, main: dict, buffer_count: int, controls: dict) -> dict:
+        return {"main": main, "buffer_count": buffer_count, "controls": controls}
+
+    def configure(self, config: dict) -> None:
+        self.config = config
+
+    def start(self) -> None:
+        self.started = True
+
+    def capture_array(self, name: str) -> np.ndarray:
+        w, h = self.config["main"]["size"]
+        frame = np.zeros((h, w, 3), np.uint8)
+        frame[..., 0] = 200  # first byte in memory: R for "BGR888"
+        return frame
+
+    def stop(self) -> None:
+        self.started = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def fake_picamera2(monkeypatch):
+    import types
+
+    module = types.ModuleType("picamera2")
+    module.Picamera2 = _FakePicamera2  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "picamera2", module)
+    _FakePicamera2.instances.clear()
+    return _FakePicamera2
+
+
+@pytest.mark.parametrize(("swap_rb", "expected"), [(False, (200, 0, 0)), (True, (0, 0, 200))])
+def test_picamera2_source_configures_rgb_and_closes(fake_picamera2, swap_rb, expected) -> None:
+    with open_camera("picamera2", width=64, height=48, fps=15.0, swap_rb=swap_rb) as cam:
+        frame = cam.latest(2.0)
+        cam_obj = fake_picamera2.instances[-1]
+        assert cam_obj.config["main"] == {"size": (64, 48), "format": "BGR888"}
+        assert cam_obj.config["controls"] == {"FrameRate": 15.0}
+        assert cam_obj.started
+    assert frame.image.shape == (48, 64, 3) and _color(frame) == expected
+    assert cam_obj.closed
+
+
+def test_picamera2_missing_camera_fails_at_startup(fake_picamera2) -> None:
+    with pytest.raises(CameraError, match="no camera 1"):
+        open_camera("picamera2", camera_num=1).start()

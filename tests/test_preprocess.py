@@ -15,6 +15,13 @@ from PIL import Image
 
 from hardware.preprocess import crop_box, preprocess
 
+try:
+    import cv2  # noqa: F401
+
+    HAVE_CV2 = True
+except ImportError:
+    HAVE_CV2 = False
+
 
 def _smooth(h: int, w: int) -> np.ndarray:
     """A smooth colour image (gradients), where any two sane resamplers agree closely."""
@@ -89,14 +96,15 @@ def test_orientation_and_channel_order_are_kept() -> None:
     oh=st.integers(1, 256),
     ow=st.integers(1, 256),
     value=st.tuples(st.integers(0, 255), st.integers(0, 255), st.integers(0, 255)),
+    backend=st.sampled_from(["pillow", "opencv"] if HAVE_CV2 else ["pillow"]),
 )
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=60, deadline=None)
 def test_any_geometry_gives_the_requested_shape_and_keeps_flat_colour(
-    h: int, w: int, oh: int, ow: int, value: tuple[int, int, int]
+    h: int, w: int, oh: int, ow: int, value: tuple[int, int, int], backend: str
 ) -> None:
     image = np.empty((h, w, 3), np.uint8)
     image[:] = value
-    out = preprocess(image, (oh, ow))
+    out = preprocess(image, (oh, ow), backend=backend)
     assert out.shape == (1, oh, ow, 3)
     # ±1: Pillow's fixed-point box filter rounds down for reduction factors above ~256
     # (e.g. 272×272 → 1×1), a degenerate geometry no camera produces.
@@ -143,3 +151,42 @@ def test_non_contiguous_input_is_handled() -> None:
 def test_bad_input_names_the_problem(image, size, error, match: str) -> None:
     with pytest.raises(error, match=match):
         preprocess(image, size)
+
+
+@pytest.mark.parametrize(
+    ("in_hw", "size"),
+    [
+        ((480, 640), (224, 224)),
+        ((1080, 1920), (224, 160)),
+        ((120, 160), (224, 224)),
+        ((7, 5), (3, 3)),
+    ],
+)
+def test_opencv_backend_agrees_with_pillow(in_hw: tuple[int, int], size: tuple[int, int]) -> None:
+    pytest.importorskip("cv2")
+    image = _smooth(*in_hw)
+    fast = preprocess(image, size, backend="opencv")
+    assert fast.shape == (1, *size, 3) and fast.dtype == np.uint8
+    diff = np.abs(fast.astype(int) - preprocess(image, size).astype(int))
+    assert diff.mean() < 2.0
+
+
+def test_opencv_backend_keeps_flat_colour_and_channel_order() -> None:
+    pytest.importorskip("cv2")
+    image = np.zeros((480, 640, 3), np.uint8)
+    image[:] = (250, 20, 5)
+    assert np.all(preprocess(image, backend="opencv")[0] == (250, 20, 5))
+
+
+def test_unknown_backend_and_missing_opencv(monkeypatch) -> None:
+    import sys
+
+    import hardware.preprocess as pp
+
+    image = np.zeros((48, 64, 3), np.uint8)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        preprocess(image, (8, 8), backend="torch")
+    monkeypatch.setitem(sys.modules, "cv2", None)
+    monkeypatch.setattr(pp, "_cv2", None)
+    with pytest.raises(ValueError, match="opencv-python"):
+        preprocess(image, (8, 8), backend="opencv")

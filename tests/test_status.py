@@ -74,7 +74,8 @@ def test_changing_state_changes_the_rhythm(factory) -> None:
     pin = factory.pin(17)
     try:
         assert led.state is LedState.STARTING
-        led.set(LedState.ERROR)
+        led.set_state(LedState.ERROR)
+        assert led.state is LedState.ERROR
         pin.clear_states()
         time.sleep(0.75)
         on, off = _durations(pin)

@@ -38,6 +38,7 @@ class PiCamera2Camera(CameraSource):
         width: int = 640,
         height: int = 480,
         fps: float | None = None,
+        swap_rb: bool = False,
         backoff: Backoff | None = None,
     ) -> None:
         for key, value in (("width", width), ("height", height)):
@@ -51,11 +52,14 @@ class PiCamera2Camera(CameraSource):
             )
         if fps is not None and not fps > 0:
             raise CameraError(f"picamera2 camera: fps must be > 0, got {fps}")
+        if not isinstance(swap_rb, bool):
+            raise CameraError(f"picamera2 camera: swap_rb must be true or false, got {swap_rb!r}")
         super().__init__(fps=None, lockstep=False, backoff=backoff)
         self._module = import_picamera2()
         self.camera_num = camera_num
         self.width, self.height = width, height
         self.requested_fps = fps
+        self.swap_rb = swap_rb
         self._cam: Any = None
 
     def _open(self) -> None:
@@ -65,7 +69,8 @@ class PiCamera2Camera(CameraSource):
             raise CameraError(f"picamera2 camera: no camera {self.camera_num}: {exc}") from exc
         controls = {"FrameRate": float(self.requested_fps)} if self.requested_fps else {}
         # libcamera names formats by their little-endian word layout: "BGR888" is stored as
-        # R, G, B bytes, i.e. an RGB numpy array, which is what the pipeline wants.
+        # R, G, B bytes, i.e. an RGB numpy array, which is what the pipeline wants. Should a
+        # stack deliver red and blue swapped (check: hold up something red), set swap_rb.
         config = cam.create_video_configuration(
             main={"size": (self.width, self.height), "format": "BGR888"},
             buffer_count=2,
@@ -78,8 +83,10 @@ class PiCamera2Camera(CameraSource):
     def _read(self) -> tuple[np.ndarray, str | None]:
         if self._cam is None:
             raise CameraError("picamera2 camera: not open")
-        frame = self._cam.capture_array("main")
-        return np.ascontiguousarray(frame[..., :3]), None
+        frame = self._cam.capture_array("main")[..., :3]
+        if self.swap_rb:
+            frame = frame[..., ::-1]
+        return np.ascontiguousarray(frame), None
 
     def _close(self) -> None:
         if self._cam is not None:
