@@ -17,20 +17,8 @@ from wire.codecs import (
 )
 from wire.errors import CodecError
 from wire.quant import QuantParams, dequantize_codes, quantize_float_to_int8, requantize_int8
+from wire.synthetic import relu_features
 from wire.tiling import grid_shape, tile, untile
-
-
-def relu_features(shape_chw, seed=0, sparsity=0.5) -> np.ndarray:
-    """Smoothed noise after ReLU: what a real bottleneck looks like (many exact zeros)."""
-    rng = np.random.default_rng(seed)
-    c, h, w = shape_chw
-    x = rng.normal(size=(c, h + 4, w + 4)).astype(np.float32)
-    k = np.ones(5, np.float32) / 5
-    x = np.apply_along_axis(lambda r: np.convolve(r, k, "valid"), 2, x)
-    x = np.apply_along_axis(lambda r: np.convolve(r, k, "valid"), 1, x)
-    x -= np.quantile(x, sparsity)
-    return np.maximum(x, 0) * 4.0
-
 
 # ----------------------------------------------------------------------------- quant
 

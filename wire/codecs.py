@@ -71,6 +71,48 @@ def normalize_params(codec: str, params: dict | None) -> dict[str, int]:
     return out
 
 
+#: The JPEG standard's luminance quantization table (ITU T.81 Annex K.1), natural order;
+#: libjpeg scales it by quality (``jpeg_quality_scaling``) and Pillow uses that unchanged.
+_JPEG_LUMA = np.array(
+    [
+        [16, 11, 10, 16, 24, 40, 51, 61],
+        [12, 12, 14, 19, 26, 58, 60, 55],
+        [14, 13, 16, 24, 40, 57, 69, 56],
+        [14, 17, 22, 29, 51, 87, 80, 62],
+        [18, 22, 37, 56, 68, 109, 103, 77],
+        [24, 35, 55, 64, 81, 104, 113, 92],
+        [49, 64, 78, 87, 103, 121, 120, 101],
+        [72, 92, 95, 98, 112, 100, 103, 99],
+    ],
+    dtype=np.int64,
+)
+
+
+def jpeg_quant_table(quality: int) -> np.ndarray:
+    """The 8×8 luminance table libjpeg derives from ``quality`` (baseline, entries 1..255)."""
+    q = min(max(int(quality), 1), 100)
+    scale = 5000 // q if q < 50 else 200 - 2 * q
+    return np.clip((_JPEG_LUMA * scale + 50) // 100, 1, 255)
+
+
+def jpeg_rmse_bound(quality: int, image_hw: tuple[int, int], bits: int = 8) -> float:
+    """Guaranteed upper bound on the RMSE (in n-bit code units) of a JPEG round trip.
+
+    Why it holds: JPEG's 8×8 DCT is orthonormal, and dequantization leaves each coefficient
+    within Q/2 of its true value, so by Parseval a block's squared spatial error is at most
+    sum(Q²)/4. Edge blocks are padded by replication, so the real pixels carry at most the
+    padded blocks' total error. Clamping to 0..255 only shrinks error. One gray level of
+    slack covers integer IDCT and output rounding; converting gray levels to n-bit codes
+    scales by (2**bits-1)/255 and adds at most half a code of rounding.
+    """
+    h, w = image_hw
+    q = jpeg_quant_table(quality).astype(np.float64)
+    blocks = -(-h // 8) * -(-w // 8)
+    gray = np.sqrt(blocks * 64 / (h * w) * float(np.mean(q**2)) / 4.0) + 1.0
+    levels = (1 << bits) - 1
+    return gray if bits == 8 else gray * levels / 255.0 + 0.5
+
+
 # ----------------------------------------------------------------------------- bit packing
 
 
@@ -79,13 +121,24 @@ def packed_size(n_values: int, bits: int) -> int:
 
 
 def pack_bits(codes: np.ndarray, bits: int) -> bytes:
-    """Flat uint8 codes (< 2**bits) -> bytes, ``bits`` per value, MSB first."""
+    """Flat uint8 codes (< 2**bits) -> bytes, ``bits`` per value, MSB first.
+
+    Eight codes form one ``8*bits``-bit group, assembled in a uint64 and written big-endian,
+    so the work is a few vector ops on N/8 words instead of per-bit shuffling.
+    """
     flat = np.ascontiguousarray(codes, dtype=np.uint8).reshape(-1)
     if bits == 8:
         return flat.tobytes()
-    # Keep the low `bits` bit-columns of each value's 8-bit expansion, then repack.
-    expanded = np.unpackbits(flat[:, None], axis=1)[:, 8 - bits :]
-    return np.packbits(expanded.reshape(-1)).tobytes()
+    n = flat.size
+    groups = -(-n // 8)
+    padded = np.zeros(groups * 8, dtype=np.uint64)
+    padded[:n] = flat
+    padded = padded.reshape(groups, 8)
+    word = np.zeros(groups, dtype=np.uint64)
+    for i in range(8):
+        word |= padded[:, i] << np.uint64(bits * (7 - i))
+    out = word.astype(">u8").view(np.uint8).reshape(groups, 8)[:, 8 - bits :]
+    return out.tobytes()[: packed_size(n, bits)]
 
 
 def unpack_bits(data: bytes, n_values: int, bits: int) -> np.ndarray:
@@ -99,10 +152,17 @@ def unpack_bits(data: bytes, n_values: int, bits: int) -> np.ndarray:
     pad = want * 8 - n_values * bits
     if pad and int(buf[-1]) & ((1 << pad) - 1):
         raise CodecError("non-zero padding bits in packed payload")
-    bitstream = np.unpackbits(buf, count=n_values * bits).reshape(n_values, bits)
-    expanded = np.zeros((n_values, 8), dtype=np.uint8)
-    expanded[:, 8 - bits :] = bitstream
-    return np.packbits(expanded, axis=1).reshape(n_values)
+    groups = -(-n_values // 8)
+    body = np.zeros(groups * bits, dtype=np.uint8)
+    body[:want] = buf
+    wide = np.zeros((groups, 8), dtype=np.uint8)
+    wide[:, 8 - bits :] = body.reshape(groups, bits)
+    word = wide.view(">u8").reshape(groups).astype(np.uint64)
+    mask = np.uint64((1 << bits) - 1)
+    out = np.empty((groups, 8), dtype=np.uint8)
+    for i in range(8):
+        out[:, i] = (word >> np.uint64(bits * (7 - i))) & mask
+    return out.reshape(-1)[:n_values]
 
 
 # ----------------------------------------------------------------------------- gray scaling

@@ -4,17 +4,19 @@ Why: image codecs (JPEG, PNG) compress a single 2-D plane; putting each channel 
 tile keeps the spatial correlation that the codec exploits, and a near-square aspect ratio
 "achieves the maximum compression ratio" (BottleNet, following Choi & Bajić).
 
-BottleNet arranges C channels in a grid of ``2**ceil(log2(C)/2)`` tiles across and
-``2**floor(log2(C)/2)`` tiles down, which is exact for a power-of-two C. For any C we use::
+BottleNet arranges C channels in a grid ``2**ceil(log2(C)/2)`` tiles wide and
+``2**floor(log2(C)/2)`` tiles high. That height only holds all channels when C is a power of
+two (C=12 would get 4×2 = 8 tiles), so for any C we keep the paper's width and use the fewest
+rows that fit::
 
-    k    = ceil(log2(C))            # C rounded up to a power of two, as an exponent
-    cols = 2 ** ceil(k / 2)         # the paper's width for that power of two
-    rows = ceil(C / cols)           # only as many tile rows as needed
+    cols = 2 ** ceil(log2(C) / 2)   # the paper's width, for every C
+    rows = ceil(C / cols)           # == the paper's 2**floor(log2(C)/2) for power-of-two C
 
-For power-of-two C this is exactly the paper's grid; otherwise it is the paper's grid for the
-next power of two with empty trailing rows dropped (C=12 -> 4×3, not 4×4). Channel c sits at
-tile (row c // cols, column c % cols), row-major. Unused tiles in the last row are filled with
-zeros; ``untile`` ignores them.
+For power-of-two C this is exactly the paper's grid (C=8 -> 4 wide × 2 high); otherwise it is
+never taller than wide and at most 4:1 (C=12 -> 4×3, C=5 -> 4×2). Channel c sits at tile
+(row c // cols, column c % cols), row-major. Unused tiles in the last row are zeros, which
+``untile`` ignores (zeros are also what a post-ReLU tile mostly holds, so JPEG spends few bits
+on them).
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ def grid_shape(channels: int) -> tuple[int, int]:
     """(rows, cols) of tiles for ``channels`` channels."""
     if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
         raise ValueError(f"channels must be a positive int, got {channels!r}")
-    k = math.ceil(math.log2(channels)) if channels > 1 else 0
-    cols = 1 << math.ceil(k / 2)
+    # ceil(log2(C)/2) == ceil(ceil(log2 C)/2); the integer form avoids float log edge cases
+    k = (channels - 1).bit_length()  # ceil(log2(C)) exactly, 0 for C=1
+    cols = 1 << -(-k // 2)
     rows = math.ceil(channels / cols)
     return rows, cols
 
