@@ -26,7 +26,7 @@ import numpy as np
 
 from device import status as led
 from device.capture import CameraSupervisor, EndOfInput
-from device.config import DeviceConfig, load_config
+from device.config import ConfigError, DeviceConfig, load_config
 from device.jsonlog import JsonLog
 from device.link import Link
 from device.metrics import Counters, FrameRecord, MetricsWriter, Rolling
@@ -34,6 +34,7 @@ from device.notify import Notifier
 from device.pipeline import Split, build_split, manifest_tail_ms
 from device.policy import PartitionPolicy
 from device.power import PowerMeter
+from hardware.camera import CameraError
 from hardware.preprocess import preprocess
 
 _SEQ_MAX = (1 << 32) - 1
@@ -72,6 +73,7 @@ class Daemon:
         self._energy_frame: deque[float] = deque(maxlen=4096)
         self._energy_head: deque[float] = deque(maxlen=4096)
         self._latencies: deque[float] = deque(maxlen=65536)
+        self._pending: deque[FrameRecord] = deque()
         self._build(cfg)
 
     # ------------------------------------------------------------------ construction
@@ -85,8 +87,14 @@ class Daemon:
             self.splits[h.name] = build_split(h, cfg.codec, cfg.server, cfg.device.name)
         self.active = self.splits[cfg.heads[0].name]
         self.camera = CameraSupervisor(cfg.camera, self.log)
-        self.camera.validate()
-        self.power = PowerMeter(cfg.power, self.log)
+        try:
+            self.camera.validate()
+        except CameraError as exc:
+            raise ConfigError(f"camera.params: {exc}") from None
+        try:
+            self.power = PowerMeter(cfg.power, self.log)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"power.params: {exc}") from None
         self.status_led = led.StatusIndicator(cfg.gpio, self.log)
         self.metrics = MetricsWriter(cfg.metrics.path, cfg.metrics.max_bytes, cfg.metrics.backups)
         self.policy = PartitionPolicy(
@@ -101,7 +109,9 @@ class Daemon:
             tail = s.cfg.tail_ms if s.cfg.tail_ms is not None else manifest_tail_ms(s.head)
             if tail is not None:
                 self.policy.set_tail_ms(s.name, tail)
-        self.link = Link(cfg.server, self.active.hello, self.counters, self.log)
+        self.link = Link(
+            cfg.server, self.active.hello, self.counters, self.log, busy=self.power.busy
+        )
         self._probed = len(self.splits) < 2
 
     # ------------------------------------------------------------------ control
@@ -209,10 +219,10 @@ class Daemon:
         t0 = time.monotonic()
         image = preprocess(frame.image, size=split.head.input_hw)
         t1 = time.monotonic()
-        with self.power.busy("head"):
+        with self.power.busy():
             out = split.head.run(image)
         t2 = time.monotonic()
-        with self.power.busy("encode"):
+        with self.power.busy():
             payload = split.codec.encode_int8(out.tensor)
         t3 = time.monotonic()
         rec.preprocess_ms = (t1 - t0) * 1e3
@@ -252,13 +262,22 @@ class Daemon:
 
     # ------------------------------------------------------------------ completions
 
-    def _collect(self) -> None:
+    def _collect(self, *, final: bool = False) -> None:
+        """Finalize completed frames once the power sampler has covered their window."""
         while True:
             try:
-                rec = self.link.done.get_nowait()
+                self._pending.append(self.link.done.get_nowait())
             except queue.Empty:
-                return
-            self._finalize(rec)
+                break
+        now = time.monotonic()
+        while self._pending:
+            rec = self._pending[0]
+            end = rec.reply_mono if rec.status == "ok" else rec.head_t1
+            if final:
+                self.power.wait_until(end, 0.2)
+            elif not self.power.covered(rec.capture_mono, end) and now - end < 0.5:
+                break  # the sampler lags a few ms behind; come back next iteration
+            self._finalize(self._pending.popleft())
 
     def _finalize(self, rec: FrameRecord) -> None:
         if rec.head_t1 > rec.head_t0:
@@ -321,6 +340,7 @@ class Daemon:
                 )
         if now - self.last_progress <= self.cfg.device.stall_timeout_s:
             timers.stall_logged = False
+        self._update_led()
         if now >= timers.status:
             timers.status = now + 1.0
             self._update_status(now)
@@ -331,13 +351,15 @@ class Daemon:
         if self.policy.enabled:
             self._maybe_switch(now)
 
-    def _update_status(self, now: float) -> None:
+    def _update_led(self) -> None:
         if not self.camera.health.ok and self.camera.health.failures:
             self.status_led.set(led.ERROR)
         elif self.link.ready:
             self.status_led.set(led.STREAMING)
         else:
             self.status_led.set(led.SERVER_OFFLINE if self.ready_sent else led.STARTING)
+
+    def _update_status(self, now: float) -> None:
         fps = self.rolling.fps(now)
         self.notifier.status(
             f"fps={fps:.1f} server={self.link.state.value} head={self.active.name} "
@@ -411,7 +433,7 @@ class Daemon:
         self.link.wait_idle(self.cfg.device.drain_timeout_s)
         self.link.stop()
         self.link.join(timeout=5.0)
-        self._collect()
+        self._collect(final=True)
         self.power.stop()
         self.metrics.close()
         self.status_led.close()
@@ -425,7 +447,7 @@ class Daemon:
         self._collect()
         self.link.stop()
         self.link.join(timeout=5.0)
-        self._collect()
+        self._collect(final=True)
         now = time.monotonic()
         summary = self.run_summary(now, reason, drained)
         self.power.stop()

@@ -74,12 +74,14 @@ class Link(threading.Thread):
         *,
         context: zmq.Context | None = None,
         on_load: Callable[[str, ServerLoad], None] | None = None,
+        busy: Callable[[], contextlib.AbstractContextManager] | None = None,
     ) -> None:
         super().__init__(name="splitfit-link", daemon=True)
         self.cfg = cfg
         self.counters = counters
         self.log = log
         self.on_load = on_load
+        self._busy = busy or contextlib.nullcontext
         self.ctx = context or zmq.Context.instance()
         self.done: queue.SimpleQueue[FrameRecord] = queue.SimpleQueue()
         self.state = LinkState.OFFLINE
@@ -251,7 +253,8 @@ class Link(threading.Thread):
         with self._lock:
             self._inflight[rec.seq] = rec
         try:
-            self._sock.send_multipart(encode_message(msg), zmq.NOBLOCK, copy=False)
+            with self._busy():  # the radio is part of the board's energy bill
+                self._sock.send_multipart(encode_message(msg), zmq.NOBLOCK, copy=False)
         except zmq.Again:
             with self._lock:
                 self._inflight.pop(rec.seq, None)

@@ -3,18 +3,23 @@
 Why an adapter: the daemon attributes energy to windows it knows about (the head inference,
 the whole frame from capture to reply) by asking the sampler for the integral of power over
 ``[t0, t1]`` on the monotonic clock. With the simulated monitor the daemon also *drives* the
-simulated load (busy during head inference, encode and radio), so the simulated power
-follows the daemon's real activity instead of a canned trace.
+simulated load (busy during head inference, encode and the radio send), so the simulated
+power follows the daemon's real activity instead of a canned trace. Two threads mark
+activity (main loop: head/encode, link thread: send), so busy is reference-counted.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 from device.config import PowerSection
 from device.jsonlog import JsonLog
+from hardware.power import PowerSampler, open_power_monitor
+from hardware.sim import simulated_load_of
 
 
 class PowerMeter:
@@ -24,54 +29,68 @@ class PowerMeter:
         self.cfg = cfg
         self.log = log
         self.kind = cfg.monitor
-        self._sampler: Any = None
-        self._load: Any = None  # simulated load (sim monitor only)
-        if cfg.monitor == "none":
+        self._sampler: PowerSampler | None = None
+        self._load: Any = None
+        self._busy_lock = threading.Lock()
+        self._busy_count = 0
+        reader = open_power_monitor(cfg.monitor, **dict(cfg.params))
+        if reader is None:
             return
-        from hardware.power import PowerSampler, open_power_monitor
-
-        params = dict(cfg.params)
-        reader = open_power_monitor(cfg.monitor, **params)
-        self._load = getattr(reader, "load", None)
+        self._load = simulated_load_of(reader)
         self._sampler = PowerSampler(reader, rate_hz=cfg.rate_hz, capacity=cfg.capacity)
 
     @property
     def enabled(self) -> bool:
         return self._sampler is not None
 
+    @property
+    def load(self) -> Any:
+        """The simulated load (sim monitor only), for tests and benchmarks."""
+        return self._load
+
     def start(self) -> None:
-        if self._sampler is not None:
+        if self._sampler is not None and not self._sampler.running:
             self._sampler.start()
 
     def stop(self) -> None:
         if self._sampler is not None:
             self._sampler.stop()
 
+    def covered(self, t0: float, t1: float) -> bool:
+        """True once the sampler has samples through ``t1`` (energy over the window is whole)."""
+        if self._sampler is None:
+            return True
+        return self._sampler.coverage(t0, t1) >= 0.999
+
+    def wait_until(self, t: float, timeout: float) -> bool:
+        return True if self._sampler is None else self._sampler.wait_until(t, timeout)
+
     def energy_mj(self, t0: float, t1: float) -> float | None:
         if self._sampler is None or t1 <= t0:
             return None
-        try:
-            return float(self._sampler.energy_j(t0, t1)) * 1e3
-        except (ValueError, LookupError) as exc:  # window outside the ring buffer
-            self.log.debug("energy_unavailable", error=str(exc))
-            return None
+        e = float(self._sampler.energy_j(t0, t1)) * 1e3
+        return e if math.isfinite(e) else None
 
     def mean_power_w(self, t0: float, t1: float) -> float | None:
         if self._sampler is None or t1 <= t0:
             return None
-        try:
-            return float(self._sampler.mean_power_w(t0, t1))
-        except (ValueError, LookupError):
-            return None
+        p = float(self._sampler.mean_power_w(t0, t1))
+        return p if math.isfinite(p) else None
 
     @contextlib.contextmanager
-    def busy(self, what: str) -> Iterator[None]:
-        """Mark the simulated board busy with ``what`` (head/encode/radio) for the block."""
+    def busy(self) -> Iterator[None]:
+        """Mark the (simulated) board busy for the block; nests across threads."""
         if self._load is None:
             yield
             return
-        self._load.begin(what)
+        with self._busy_lock:
+            self._busy_count += 1
+            if self._busy_count == 1:
+                self._load.set_busy(True)
         try:
             yield
         finally:
-            self._load.end(what)
+            with self._busy_lock:
+                self._busy_count -= 1
+                if self._busy_count == 0:
+                    self._load.set_busy(False)

@@ -6,67 +6,59 @@ be logged once and then ignored, not stop the pipeline.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 from device.config import GpioSection
 from device.jsonlog import JsonLog
+from hardware.status import LedState, StatusLED
 
-STARTING = "STARTING"
-STREAMING = "STREAMING"
-SERVER_OFFLINE = "SERVER_OFFLINE"
-ERROR = "ERROR"
+STARTING = LedState.STARTING
+STREAMING = LedState.STREAMING
+SERVER_OFFLINE = LedState.SERVER_OFFLINE
+ERROR = LedState.ERROR
 
 
 class StatusIndicator:
     def __init__(self, cfg: GpioSection, log: JsonLog) -> None:
         self.log = log
-        self.state: str | None = None
-        self._led: Any = None
-        self._states: Any = None
+        self.state: LedState | None = None
+        self._led: StatusLED | None = None
+        self.factory: Any = None
         if cfg.status_led is None:
             return
         try:
-            from hardware import status as hw_status
-
-            factory = None
             if cfg.pin_factory == "mock":
                 from gpiozero.pins.mock import MockFactory
 
-                factory = MockFactory()
-            self._led = hw_status.StatusLED(cfg.status_led, pin_factory=factory)
-            self._states = hw_status
+                self.factory = MockFactory()
+            self._led = StatusLED(cfg.status_led, pin_factory=self.factory)
         except Exception as exc:  # no GPIO on this machine: the daemon still runs
             log.warning(
-                "status_led_unavailable", pin=cfg.status_led, error=f"{type(exc).__name__}: {exc}"
+                "status_led_unavailable",
+                pin=cfg.status_led,
+                error=f"{type(exc).__name__}: {exc}",
             )
             self._led = None
 
     @property
-    def led(self) -> Any:
+    def led(self) -> StatusLED | None:
         return self._led
 
-    def set(self, state: str) -> None:
-        if state == self.state:
+    def set(self, state: LedState) -> None:
+        if state is self.state:
             return
         self.state = state
         if self._led is None:
             return
-        value = state
-        for holder in ("LedState", "Status", "State"):
-            enum = getattr(self._states, holder, None)
-            if enum is not None and hasattr(enum, state):
-                value = getattr(enum, state)
-                break
-        else:
-            value = getattr(self._states, state, state)
         try:
-            self._led.set_state(value)
+            self._led.set_state(state)
         except Exception as exc:
-            self.log.warning("status_led_failed", state=state, error=f"{type(exc).__name__}: {exc}")
+            self.log.warning("status_led_failed", state=state.name, error=str(exc))
 
     def close(self) -> None:
         if self._led is not None:
-            with contextlib.suppress(Exception):
+            try:
                 self._led.close()
+            except Exception as exc:
+                self.log.warning("status_led_close_failed", error=str(exc))
             self._led = None

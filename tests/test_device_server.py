@@ -1,0 +1,100 @@
+"""The daemon against the real tail server process (``splitfit-server``), not a stand-in.
+
+The tail is a real TorchScript module written by the server tests' helper with the head's
+model_id, bottleneck shape and codec, so HELLO negotiation, decoding and top-k all run the
+production code on both sides.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_device_support import Proc, cached_head, free_port, start_daemon, write_config
+
+pytest.importorskip("torch")
+from test_server_support import make_tail
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory) -> tuple[Path, Path, Path]:
+    base = tmp_path_factory.getbasetemp()
+    tfl, manifest = cached_head(base)
+    m = json.loads(manifest.read_text())
+    tail_dir, _ = make_tail(
+        base / "tail",
+        model_id=m["model_id"],
+        chw=tuple(m["bottleneck_chw"]),
+        num_classes=3,
+        bits=m["codec"]["bits"],
+        codec=m["codec"]["name"],
+        labels=["ant", "bee", "cat"],
+    )
+    return tfl, manifest, tail_dir
+
+
+def _server(tmp_path: Path, tail_dir: Path, port: int) -> Proc:
+    cfg = tmp_path / "server.toml"
+    cfg.write_text(
+        f'[server]\nbind = ["tcp://127.0.0.1:{port}"]\nlinger_ms = 100\n'
+        "[compute]\nthreads = 1\n[metrics]\nenabled = false\n"
+        f'[log]\nlevel = "info"\n[[models]]\npath = "{tail_dir}"\n'
+    )
+    proc = Proc([sys.executable, "-m", "server.cli", "--config", str(cfg)])
+    if proc.wait_for(lambda e: e.get("event") == "listening", 60, "err") is None:
+        proc.kill()
+        raise RuntimeError(f"server did not start: {proc.err[-5:]}")
+    return proc
+
+
+def test_daemon_streams_to_the_real_server(split, tmp_path):
+    tfl, _, tail_dir = split
+    port = free_port()
+    server = _server(tmp_path, tail_dir, port)
+    try:
+        cfg = write_config(
+            tmp_path / "d.toml", tfl, port, f'[metrics]\npath = "{tmp_path / "m.jsonl"}"\n'
+        )
+        d = start_daemon(cfg, "--frames", "30", "--summary", str(tmp_path / "s.json"))
+        assert d.p.wait(60) == 0, d.err[-10:]
+    finally:
+        server.stop()
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert s["replied"] == 30 and s["lost"] == 0 and s["server_errors"] == 0
+    rows = [json.loads(ln) for ln in (tmp_path / "m.jsonl").read_text().splitlines()]
+    assert sorted(r["seq"] for r in rows) == list(range(1, 31))
+    assert {r["top1_label"] for r in rows} <= {"ant", "bee", "cat"}
+    assert all(r["server_compute_ms"] is not None and r["server_compute_ms"] > 0 for r in rows)
+
+
+@pytest.mark.slow
+def test_real_server_killed_and_restarted(split, tmp_path):
+    tfl, _, tail_dir = split
+    port = free_port()
+    server = _server(tmp_path, tail_dir, port)
+    cfg = write_config(tmp_path / "d.toml", tfl, port)
+    d = start_daemon(cfg, "--summary", str(tmp_path / "s.json"))
+    try:
+        assert d.wait_for(lambda e: e.get("event") == "ready", 30, "err"), d.err[-10:]
+        server.kill()
+        server = _server(tmp_path, tail_dir, port)
+        t_up = time.monotonic()
+        n0 = sum(1 for e in d.events("err") if e.get("event") == "session_open")
+        opened = None
+        while time.monotonic() - t_up < 5 and opened is None:
+            opens = [e for e in d.events("err") if e.get("event") == "session_open"]
+            opened = opens[-1] if len(opens) > n0 or len(opens) >= 2 else None
+            time.sleep(0.02)
+        assert opened is not None, d.err[-10:]
+        assert time.monotonic() - t_up < 2.0
+        time.sleep(1.0)
+        assert d.stop(signal.SIGTERM) == 0
+    finally:
+        d.kill()
+        server.stop()
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert s["sessions"] >= 2 and s["replied"] > 20
