@@ -176,10 +176,27 @@ def test_latest_before_start_and_after_stop_raises() -> None:
 
 def test_camera_can_be_restarted_and_numbers_keep_increasing() -> None:
     cam = open_camera("synthetic", width=32, height=32, fps=100.0)
+    assert cam.seconds_since_last_frame is None
     with cam:
         first = cam.latest(2.0).frame_number
+        time.sleep(0.05)  # a newer frame is pending when we stop
+        assert cam.seconds_since_last_frame is not None
+        assert cam.seconds_since_last_frame < 1.0
+    stopped_at = time.monotonic()
     with cam:
-        assert cam.latest(2.0).frame_number > first
+        frame = cam.latest(2.0)
+        assert frame.frame_number > first
+        # Not the frame left pending at stop(): that one is stale, it is discarded.
+        assert frame.timestamp > stopped_at
+
+
+def test_seconds_since_last_frame_grows_when_frames_stop(tmp_path: Path) -> None:
+    _solid((1, 1, 1)).save(tmp_path / "a.png")
+    cam = open_camera("folder", path=tmp_path, fps=50.0, loop=False)
+    with cam:
+        cam.latest(2.0)
+        time.sleep(0.3)  # one image, no loop: the source has gone quiet
+        assert cam.seconds_since_last_frame >= 0.25
 
 
 @pytest.mark.parametrize(

@@ -42,7 +42,7 @@ class EndOfStream(Exception):
     """Raised by ``_read`` when a finite, non-looping source has delivered its last frame."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class CapturedFrame:
     """One frame as the consumer sees it.
 
@@ -164,8 +164,17 @@ class LatestFrameSlot:
             self._cond.notify_all()
 
     def reopen(self) -> None:
+        """Accept frames again after :meth:`close`, discarding one left from before.
+
+        A frame captured before a stop is stale by definition; handing it out after a
+        restart would break the "newest frame only" promise.
+        """
         with self._cond:
             self._closed = False
+            if not self._taken and self._frame is not None:
+                self.dropped += 1
+                self._last_returned = max(self._last_returned, self._frame.frame_number)
+            self._taken = True
 
 
 def log_event(event: str, **fields: Any) -> None:
@@ -214,6 +223,8 @@ class CameraSource:
         self.reconnects = 0
         self.status = STATUS_IDLE
         self.last_error: str | None = None
+        self._last_capture: float | None = None
+        self._started_at: float | None = None
 
     # -- hooks -------------------------------------------------------------------------
     def _open(self) -> None:  # pragma: no cover - abstract
@@ -230,6 +241,16 @@ class CameraSource:
     def frames_dropped(self) -> int:
         """Frames captured but overwritten before the consumer took them."""
         return self._slot.dropped
+
+    @property
+    def seconds_since_last_frame(self) -> float | None:
+        """How long the capture thread has gone without a frame (None before start).
+
+        A reconnect is visible in :attr:`status`, but a driver that blocks inside a read
+        is not; a supervisor can compare this against its own patience and restart.
+        """
+        since = self._last_capture if self._last_capture is not None else self._started_at
+        return None if since is None else time.monotonic() - since
 
     @property
     def running(self) -> bool:
@@ -257,6 +278,7 @@ class CameraSource:
                 raise CameraError(f"{self.name}: cannot open: {self.last_error}") from exc
             self.status = STATUS_OK
             self.last_error = None
+            self._started_at = time.monotonic()
             self._thread = threading.Thread(
                 target=self._run, name=f"camera-{self.name}", daemon=True
             )
@@ -306,12 +328,11 @@ class CameraSource:
             log_event("close_failed", source=self.name, error=f"{type(exc).__name__}: {exc}")
 
     def _publish(self, image: np.ndarray, label: str | None) -> bool:
+        now = time.monotonic()
         frame = CapturedFrame(
-            image=image,
-            timestamp=time.monotonic(),
-            frame_number=self._frame_number,
-            label=label,
+            image=image, timestamp=now, frame_number=self._frame_number, label=label
         )
+        self._last_capture = now
         self._frame_number += 1
         self.frames_captured += 1
         return self._slot.put(frame, stop=self._stop)
