@@ -1,0 +1,237 @@
+"""PowerSampler, energy integration, the simulated load's ground truth, open_power_monitor."""
+
+from __future__ import annotations
+
+import errno
+import math
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from hardware.ina226 import INA226TransientError
+from hardware.power import PowerSample, PowerSampler, open_power_monitor, trapezoid_energy
+from hardware.sim import FakeSMBus, SimulatedLoad, simulated_load_of
+
+# ----------------------------------------------------------------- trapezoid
+
+
+def test_trapezoid_hand_computed() -> None:
+    t = np.array([0.0, 1.0, 2.0])
+    p = np.array([0.0, 2.0, 2.0])
+    assert trapezoid_energy(t, p, 0.0, 2.0) == pytest.approx(1.0 + 2.0)
+    # [0.5, 1.5]: p(0.5) = 1 → (1+2)/2*0.5 = 0.75; then 2*0.5 = 1.0
+    assert trapezoid_energy(t, p, 0.5, 1.5) == pytest.approx(1.75)
+    # window inside one interval: p(0.25)=0.5, p(0.75)=1.5 → 0.5 s × 1.0 W
+    assert trapezoid_energy(t, p, 0.25, 0.75) == pytest.approx(0.5)
+
+
+def test_trapezoid_clips_and_handles_empty() -> None:
+    t = np.array([0.0, 1.0, 2.0])
+    p = np.array([0.0, 2.0, 2.0])
+    assert trapezoid_energy(t, p, -5.0, 0.5) == pytest.approx(0.25)  # clipped to [0, 0.5]
+    assert trapezoid_energy(t, p, 3.0, 4.0) == 0.0
+    assert trapezoid_energy(t, p, 1.5, 1.0) == 0.0
+    assert trapezoid_energy(t[:1], p[:1], 0.0, 1.0) == 0.0
+
+
+# ----------------------------------------------------------------- sampler with a scripted reader
+
+
+class LinearReader:
+    """Power rises linearly with time: trapezoids integrate it exactly."""
+
+    def __init__(self, fail_every: int = 0, stale_every: int = 0) -> None:
+        self.t_ref = time.monotonic()
+        self.n = 0
+        self.fail_every = fail_every
+        self.stale_every = stale_every
+
+    def power(self, t: float) -> float:
+        return 2.0 + 3.0 * (t - self.t_ref)
+
+    def energy(self, a: float, b: float) -> float:
+        return 2.0 * (b - a) + 1.5 * ((b - self.t_ref) ** 2 - (a - self.t_ref) ** 2)
+
+    def read(self) -> PowerSample:
+        self.n += 1
+        if self.fail_every and self.n % self.fail_every == 0:
+            raise INA226TransientError("simulated NACK", bus=9, address=0x40)
+        t = time.monotonic()
+        return PowerSample(
+            5.0,
+            0.0,
+            self.power(t) / 5.0,
+            self.power(t),
+            t,
+            fresh=not (self.stale_every and self.n % self.stale_every == 0),
+        )
+
+
+def _run(sampler: PowerSampler, until_samples: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    with sampler:
+        while sampler.stats().samples < until_samples and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert sampler.stats().samples >= until_samples, sampler.stats()
+
+
+def test_energy_of_linear_power_is_exact_and_clipped() -> None:
+    r = LinearReader()
+    s = PowerSampler(r, rate_hz=400, capacity=4096)
+    _run(s, 60)
+    a = s.arrays()
+    t = a["t"]
+    assert np.all(np.diff(t) > 0)
+    lo, hi = t[3] + 0.0007, t[-4] - 0.0013
+    assert s.energy_j(lo, hi) == pytest.approx(r.energy(lo, hi), rel=1e-9)
+    assert s.mean_power_w(lo, hi) == pytest.approx(r.energy(lo, hi) / (hi - lo), rel=1e-9)
+    # a window sticking out on both sides integrates only the covered span
+    assert s.energy_j(t[0] - 1.0, t[-1] + 1.0) == pytest.approx(r.energy(t[0], t[-1]), rel=1e-9)
+    assert s.coverage(t[0] - 1.0, t[-1]) == pytest.approx((t[-1] - t[0]) / (t[-1] - t[0] + 1.0))
+    assert s.energy_j(t[-1] + 1, t[-1] + 2) == 0.0
+    assert math.isnan(s.mean_power_w(t[-1] + 1, t[-1] + 2))
+
+
+def test_ring_buffer_keeps_the_latest_in_order() -> None:
+    s = PowerSampler(LinearReader(), rate_hz=500, capacity=16)
+    _run(s, 50)
+    st = s.stats()
+    got = s.samples()
+    assert len(got) == 16
+    assert st.overwritten == st.samples - 16
+    ts = [x.timestamp for x in got]
+    assert ts == sorted(ts)
+    seq, cols, lost = s.since(0)
+    assert seq == st.samples and lost == st.samples - 16 and len(cols["t"]) == 16
+    seq2, cols2, lost2 = s.since(seq)
+    assert (seq2, len(cols2["t"]), lost2) == (seq, 0, 0)
+
+
+def test_errors_become_gaps_and_stale_reads_are_dropped() -> None:
+    r = LinearReader(fail_every=5, stale_every=7)
+    s = PowerSampler(r, rate_hz=500, capacity=1024)
+    _run(s, 40)
+    st = s.stats()
+    assert st.gaps >= 5 and st.stale >= 3
+    assert "simulated NACK" in (st.last_error or "")
+    assert not s.running  # stopped by the context manager, not by a crash
+    n, events = s.gap_events_since(0)
+    assert n == st.gaps and len(events) == st.gaps
+    assert all("INA226TransientError" in e.error for e in events)
+
+
+def test_wait_until_sees_new_samples() -> None:
+    s = PowerSampler(LinearReader(), rate_hz=200, capacity=256)
+    with s:
+        target = time.monotonic() + 0.05
+        assert s.wait_until(target, timeout=5.0)
+        assert s.arrays()["t"][-1] >= target
+    assert not s.wait_until(time.monotonic() + 10, timeout=0.1)
+
+
+def test_sampler_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="rate_hz"):
+        PowerSampler(LinearReader(), rate_hz=0)
+    with pytest.raises(ValueError, match="capacity"):
+        PowerSampler(LinearReader(), rate_hz=10, capacity=1)
+
+
+# ----------------------------------------------------------------- simulated load ground truth
+
+
+def test_load_levels_are_exact_watts_through_droop() -> None:
+    clock = [10.0]
+    load = SimulatedLoad(
+        idle_w=1.0, busy_w=4.0, noise_w=0.0, supply_v=5.0, source_ohms=0.2, clock=lambda: clock[0]
+    )
+    load.set_busy(True, t=11.0)
+    load.set_busy(False, t=11.5)
+    # 1 W for 1 s, 4 W for 0.5 s, 1 W for 0.5 s
+    assert load.energy_j(10.0, 12.0) == pytest.approx(1.0 + 2.0 + 0.5, rel=1e-12)
+    i_busy = load.current_for(4.0)
+    assert (5.0 - 0.2 * i_busy) * i_busy == pytest.approx(4.0)
+    with pytest.raises(ValueError, match="time order"):
+        load.set_busy(True, t=11.2)
+
+
+def test_load_noise_integrals_match_a_fine_riemann_sum() -> None:
+    clock = [0.0]
+    load = SimulatedLoad(
+        idle_w=2.0, busy_w=3.0, noise_w=0.3, noise_cell_s=1e-3, seed=3, clock=lambda: clock[0]
+    )
+    load.set_busy(True, t=1.2345)
+    a, b = 0.0003, 5.0007  # spans > 1 chunk of 4096 cells and a level change
+    step = 1e-3 / 8  # 8 points per noise cell, offset to land mid-piece
+    ts = np.arange(a + step / 2, b, step)
+    ts = ts[ts < b - step / 2]
+    cur = np.array([load.current_at(t) for t in ts])
+    volt = load.supply_v - load.source_ohms * cur
+    riemann = float(np.sum(volt * cur) * step)
+    span = ts[-1] + step / 2 - (ts[0] - step / 2)
+    exact = load.energy_j(ts[0] - step / 2, ts[0] - step / 2 + span)
+    assert exact == pytest.approx(riemann, rel=2e-4)
+    assert load.charge_c(a, b) == pytest.approx(
+        load.charge_c(a, 2.0) + load.charge_c(2.0, b), rel=1e-12
+    )
+
+
+# ----------------------------------------------------------------- full chain through the sim
+
+
+def test_sim_chain_energy_matches_ground_truth() -> None:
+    reader = open_power_monitor("sim", shunt_ohms=0.1, idle_w=1.5, busy_w=3.5, noise_w=0.1, seed=1)
+    load = simulated_load_of(reader)
+    assert load is not None
+    now = time.monotonic()
+    load.script_bursts(now, now + 2.0, busy_s=(0.02, 0.05), idle_s=(0.02, 0.05), seed=2)
+    s = PowerSampler(reader, rate_hz=500, capacity=8192)
+    assert reader.timing.cycle_s <= 1 / 500  # the chip was fitted to the sampling rate
+    with s:
+        time.sleep(0.8)
+    t = s.arrays()["t"]
+    assert len(t) > 100
+    a, b = t[5], t[-5]
+    truth = load.energy_j(a, b)
+    assert s.energy_j(a, b) == pytest.approx(truth, rel=0.02)
+
+
+def test_sim_chain_survives_bus_errors() -> None:
+    reader = open_power_monitor("sim", noise_w=0.0)
+    bus: FakeSMBus = reader.bus
+    bus.set_error_rate(0.05, err=errno.EREMOTEIO, seed=4)
+    s = PowerSampler(reader, rate_hz=300, capacity=4096)
+    with s:
+        time.sleep(0.5)
+    st = s.stats()
+    assert st.errors > 0  # retried transients were seen ...
+    assert st.samples > 50  # ... yet sampling went on
+    assert bus.injected_errors >= st.errors
+
+
+def test_sampler_thread_is_a_daemon_and_stops() -> None:
+    s = PowerSampler(LinearReader(), rate_hz=100).start()
+    th = [t for t in threading.enumerate() if t.name == "power-sampler"]
+    assert th and th[0].daemon
+    s.stop()
+    assert not s.running
+
+
+# ----------------------------------------------------------------- factory
+
+
+def test_open_power_monitor_kinds_and_key_errors() -> None:
+    assert open_power_monitor("none") is None
+    with pytest.raises(ValueError, match="unknown power monitor kind 'ina999'"):
+        open_power_monitor("ina999")
+    with pytest.raises(ValueError, match="'shunt_ohm'"):
+        open_power_monitor("sim", shunt_ohm=0.1)
+    with pytest.raises(ValueError, match="'speed'"):
+        open_power_monitor("none", speed=1)
+    r = open_power_monitor("sim", averaging=16, bus_conv_us=140, shunt_conv_us=140)
+    assert r.timing.averaging == 16
+    # pinned timing is not changed by the sampler
+    PowerSampler(r, rate_hz=1000)
+    assert r.timing.averaging == 16
+    assert simulated_load_of(object()) is None
