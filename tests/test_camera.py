@@ -159,7 +159,7 @@ def test_fps_paces_the_capture_thread() -> None:
         time.sleep(0.5)
         captured = cam.frames_captured
     # 0.5 s at 40 fps = 20 frames; unpaced it would be thousands.
-    assert 8 <= captured <= 24
+    assert 4 <= captured <= 24
 
 
 def test_latest_before_start_and_after_stop_raises() -> None:
@@ -169,7 +169,7 @@ def test_latest_before_start_and_after_stop_raises() -> None:
     cam.start()
     cam.latest(2.0)
     cam.stop()
-    with pytest.raises(CameraError):
+    with pytest.raises(CameraError, match="camera stopped"):
         cam.latest(0.1)
     cam.stop()  # idempotent
 
@@ -346,7 +346,7 @@ def test_folder_without_loop_ends_cleanly(tmp_path: Path) -> None:
     _make_labelled(tmp_path)
     with open_camera("folder", path=tmp_path, loop=False) as cam:
         got = [cam.latest(2.0).label for _ in range(3)]
-        with pytest.raises(CameraError):
+        with pytest.raises(CameraError, match="end of stream"):
             cam.latest(2.0)
         assert cam.status == STATUS_STOPPED
     assert got == ["cat", "cat", "dog"]

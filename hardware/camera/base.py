@@ -225,6 +225,7 @@ class CameraSource:
         self.last_error: str | None = None
         self._last_capture: float | None = None
         self._started_at: float | None = None
+        self._ended = False
 
     # -- hooks -------------------------------------------------------------------------
     def _open(self) -> None:  # pragma: no cover - abstract
@@ -263,6 +264,7 @@ class CameraSource:
                 return self
             self._stop.clear()
             self._failed.clear()
+            self._ended = False
             self._slot.reopen()
             try:
                 self._open()
@@ -305,13 +307,19 @@ class CameraSource:
         consumer decides what to do: skip a cycle, show "no camera"), or
         :class:`CameraError` if the source stopped or gave up reconnecting.
         """
-        if self._thread is None and self.status != STATUS_FAILED:
+        if self._thread is None and self.status == STATUS_IDLE:
             raise CameraError(f"{self.name}: camera not started (call start() first)")
+        if self._thread is None and self.status == STATUS_STOPPED:
+            raise CameraError(f"{self.name}: camera stopped")
         try:
             return self._slot.get(timeout, abort=self._failed)
         except CameraTimeout:
             raise
         except CameraError as exc:
+            if self._ended:
+                raise CameraError(
+                    f"{self.name}: end of stream (the source does not loop)"
+                ) from None
             raise CameraError(f"{self.name}: {self.status}: {self.last_error or exc}") from None
 
     def __enter__(self) -> CameraSource:
@@ -351,6 +359,7 @@ class CameraSource:
                 image, label = self._read()
             except EndOfStream:
                 log_event("end_of_stream", source=self.name, frames=self.frames_captured)
+                self._ended = True
                 self.status = STATUS_STOPPED
                 self._slot.close()
                 return
