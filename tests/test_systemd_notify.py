@@ -1,0 +1,306 @@
+"""The real daemon, started the way splitfit-device.service starts it, talking to "systemd".
+
+"systemd" is a unix datagram socket made by the test (NOTIFY_SOCKET), plus what systemd puts
+in the environment: WATCHDOG_USEC, WATCHDOG_PID (the main PID: a shell sets it to ``$$`` and
+``exec``s the daemon, so the PID stays the same) and the unit's ``Environment=``. The daemon is
+the venv's ``splitfit-device`` console script, i.e. the unit's ExecStart with the venv path
+localized, and it runs under the unit's seccomp policy (tests/test_systemd_sandbox.py). Its
+peer is the device tests' ROUTER stand-in process speaking the real wire protocol.
+
+What systemd needs from the daemon and what is checked here:
+- READY=1 once the pipeline works (well inside TimeoutStartSec=), again after a reload;
+- WATCHDOG=1 at least every WATCHDOG_USEC (systemd's interval wins over the config's);
+- pings stop when the pipeline is wedged (so systemd restarts it) and come back when it
+  moves again, but do not stop just because the server went away (a restart would not help);
+- SIGHUP (ExecReload=) -> RELOADING=1 ... READY=1, same PID;
+- SIGTERM -> STOPPING=1 and exit status 0 (so Restart=on-failure leaves it stopped).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shlex
+import signal
+import socket
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+from test_device_support import Proc, cached_head, free_port, start_peer
+from test_systemd_sandbox import DEVICE_UNIT, sandbox_supported, sandboxed, unit_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+SHIPPED_VENV_BIN = "/opt/splitfit/venv/bin"
+
+pytestmark = pytest.mark.skipif(
+    sandbox_supported() is not None, reason=f"unit sandbox: {sandbox_supported()}"
+)
+
+
+def _seconds(value: str) -> float:
+    """systemd time span as used in our units: '30', '30s', '2min'."""
+    value = value.strip()
+    if value.endswith("min"):
+        return float(value[:-3]) * 60
+    return float(value.rstrip("s"))
+
+
+def unit_exec_start() -> list[str]:
+    argv = shlex.split(unit_settings(DEVICE_UNIT)["ExecStart"][-1])
+    assert argv[0].startswith(SHIPPED_VENV_BIN + "/")
+    return [str(VENV_BIN / Path(argv[0]).name), *argv[1:]]
+
+
+def unit_environment() -> dict[str, str]:
+    env: dict[str, str] = {}
+    for value in unit_settings(DEVICE_UNIT).get("Environment", []):
+        for assignment in shlex.split(value):
+            key, _, val = assignment.partition("=")
+            env[key] = val
+    return env
+
+
+class SystemdStandIn:
+    """The notification socket systemd would hold, with arrival times."""
+
+    def __init__(self, path: Path) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.05)
+        self.path = str(path)
+        self.t0 = time.monotonic()
+        self.messages: list[tuple[float, list[str]]] = []
+
+    def pump(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            self.messages.append((time.monotonic() - self.t0, data.decode().split("\n")))
+
+    def pump_until(self, line: str, timeout: float) -> float | None:
+        """Pump until a datagram containing ``line`` arrives; its time, or None."""
+        end = time.monotonic() + timeout
+        seen = len(self.messages)
+        while time.monotonic() < end:
+            self.pump(0.05)
+            for t, lines in self.messages[seen:]:
+                if line in lines:
+                    return t
+            seen = len(self.messages)
+        return None
+
+    def times(self, line: str, after: float = 0.0) -> list[float]:
+        return [t for t, lines in self.messages if line in lines and t >= after]
+
+    def lines(self) -> list[str]:
+        return [ln for _, lines in self.messages for ln in lines]
+
+    def now(self) -> float:
+        return time.monotonic() - self.t0
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture(scope="module")
+def head(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return cached_head(tmp_path_factory.getbasetemp())[0]
+
+
+def write_config(path: Path, model: Path, port: int, device: str, server: str) -> Path:
+    path.write_text(
+        "[device]\n"
+        f"{device}\n"
+        '[camera]\nsource = "synthetic"\n[camera.params]\nwidth = 64\nheight = 48\nfps = 30.0\n'
+        f'[[heads]]\nmodel = "{model}"\n'
+        f'[server]\nendpoints = ["tcp://127.0.0.1:{port}"]\n'
+        "reconnect_min_s = 0.05\nreconnect_max_s = 0.5\nhello_timeout_s = 0.5\n"
+        f"{server}\n"
+        '[gpio]\npin_factory = "mock"\n'
+    )
+    return path
+
+
+def start_as_unit(config: Path, notify: SystemdStandIn, watchdog_usec: int) -> Proc:
+    """ExecStart= under the unit's seccomp policy, with systemd's environment."""
+    argv = unit_exec_start()
+    config_at = argv.index("--config") + 1
+    argv[config_at] = str(config)
+    cmd = sandboxed(
+        DEVICE_UNIT, "/bin/sh", "-c", 'WATCHDOG_PID=$$; export WATCHDOG_PID; exec "$@"', "sh", *argv
+    )
+    env = {
+        **unit_environment(),
+        "NOTIFY_SOCKET": notify.path,
+        "WATCHDOG_USEC": str(watchdog_usec),
+        "PYTHONPATH": str(ROOT),
+    }
+    return Proc(cmd, env=env)
+
+
+def _gaps(times: list[float]) -> list[float]:
+    return [b - a for a, b in itertools.pairwise(times)]
+
+
+def test_daemon_as_a_unit_ready_watchdog_reload_stop(head: Path, tmp_path: Path) -> None:
+    port = free_port()
+    peer = start_peer(f"tcp://127.0.0.1:{port}")
+    notify = SystemdStandIn(tmp_path / "notify.sock")
+    # The config asks for a 5 s ping period; systemd's 1 s watchdog must win (pings <= 0.5 s).
+    cfg = write_config(
+        tmp_path / "device.toml",
+        head,
+        port,
+        "watchdog_interval_s = 5.0\nstall_timeout_s = 5.0\nstartup_timeout_s = 20.0",
+        "heartbeat_s = 0.5",
+    )
+    daemon = start_as_unit(cfg, notify, 1_000_000)
+    timeout_start = _seconds(unit_settings(DEVICE_UNIT)["TimeoutStartSec"][-1])
+    try:
+        t_ready = notify.pump_until("READY=1", timeout=min(timeout_start, 60))
+        assert t_ready is not None, f"no READY=1; daemon stderr: {daemon.err[-10:]}"
+        notify.pump(2.5)
+        pid = daemon.p.pid
+        status = Path(f"/proc/{pid}/status").read_text()
+        assert "\nSeccomp:\t2\n" in status and "\nNoNewPrivs:\t1\n" in status  # sandboxed
+        assert (
+            Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[1].endswith(b"splitfit-device")
+        )
+        t_hup = notify.now()
+        os.kill(pid, signal.SIGHUP)  # ExecReload=/bin/kill -HUP $MAINPID
+        t_ready2 = notify.pump_until("READY=1", timeout=20)
+        assert t_ready2 is not None, f"no READY=1 after reload: {daemon.err[-10:]}"
+        notify.pump(1.5)
+        assert daemon.p.poll() is None and daemon.p.pid == pid
+        t_term = notify.now()
+        rc = daemon.stop(
+            signal.SIGTERM, timeout=_seconds(unit_settings(DEVICE_UNIT)["TimeoutStopSec"][-1])
+        )
+        notify.pump(0.3)
+    finally:
+        daemon.kill()
+        peer.kill()
+        notify.close()
+    assert rc == 0, f"exit {rc}; stderr: {daemon.err[-10:]}"  # Restart=on-failure stays quiet
+    assert not any("Operation not permitted" in ln for ln in daemon.err), daemon.err[-10:]
+
+    pings = notify.times("WATCHDOG=1", after=t_ready)
+    before_hup = [t for t in pings if t < t_hup]
+    assert len(before_hup) >= 4, pings  # 2.5 s at <= 0.5 s
+    assert max(_gaps(before_hup)) <= 0.75, _gaps(before_hup)  # half of WATCHDOG_USEC + slack
+    # Through the reload the pings never left systemd's 1 s window.
+    around_reload = [t for t in pings if t_ready <= t <= t_term]
+    assert max(_gaps(around_reload)) < 1.0, _gaps(around_reload)
+
+    lines = notify.lines()
+    assert lines.count("READY=1") == 2
+    reloading = [t for t, ls in notify.messages if "RELOADING=1" in ls]
+    assert len(reloading) == 1 and t_hup <= reloading[0] <= t_ready2
+    assert any(ln.startswith("STATUS=") for ln in lines)
+    stopping = notify.times("STOPPING=1")
+    assert len(stopping) == 1 and stopping[0] >= t_term
+    assert notify.times("WATCHDOG=1", after=stopping[0]) == []
+
+
+def test_wedged_pipeline_stops_pings_until_it_moves_again(head: Path, tmp_path: Path) -> None:
+    """The server freezes (SIGSTOP) with frames in flight: the window fills, nothing moves.
+
+    Session-loss detection is set far away (30 s) and replies never time out, so the only
+    thing that can notice is the watchdog: pings must stop after stall_timeout_s. When the
+    server thaws, replies free the window and the pings come back.
+    """
+    port = free_port()
+    peer = start_peer(f"tcp://127.0.0.1:{port}")
+    notify = SystemdStandIn(tmp_path / "notify.sock")
+    cfg = write_config(
+        tmp_path / "device.toml",
+        head,
+        port,
+        "stall_timeout_s = 1.0",
+        "window = 2\nreply_timeout_s = 60.0\nheartbeat_s = 1.0\nheartbeat_misses = 30",
+    )
+    daemon = start_as_unit(cfg, notify, 600_000)  # pings every 0.3 s
+    try:
+        t_ready = notify.pump_until("READY=1", timeout=60)
+        assert t_ready is not None, f"no READY=1; daemon stderr: {daemon.err[-10:]}"
+        notify.pump(1.0)
+        t_freeze = notify.now()
+        os.kill(peer.p.pid, signal.SIGSTOP)
+        notify.pump(3.5)
+        t_thaw = notify.now()
+        os.kill(peer.p.pid, signal.SIGCONT)
+        t_back = notify.pump_until("WATCHDOG=1", timeout=5)
+        notify.pump(0.5)
+        rc = daemon.stop(signal.SIGTERM)
+        notify.pump(0.2)
+    finally:
+        os.kill(peer.p.pid, signal.SIGCONT)
+        daemon.kill()
+        peer.kill()
+        notify.close()
+    assert rc == 0, daemon.err[-10:]
+    before = notify.times("WATCHDOG=1", after=t_ready)
+    assert [t for t in before if t < t_freeze], "no pings while frames flowed"
+    # stall_timeout 1 s + one ping period 0.3 s + slack: silence from then until the thaw.
+    silent_from = t_freeze + 1.0 + 0.3 + 0.4
+    during = [t for t in before if silent_from <= t < t_thaw]
+    assert during == [], f"pinged while wedged at {during} (freeze {t_freeze:.2f})"
+    assert t_back is not None and t_back - t_thaw < 3.0, "pings did not come back after the thaw"
+    assert any(e.get("event") == "pipeline_stalled" for e in daemon.events("err"))
+
+
+def test_server_outage_is_not_a_reason_to_restart(head: Path, tmp_path: Path) -> None:
+    """Server killed: the daemon sees the session drop and keeps its loop (and pings) going.
+
+    A restart by systemd would not bring the server back, so the watchdog must not fire.
+    """
+    port = free_port()
+    peer = start_peer(f"tcp://127.0.0.1:{port}")
+    notify = SystemdStandIn(tmp_path / "notify.sock")
+    cfg = write_config(
+        tmp_path / "device.toml",
+        head,
+        port,
+        "stall_timeout_s = 2.0",
+        "heartbeat_s = 0.2\nheartbeat_misses = 3\nreply_timeout_s = 1.0",
+    )
+    daemon = start_as_unit(cfg, notify, 600_000)
+    try:
+        t_ready = notify.pump_until("READY=1", timeout=60)
+        assert t_ready is not None, f"no READY=1; daemon stderr: {daemon.err[-10:]}"
+        notify.pump(0.5)
+        t_kill = notify.now()
+        peer.kill()
+        notify.pump(4.0)
+        t_end = notify.now()
+        rc = daemon.stop(signal.SIGTERM)
+    finally:
+        daemon.kill()
+        peer.kill()
+        notify.close()
+    assert rc == 0, daemon.err[-10:]
+    pings = notify.times("WATCHDOG=1", after=t_kill)
+    assert pings and pings[-1] > t_end - 1.0, "pings stopped during the outage"
+    assert max(_gaps([t_kill, *pings])) < 0.6 * 2, _gaps(pings)  # never near systemd's deadline
+    statuses = [
+        ln for t, ls in notify.messages if t > t_kill + 1.0 for ln in ls if ln.startswith("STATUS=")
+    ]
+    assert statuses and "server=ready" not in statuses[-1], statuses[
+        -3:
+    ]  # systemctl status shows it
+
+
+def test_example_config_fits_the_unit_timeouts() -> None:
+    """The shipped config's own timers must fire before systemd's."""
+    example = tomllib.loads((ROOT / "examples" / "device.toml").read_text())["device"]
+    unit = unit_settings(DEVICE_UNIT)
+    assert example["startup_timeout_s"] < _seconds(unit["TimeoutStartSec"][-1])
+    assert example["stall_timeout_s"] < _seconds(unit["WatchdogSec"][-1])
+    assert example["drain_timeout_s"] < _seconds(unit["TimeoutStopSec"][-1])
