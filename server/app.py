@@ -32,6 +32,7 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -672,38 +673,44 @@ class TailServer:
 
     # ================================================================== compute
 
-    def _run_batch(self, model: TailModel, items: list[InferenceRequest]) -> None:
+    def _run_batch(self, model: TailModel, items: list[InferenceRequest]) -> Callable[[], None]:
+        """Compute on the batcher thread; the returned closure builds and posts the replies
+        after the batcher has booked the batch, so the load they carry includes it."""
         start_ns = time.monotonic_ns()
         batch = np.stack([item.tensor for item in items])
         ids, scores = model.topk(batch, self.config.server.top_k)
         end_ns = time.monotonic_ns()
-        compute_us = (end_ns - start_ns) // 1000
-        load = self._load(model)
-        replies = []
-        for i, item in enumerate(items):
-            top_ids = tuple(int(v) for v in ids[i])
-            reply = Reply(
-                session_id=item.session_id,
-                seq=item.seq,
-                top_ids=top_ids,
-                top_scores=tuple(float(v) for v in scores[i]),
-                labels=tuple(model.label(c) for c in top_ids),
-                decode_us=item.decode_us,
-                queue_us=max(0, (start_ns - item.received_ns) // 1000 - item.decode_us),
-                compute_us=compute_us,
-                load=load,
-            )
-            replies.append((item, reply))
-        # Count before sending, so whoever reads a reply also sees it in the metrics.
-        m = self.metrics
-        m.batch_size.labels(model=model.model_id).observe(len(items))
-        m.latency.labels(stage="compute").observe(compute_us / 1e6)
-        m.replies.labels(model=model.model_id).inc(len(items))
-        for item, reply in replies:
-            m.latency.labels(stage="queue").observe(reply.queue_us / 1e6)
-            m.latency.labels(stage="total").observe((end_ns - item.received_ns) / 1e9)
-        for item, reply in replies:
-            self._post(item.identity, encode_message(reply))
+
+        def deliver() -> None:
+            compute_us = (end_ns - start_ns) // 1000
+            load = self._load(model)
+            replies = []
+            for i, item in enumerate(items):
+                top_ids = tuple(int(v) for v in ids[i])
+                reply = Reply(
+                    session_id=item.session_id,
+                    seq=item.seq,
+                    top_ids=top_ids,
+                    top_scores=tuple(float(v) for v in scores[i]),
+                    labels=tuple(model.label(c) for c in top_ids),
+                    decode_us=item.decode_us,
+                    queue_us=max(0, (start_ns - item.received_ns) // 1000 - item.decode_us),
+                    compute_us=compute_us,
+                    load=load,
+                )
+                replies.append((item, encode_message(reply), reply.queue_us))
+            # Count before sending, so whoever reads a reply also sees it in the metrics.
+            m = self.metrics
+            m.batch_size.labels(model=model.model_id).observe(len(items))
+            m.latency.labels(stage="compute").observe(compute_us / 1e6)
+            m.replies.labels(model=model.model_id).inc(len(items))
+            for item, _, queue_us in replies:
+                m.latency.labels(stage="queue").observe(queue_us / 1e6)
+                m.latency.labels(stage="total").observe((end_ns - item.received_ns) / 1e9)
+            for item, parts, _ in replies:
+                self._post(item.identity, parts)
+
+        return deliver
 
     def _batch_failed(
         self, model: TailModel, items: list[InferenceRequest], exc: BaseException

@@ -26,7 +26,9 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
-ProcessFn = Callable[[list[T]], None]
+# Runs one batch; may return a "deliver" callable that the batcher calls after it has
+# updated its load figures, so a device that reads a reply and pings at once sees them.
+ProcessFn = Callable[[list[T]], Callable[[], None] | None]
 
 
 class DynamicBatcher(Generic[T]):
@@ -163,8 +165,9 @@ class DynamicBatcher(Generic[T]):
                 return
             items = [item for _, item in batch]
             start = self._busy_since or time.monotonic_ns()
+            deliver = None
             try:
-                self._process(items)
+                deliver = self._process(items)
             except BaseException as exc:  # the compute thread must outlive a bad batch
                 if self._on_error is not None:
                     with contextlib.suppress(Exception):
@@ -186,3 +189,10 @@ class DynamicBatcher(Generic[T]):
                     self._compute_ms_per_item += 0.2 * (per_item_ms - self._compute_ms_per_item)
                 self.batches_run += 1
                 self.items_run += len(items)
+            if deliver is not None:
+                try:
+                    deliver()
+                except Exception as exc:
+                    if self._on_error is not None:
+                        with contextlib.suppress(Exception):
+                            self._on_error(items, exc)

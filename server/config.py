@@ -276,7 +276,12 @@ def _models(
                 f"{where}: missing key 'path' (a directory with tail.pt and tail.json)"
             )
         entries.append(
-            ModelEntry(tail=tail, manifest=manifest, batching=_batching(t, where, defaults))
+            ModelEntry(
+                tail=tail,
+                manifest=manifest,
+                batching=_batching(t, where, defaults),
+                strict_bits=_bool(t, "strict_bits", where, True),
+            )
         )
     return tuple(entries)
 

@@ -143,7 +143,7 @@ def test_many_clients_tcp_and_ipc_at_once(tails, tmp_path: Path) -> None:
 
 def test_batching_happens_under_load_and_is_visible_in_metrics(tmp_path: Path) -> None:
     directory, module = make_tail(tmp_path / "slow", "slow-model", slow=True)
-    cfg = server_config([directory], tmp_path, batching={"max_batch": 16, "max_wait_us": 20_000})
+    cfg = server_config([directory], tmp_path, batching={"max_batch": 16, "max_wait_us": 100_000})
     rng = np.random.default_rng(3)
     with TailServer(cfg) as srv:
         clients = [_client(srv) for _ in range(16)]
@@ -152,10 +152,15 @@ def test_batching_happens_under_load_and_is_visible_in_metrics(tmp_path: Path) -
                 c.hello(hello_for("slow-model"))
             expected = {}
             for round_ in range(3):
+                # Everything slow (encoding, the reference run) happens before sending, so
+                # the 16 frames reach the server together, as from 16 busy cameras.
+                frames = []
                 for i, c in enumerate(clients):
                     payload, x = random_payload(rng)
                     frame = c.frame(payload)
                     expected[(i, frame.seq)] = expected_topk(module, x, NUM_CLASSES)[0]
+                    frames.append(frame)
+                for c, frame in zip(clients, frames, strict=True):
                     c.send(frame)
                 for i, c in enumerate(clients):
                     reply = c.receive()

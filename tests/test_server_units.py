@@ -1,0 +1,290 @@
+"""The server's parts on their own: dynamic batcher, registry checks, sessions, JSON log."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_server_support import CHW, make_tail
+
+from server.batcher import DynamicBatcher
+from server.jsonlog import JsonLogger
+from server.registry import ModelRegistry, RegistryError, load_tail
+from server.sessions import SessionTable
+
+CPU = torch.device("cpu")
+
+
+class Recorder:
+    """A process function that records batch sizes and can be made slow or failing."""
+
+    def __init__(self, delay_s: float = 0.0, fail_on: int | None = None) -> None:
+        self.batches: list[list[int]] = []
+        self.delay_s = delay_s
+        self.fail_on = fail_on
+        self.done = threading.Event()
+        self.lock = threading.Lock()
+
+    def __call__(self, items: list[int]) -> None:
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        with self.lock:
+            self.batches.append(list(items))
+        if self.fail_on is not None and self.fail_on in items:
+            raise RuntimeError("boom")
+
+    def total(self) -> int:
+        with self.lock:
+            return sum(len(b) for b in self.batches)
+
+
+def _wait(predicate, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.002)
+
+
+def _submit(batcher: DynamicBatcher, items) -> None:
+    for item in items:
+        assert batcher.reserve()
+        batcher.submit(item)
+
+
+def test_full_batch_is_dispatched_without_waiting_for_the_delay() -> None:
+    rec = Recorder()
+    b = DynamicBatcher("t", rec, max_batch=4, max_wait_us=5_000_000, max_queue=100).start()
+    try:
+        t0 = time.monotonic()
+        _submit(b, range(4))
+        _wait(lambda: rec.total() == 4)
+        assert time.monotonic() - t0 < 2.0  # far below the 5 s delay
+        assert rec.batches == [[0, 1, 2, 3]]
+    finally:
+        b.stop()
+
+
+def test_partial_batch_goes_when_the_oldest_request_has_waited_max_wait() -> None:
+    rec = Recorder()
+    b = DynamicBatcher("t", rec, max_batch=64, max_wait_us=150_000, max_queue=100).start()
+    try:
+        t0 = time.monotonic()
+        _submit(b, [1])
+        time.sleep(0.05)
+        _submit(b, [2, 3])
+        _wait(lambda: rec.total() == 3)
+        elapsed = time.monotonic() - t0
+        assert rec.batches == [[1, 2, 3]]
+        assert 0.14 <= elapsed < 2.0  # measured from the *first* request, not the last
+    finally:
+        b.stop()
+
+
+def test_queue_larger_than_max_batch_is_split_in_order() -> None:
+    rec = Recorder(delay_s=0.05)
+    b = DynamicBatcher("t", rec, max_batch=3, max_wait_us=0, max_queue=100).start()
+    try:
+        _submit(b, [0])  # occupies the compute thread for 50 ms
+        time.sleep(0.01)
+        _submit(b, range(1, 8))
+        _wait(lambda: rec.total() == 8)
+        assert [x for batch in rec.batches for x in batch] == list(range(8))
+        assert max(len(batch) for batch in rec.batches) == 3
+        assert rec.batches[1] == [1, 2, 3]  # queued while busy -> a full batch next
+    finally:
+        b.stop()
+
+
+def test_max_batch_one_disables_batching() -> None:
+    rec = Recorder(delay_s=0.005)
+    b = DynamicBatcher("t", rec, max_batch=1, max_wait_us=100_000, max_queue=100).start()
+    try:
+        _submit(b, range(6))
+        _wait(lambda: rec.total() == 6)
+        assert rec.batches == [[i] for i in range(6)]
+    finally:
+        b.stop()
+
+
+def test_reserve_refuses_beyond_max_queue_and_release_frees_a_slot() -> None:
+    b = DynamicBatcher("t", Recorder(), max_batch=4, max_wait_us=0, max_queue=2)
+    assert b.reserve() and b.reserve()
+    assert not b.reserve()
+    assert b.queue_depth == 2
+    b.release()
+    assert b.reserve()
+
+
+def test_stop_finishes_everything_already_queued() -> None:
+    rec = Recorder()
+    b = DynamicBatcher("t", rec, max_batch=100, max_wait_us=10_000_000, max_queue=100).start()
+    _submit(b, range(5))
+    t0 = time.monotonic()
+    b.stop()
+    assert rec.total() == 5 and time.monotonic() - t0 < 5.0
+    assert not b.reserve()  # a stopping batcher admits nothing new
+
+
+def test_a_failing_batch_is_reported_and_the_thread_carries_on() -> None:
+    rec = Recorder(fail_on=1)
+    failures: list[tuple[list[int], str]] = []
+    b = DynamicBatcher(
+        "t",
+        rec,
+        max_batch=1,
+        max_wait_us=0,
+        max_queue=100,
+        on_error=lambda items, exc: failures.append((items, str(exc))),
+    ).start()
+    try:
+        _submit(b, [0, 1, 2])
+        _wait(lambda: rec.total() == 3)
+        _wait(lambda: b.queue_depth == 0)
+        assert failures == [([1], "boom")]
+    finally:
+        b.stop()
+
+
+def test_load_figures_follow_the_work() -> None:
+    rec = Recorder(delay_s=0.02)
+    b = DynamicBatcher(
+        "t", rec, max_batch=1, max_wait_us=0, max_queue=100, utilization_window_s=0.5
+    ).start()
+    try:
+        assert b.utilization() == 0.0 and b.compute_ms_per_item == 0.0
+        _submit(b, range(10))
+        _wait(lambda: rec.total() == 10)
+        _wait(lambda: b.queue_depth == 0)
+        assert b.utilization() > 0.3
+        assert 15.0 <= b.compute_ms_per_item < 200.0
+        time.sleep(0.6)
+        assert b.utilization() == 0.0  # the window slid past the work
+    finally:
+        b.stop()
+
+
+def test_thread_init_runs_on_the_compute_thread() -> None:
+    seen: list[str] = []
+    b = DynamicBatcher(
+        "t",
+        Recorder(),
+        max_batch=1,
+        max_wait_us=0,
+        max_queue=1,
+        thread_init=lambda: seen.append(threading.current_thread().name),
+    ).start()
+    b.stop()
+    assert seen == ["batcher-t"]
+
+
+# ----------------------------------------------------------------------------- registry
+
+
+def test_registry_loads_a_tail_and_runs_topk(tmp_path: Path) -> None:
+    directory, module = make_tail(tmp_path / "m", "m")
+    tail = load_tail(directory / "tail.pt", directory / "tail.json", CPU)
+    assert tail.model_id == "m" and tail.input_chw == CHW and tail.num_classes == 5
+    x = np.random.default_rng(0).normal(size=(3, *CHW)).astype(np.float32)
+    ids, scores = tail.topk(x, 2)
+    with torch.no_grad():
+        want = torch.softmax(module(torch.from_numpy(x)), 1).topk(2)
+    assert ids.tolist() == want.indices.tolist()
+    assert np.allclose(scores, want.values.numpy(), atol=1e-6)
+    assert tail.label(int(ids[0, 0])).startswith("class-")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        ({"num_classes": 9, "labels": []}, "num_classes = 9"),
+        ({"input_chw": [3, 6, 6]}, "does not accept the manifest's input"),
+        ({"extra": {"tail_sha256": "0" * 64}}, "sha256 differs"),
+    ],
+)
+def test_registry_refuses_a_tail_whose_manifest_disagrees(
+    tmp_path: Path, overrides, fragment
+) -> None:
+    directory, _ = make_tail(tmp_path / "m", "m", manifest_overrides=overrides)
+    with pytest.raises(RegistryError, match=fragment):
+        load_tail(directory / "tail.pt", directory / "tail.json", CPU)
+
+
+def test_registry_accepts_a_matching_recorded_hash(tmp_path: Path) -> None:
+    from wire.manifest import sha256_file
+
+    directory, _ = make_tail(tmp_path / "m", "m")
+    digest = sha256_file(directory / "tail.pt")
+    make_tail(tmp_path / "m", "m", manifest_overrides={"extra": {"tail_sha256": digest}})
+    assert load_tail(directory / "tail.pt", directory / "tail.json", CPU).model_id == "m"
+
+
+def test_registry_refuses_missing_or_non_torchscript_files(tmp_path: Path) -> None:
+    directory, _ = make_tail(tmp_path / "m", "m")
+    with pytest.raises(RegistryError, match="does not exist"):
+        load_tail(directory / "nope.pt", directory / "tail.json", CPU)
+    (directory / "tail.pt").write_bytes(b"not a zip")
+    with pytest.raises(RegistryError, match="not a loadable TorchScript"):
+        load_tail(directory / "tail.pt", directory / "tail.json", CPU)
+    (directory / "tail.json").write_text("{")
+    with pytest.raises(RegistryError, match=r"tail\.json"):
+        load_tail(directory / "tail.pt", directory / "tail.json", CPU)
+
+
+def test_registry_refuses_duplicate_model_ids(tmp_path: Path) -> None:
+    a, _ = make_tail(tmp_path / "a", "same")
+    b, _ = make_tail(tmp_path / "b", "same", seed=1)
+    registry = ModelRegistry([load_tail(a / "tail.pt", a / "tail.json", CPU)])
+    with pytest.raises(RegistryError, match="served twice"):
+        registry.add(load_tail(b / "tail.pt", b / "tail.json", CPU))
+
+
+# ----------------------------------------------------------------------------- sessions
+
+
+def _open(table: SessionTable, identity: bytes):
+    return table.open(identity, model_id="m", codec=None, max_payload=10, device_name="d")
+
+
+def test_sessions_are_bound_to_their_identity() -> None:
+    table = SessionTable(max_sessions=10, idle_s=60)
+    s1, _ = _open(table, b"a")
+    s2, _ = _open(table, b"b")
+    assert s1.session_id != s2.session_id and s1.session_id > 0
+    assert table.lookup(b"a", s1.session_id) is s1
+    assert table.lookup(b"b", s1.session_id) is None
+    assert table.lookup(b"a", s1.session_id + 1) is None
+
+
+def test_sessions_evict_least_recently_used_and_expire_when_idle() -> None:
+    table = SessionTable(max_sessions=2, idle_s=60)
+    a, _ = _open(table, b"a")
+    _open(table, b"b")
+    table.lookup(b"a", a.session_id)  # a is now the most recent
+    _, evicted = _open(table, b"c")
+    assert evicted is not None and evicted.identity == b"b"
+    assert len(table) == 2
+    expired = table.expire(now=time.monotonic() + 61)
+    assert {s.identity for s in expired} == {b"a", b"c"} and len(table) == 0
+
+
+# ----------------------------------------------------------------------------- JSON log
+
+
+def test_json_log_lines_and_rate_limit() -> None:
+    stream = io.StringIO()
+    log = JsonLogger(level="info", stream=stream, max_per_second=3)
+    log.debug("hidden")
+    log.info("hello", answer=42)
+    for i in range(50):
+        log.log("warning", "noisy", limited=True, i=i)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert lines[0]["event"] == "hello" and lines[0]["answer"] == 42 and lines[0]["level"] == "info"
+    noisy = [entry for entry in lines if entry["event"] == "noisy"]
+    assert 3 <= len(noisy) <= 6  # at most 3 per second (the loop may straddle a second)
+    assert all("ts" in entry for entry in lines)
