@@ -22,6 +22,7 @@ is not followed by a ReLU (zero_point > -128), where negatives carry information
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,7 +64,9 @@ def _lut_int8_to_code(bits: int) -> np.ndarray:
     return ((2 * u * levels + 255) // 510).astype(np.uint8)
 
 
-_LUTS = {b: _lut_int8_to_code(b) for b in range(1, 9)}
+#: Indexed by the int8 value's raw byte (``q.view(uint8)``), so no offset pass is needed;
+#: ``np.take`` on a 256-entry table is ~3x faster than fancy indexing.
+_LUTS = {b: _lut_int8_to_code(b)[np.arange(256) ^ 0x80] for b in range(1, 9)}
 
 
 def requantize_int8(q: np.ndarray, qp: QuantParams) -> np.ndarray:
@@ -73,7 +76,7 @@ def requantize_int8(q: np.ndarray, qp: QuantParams) -> np.ndarray:
         raise ValueError(f"requantize_int8 expects int8, got {q.dtype}")
     if qp.bits == 8:
         return (q.view(np.uint8) ^ np.uint8(0x80)).astype(np.uint8, copy=False)
-    return _LUTS[qp.bits][q.view(np.uint8) ^ np.uint8(0x80)]
+    return np.take(_LUTS[qp.bits], q.view(np.uint8))
 
 
 def codes_to_int8_level(codes: np.ndarray, bits: int) -> np.ndarray:
@@ -92,8 +95,16 @@ def dequantize_codes(codes: np.ndarray, qp: QuantParams) -> np.ndarray:
         raise ValueError(f"dequantize_codes expects uint8 codes, got {codes.dtype}")
     if codes.size and int(codes.max()) > qp.levels:
         raise ValueError(f"code {int(codes.max())} exceeds {qp.levels} for {qp.bits} bits")
-    level = codes_to_int8_level(codes, qp.bits)
-    return (np.float32(qp.scale) * (level - np.float32(qp.zero_point))).astype(np.float32)
+    return np.take(_dequant_table(qp), codes)
+
+
+@functools.lru_cache(maxsize=64)
+def _dequant_table(qp: QuantParams) -> np.ndarray:
+    """float32 value of each code, computed with the same float32 ops as the formula."""
+    level = codes_to_int8_level(np.arange(qp.levels + 1, dtype=np.uint8), qp.bits)
+    table = (np.float32(qp.scale) * (level - np.float32(qp.zero_point))).astype(np.float32)
+    table.setflags(write=False)
+    return table
 
 
 def quantize_float_to_int8(x: np.ndarray, qp: QuantParams) -> np.ndarray:
