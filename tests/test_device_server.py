@@ -51,6 +51,7 @@ def _server(tmp_path: Path, tail_dir: Path, port: int) -> Proc:
     return proc
 
 
+@pytest.mark.slow
 def test_daemon_streams_to_the_real_server(split, tmp_path):
     tfl, _, tail_dir = split
     port = free_port()

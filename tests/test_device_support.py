@@ -39,6 +39,8 @@ def build_head(
     name: str = "head",
     stride2: int = 2,
     seed: int = 0,
+    filters: int = 8,
+    extra_layers: int = 0,
 ) -> tuple[Path, Path]:
     """Build ``name.tflite`` + ``name.json`` in ``out_dir`` (in a subprocess, with TF)."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -58,6 +60,10 @@ def build_head(
             str(stride2),
             "--seed",
             str(seed),
+            "--filters",
+            str(filters),
+            "--extra-layers",
+            str(extra_layers),
         ],
         capture_output=True,
         text=True,
@@ -80,7 +86,9 @@ def _build_head_main(args: argparse.Namespace) -> None:
     s, c = args.size, args.channels
     inp = tf.keras.Input((s, s, 3))
     x = tf.keras.layers.Rescaling(1 / 255.0)(inp)
-    x = tf.keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(x)
+    x = tf.keras.layers.Conv2D(args.filters, 3, strides=2, padding="same", activation="relu")(x)
+    for _ in range(args.extra_layers):
+        x = tf.keras.layers.Conv2D(args.filters, 3, padding="same", activation="relu")(x)
     x = tf.keras.layers.Conv2D(c, 3, strides=args.stride2, padding="same", activation="relu")(x)
     model = tf.keras.Model(inp, x)
     rng = np.random.default_rng(args.seed)
@@ -313,6 +321,8 @@ def main() -> None:
     b.add_argument("--name", default="head")
     b.add_argument("--stride2", type=int, default=2)
     b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--filters", type=int, default=8)
+    b.add_argument("--extra-layers", type=int, default=0)
     q = sub.add_parser("peer")
     q.add_argument("--endpoint", required=True)
     q.add_argument("--malformed", action="store_true")

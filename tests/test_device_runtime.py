@@ -1,0 +1,136 @@
+"""Run-time behaviour of the daemon process: partition switching under server load
+(BottleNet Sec. 3.4), SIGHUP reload, and the bounded outage buffer."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from test_device_support import cached_head, free_port, start_daemon, start_peer, write_config
+
+
+@pytest.fixture(scope="module")
+def heads(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
+    base = tmp_path_factory.getbasetemp()
+    return {
+        "early": cached_head(base),
+        # More work on the board: bigger input, wider and deeper convs, smaller bottleneck.
+        "late": cached_head(
+            base, name="late", size=96, channels=2, filters=48, extra_layers=3, stride2=4
+        ),
+    }
+
+
+def _switches(d) -> list[dict]:
+    return [e for e in d.events("err") if e.get("event") == "partition_switch"]
+
+
+@pytest.mark.slow
+def test_switches_split_when_server_load_rises_and_back_when_it_falls(heads, tmp_path):
+    load = tmp_path / "load.json"
+    load.write_text("{}")
+    port = free_port()
+    peer = start_peer(f"tcp://127.0.0.1:{port}", "--load", str(load))
+    early_id = json.loads(heads["early"][1].read_text())["model_id"]
+    late_id = json.loads(heads["late"][1].read_text())["model_id"]
+    head_tables = (
+        f'[[heads]]\nname = "early"\nmodel = "{heads["early"][0]}"\ntail_ms = 4.0\n'
+        f'[[heads]]\nname = "late"\nmodel = "{heads["late"][0]}"\ntail_ms = 0.1\n'
+    )
+    cfg = write_config(
+        tmp_path / "d.toml",
+        heads["early"][0],
+        port,
+        "[policy]\nmin_dwell_s = 0.5\nhysteresis = 0.15\n",
+        heads=head_tables,
+    )
+    d = start_daemon(cfg, "--summary", str(tmp_path / "s.json"))
+    try:
+        assert d.wait_for(lambda e: e.get("event") == "ready", 30, "err"), d.err[-10:]
+        time.sleep(1.0)
+        assert _switches(d) == []  # idle server: the early split (less board work) is best
+        load.write_text(json.dumps({early_id: 20, late_id: 20}))
+        sw = d.wait_for(lambda e: e.get("event") == "partition_switch", 10, "err")
+        assert sw is not None and (sw["old"], sw["new"]) == ("early", "late"), d.err[-10:]
+        assert sw["estimates_ms"]["late"] < sw["estimates_ms"]["early"]
+        t_switch = time.monotonic()
+        late_frames = peer.wait_for(
+            lambda e: e.get("event") == "frame" and e["model_id"] == late_id, 10
+        )
+        assert late_frames is not None and time.monotonic() - t_switch < 5
+        load.write_text("{}")
+        back = d.wait_for(
+            lambda e: e.get("event") == "partition_switch" and e["new"] == "early", 10, "err"
+        )
+        assert back is not None, d.err[-10:]
+        assert d.stop(signal.SIGTERM) == 0
+    finally:
+        d.kill()
+        peer.kill()
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert s["switches"] == len(_switches(d)) >= 2
+    hellos = [e["model_id"] for e in peer.events() if e.get("event") == "hello"]
+    assert hellos[:3] == [early_id, late_id, early_id]
+
+
+@pytest.mark.slow
+def test_sighup_reloads_config_and_keeps_old_one_when_invalid(heads, tmp_path):
+    port = free_port()
+    peer = start_peer(f"tcp://127.0.0.1:{port}")
+    m1, m2 = tmp_path / "m1.jsonl", tmp_path / "m2.jsonl"
+    cfg = write_config(tmp_path / "d.toml", heads["early"][0], port, f'[metrics]\npath = "{m1}"\n')
+    d = start_daemon(cfg)
+    try:
+        assert d.wait_for(lambda e: e.get("event") == "ready", 30, "err"), d.err[-10:]
+        write_config(cfg, heads["early"][0], port, f'[metrics]\npath = "{m2}"\n')
+        d.p.send_signal(signal.SIGHUP)
+        assert d.wait_for(lambda e: e.get("event") == "reloading", 10, "err")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (m2.exists() and m2.stat().st_size > 0):
+            time.sleep(0.05)
+        assert m2.exists() and m2.stat().st_size > 0, d.err[-10:]
+        cfg.write_text(cfg.read_text() + "\nnot_a_key = 1\n")
+        d.p.send_signal(signal.SIGHUP)
+        failed = d.wait_for(lambda e: e.get("event") == "reload_failed", 10, "err")
+        assert failed is not None and "not_a_key" in failed["error"]
+        size = m2.stat().st_size
+        time.sleep(0.5)
+        assert m2.stat().st_size > size  # still streaming on the previous config
+        assert d.stop(signal.SIGTERM) == 0
+    finally:
+        d.kill()
+        peer.kill()
+
+
+@pytest.mark.slow
+def test_outage_buffer_is_bounded_and_flushed_after_reconnect(heads, tmp_path):
+    port = free_port()
+    endpoint = f"tcp://127.0.0.1:{port}"
+    peer = start_peer(endpoint)
+    cfg = write_config(
+        tmp_path / "d.toml", heads["early"][0], port, 'outage = "buffer"\noutage_buffer = 5\n'
+    )
+    d = start_daemon(cfg, "--summary", str(tmp_path / "s.json"))
+    try:
+        assert d.wait_for(lambda e: e.get("event") == "ready", 30, "err"), d.err[-10:]
+        peer.kill()
+        time.sleep(1.5)  # ~100 frames captured while offline; only the newest 5 are kept
+        peer2 = start_peer(endpoint)
+        assert peer2.wait_for(lambda e: e.get("event") == "frame", 10) is not None
+        time.sleep(0.5)
+        assert d.stop(signal.SIGTERM) == 0
+    finally:
+        d.kill()
+        peer.kill()
+        if "peer2" in locals():
+            peer2.kill()
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert s["dropped_buffer"] > 20 and s["dropped_outage"] == 0
+    frames = [e for e in peer2.events() if e.get("event") == "frame"]
+    # The first five frames the new server sees are the buffered ones: consecutive seqs,
+    # captured before the reconnect.
+    first = [e["seq"] for e in frames[:5]]
+    assert first == list(range(first[0], first[0] + 5))
