@@ -30,14 +30,20 @@ REDUCING_GAP = 1.0
 BACKENDS = ("pillow", "opencv")
 
 
-def crop_box(height: int, width: int, size: tuple[int, int]) -> tuple[float, float, float, float]:
+def crop_box(
+    height: int, width: int, size: tuple[int, int], resize_ratio: float = 1.0
+) -> tuple[float, float, float, float]:
     """The centred source region (left, top, right, bottom) whose shorter-side resize fills ``size``.
+
+    ``resize_ratio`` > 1 resizes the shorter side to ``ratio × size`` before the crop, i.e.
+    the classic ImageNet evaluation view (256 → 224 is 8/7): a head trained and evaluated on
+    that view should see the same field of view on the board.
 
     Float coordinates: Pillow resamples sub-pixel boxes exactly, so the crop is centred
     even when the scaled margin is an odd number of pixels.
     """
     out_h, out_w = size
-    scale = max(out_h / height, out_w / width)
+    scale = max(out_h / height, out_w / width) * resize_ratio
     crop_h, crop_w = out_h / scale, out_w / scale
     top, left = (height - crop_h) / 2.0, (width - crop_w) / 2.0
     # Clamp: float round-off can put an edge a hair outside the image, which Pillow rejects.
@@ -101,10 +107,10 @@ def _import_cv2() -> Any:
     return _cv2
 
 
-def _preprocess_opencv(image: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+def _preprocess_opencv(image: np.ndarray, out_h: int, out_w: int, ratio: float) -> np.ndarray:
     cv2 = _import_cv2()
     h, w = image.shape[:2]
-    left, top, right, bottom = crop_box(h, w, (out_h, out_w))
+    left, top, right, bottom = crop_box(h, w, (out_h, out_w), ratio)
     x0, y0 = round(left), round(top)
     x1, y1 = max(round(right), x0 + 1), max(round(bottom), y0 + 1)
     crop = image[y0:y1, x0:x1]
@@ -121,19 +127,33 @@ def _preprocess_opencv(image: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
 
 
 def preprocess(
-    image: np.ndarray | Image.Image, size: tuple[int, int] = (224, 224), *, backend: str = "pillow"
+    image: np.ndarray | Image.Image,
+    size: tuple[int, int] = (224, 224),
+    *,
+    resize_ratio: float = 1.0,
+    backend: str = "pillow",
 ) -> np.ndarray:
     """Resize the shorter side to fit, centre-crop to ``size`` = (H, W); uint8 (1, H, W, 3).
 
     Accepts uint8 RGB (H×W×3), RGBA (alpha dropped) or greyscale (H×W), or a PIL image.
+    ``resize_ratio`` (>= 1): resize the shorter side to ``ratio × size`` first, then crop
+    (see :func:`crop_box`); 1.0 keeps the widest centred view.
     """
     out_h, out_w = _validate_size(size)
+    try:
+        ratio = float(resize_ratio)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"preprocess: resize_ratio must be a number, got {resize_ratio!r}"
+        ) from None
+    if not 1.0 <= ratio <= 4.0:
+        raise ValueError(f"preprocess: resize_ratio must be in [1, 4], got {resize_ratio!r}")
     if backend == "opencv":
-        return _preprocess_opencv(_as_rgb_array(image), out_h, out_w)
+        return _preprocess_opencv(_as_rgb_array(image), out_h, out_w, ratio)
     if backend != "pillow":
         raise ValueError(f"preprocess: backend must be one of {BACKENDS}, got {backend!r}")
     pil = _to_pil(image)
-    box = crop_box(pil.height, pil.width, (out_h, out_w))
+    box = crop_box(pil.height, pil.width, (out_h, out_w), ratio)
     resized = pil.resize((out_w, out_h), RESAMPLE, box=box, reducing_gap=REDUCING_GAP)
     # np.array (not asarray): Pillow hands out a read-only buffer; consumers may write.
     return np.array(resized, dtype=np.uint8).reshape(1, out_h, out_w, 3)

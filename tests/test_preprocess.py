@@ -32,10 +32,10 @@ def _smooth(h: int, w: int) -> np.ndarray:
     return img.round().astype(np.uint8)
 
 
-def _reference(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def _reference(image: np.ndarray, size: tuple[int, int], ratio: float = 1.0) -> np.ndarray:
     h, w = image.shape[:2]
     out_h, out_w = size
-    scale = max(out_h / h, out_w / w)
+    scale = max(out_h / h, out_w / w) * ratio
     rw, rh = round(w * scale), round(h * scale)
     resized = Image.fromarray(image).resize((rw, rh), Image.Resampling.BILINEAR)
     left, top = (rw - out_w) // 2, (rh - out_h) // 2
@@ -67,6 +67,20 @@ def test_matches_resize_then_centre_crop(in_hw: tuple[int, int], size: tuple[int
     assert out.shape == (1, *size, 3)
     assert np.abs(out - ref).mean() < 2.0
     assert np.abs(out - ref).max() <= 12
+
+
+@pytest.mark.parametrize("backend", ["pillow", "opencv"])
+def test_resize_ratio_gives_the_imagenet_evaluation_view(backend: str) -> None:
+    if backend == "opencv" and not HAVE_CV2:
+        pytest.skip("opencv not installed")
+    image = _smooth(480, 640)
+    out = preprocess(image, (224, 224), resize_ratio=256 / 224, backend=backend)
+    ref = _reference(image, (224, 224), ratio=256 / 224)  # shorter side → 256, crop 224
+    assert np.abs(out.astype(int) - ref.astype(int)).mean() < 2.0
+    # ... which is a tighter view than ratio 1: the red ramp spans less of the output.
+    wide = preprocess(image, (224, 224))[0, :, :, 0].astype(int)
+    tight = out[0, :, :, 0].astype(int)
+    assert np.ptp(tight) < np.ptp(wide) - 20
 
 
 def test_crop_discards_the_long_side_margins() -> None:
@@ -151,6 +165,12 @@ def test_non_contiguous_input_is_handled() -> None:
 def test_bad_input_names_the_problem(image, size, error, match: str) -> None:
     with pytest.raises(error, match=match):
         preprocess(image, size)
+
+
+@pytest.mark.parametrize("ratio", [0.5, 10.0, "wide"])
+def test_bad_resize_ratio_is_named(ratio) -> None:
+    with pytest.raises(ValueError, match="resize_ratio"):
+        preprocess(np.zeros((48, 64, 3), np.uint8), (8, 8), resize_ratio=ratio)
 
 
 @pytest.mark.parametrize(
