@@ -1,0 +1,328 @@
+"""convert-head end to end: real heads, real photos, the real toolchain and interpreter.
+
+Heads are defined here (a BottleNet-style ResNet head with a residual add and a reduction
+unit; a MobileNet-style depthwise head), saved as TorchScript or a torch.export program,
+converted by the real route (ONNX -> onnx2tf -> TFLiteConverter) and run with ai-edge-litert.
+The float reference is computed here from the *unwrapped* PyTorch head with the
+normalisation written out by hand, so a mistake in the converter's folding shows up.
+
+One conversion runs in the default suite (~15 s); the others are ``slow``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from converter.cli import main
+from hardware.preprocess import preprocess
+from wire.manifest import load_head_manifest, sha256_file
+
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+ALLOWED = {np.dtype(np.int8), np.dtype(np.uint8), np.dtype(np.int32)}
+
+
+# ----------------------------------------------------------------------------- heads
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block: two 3x3 convs, BN, residual add (projected when the shape changes)."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.down = None
+        if stride != 1 or cin != cout:
+            self.down = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.down is None else self.down(x)
+        y = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(y)) + identity)
+
+
+class ResNetHead(nn.Module):
+    """ResNet stem + two residual blocks + BottleNet reduction unit (1x1 channel conv,
+    strided spatial conv, BN, ReLU)."""
+
+    def __init__(self, bottleneck_channels: int = 8) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, 16, 7, 2, 3, bias=False),
+            nn.BatchNorm2d(16),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, 2, 1),
+        )
+        self.layer1 = BasicBlock(16, 16)
+        self.layer2 = BasicBlock(16, 32, stride=2)
+        self.reduction = nn.Sequential(
+            nn.Conv2d(32, bottleneck_channels, 1),
+            nn.Conv2d(bottleneck_channels, bottleneck_channels, 3, 2, 1, bias=False),
+            nn.BatchNorm2d(bottleneck_channels),
+            nn.ReLU(inplace=True),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.reduction(self.layer2(self.layer1(self.stem(x))))
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self, c: int, expand: int, stride: int) -> None:
+        super().__init__()
+        hidden = c * expand
+        self.use_res = stride == 1
+        self.body = nn.Sequential(
+            nn.Conv2d(c, hidden, 1, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU6(inplace=True),
+            nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU6(inplace=True),
+            nn.Conv2d(hidden, c, 1, bias=False),
+            nn.BatchNorm2d(c),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.body(x)
+        return x + y if self.use_res else y
+
+
+class DepthwiseHead(nn.Module):
+    """MobileNet-style head: depthwise-separable inverted residuals, then a reduction."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU6(inplace=True)
+        )
+        self.block1 = InvertedResidual(16, 3, 1)
+        self.block2 = InvertedResidual(16, 3, 2)
+        self.reduction = nn.Sequential(
+            nn.Conv2d(16, 16, 3, 2, 1, groups=16, bias=False),
+            nn.Conv2d(16, 6, 1, bias=False),
+            nn.BatchNorm2d(6),
+            nn.ReLU(inplace=True),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.reduction(self.block2(self.block1(self.stem(x))))
+
+
+class Tail(nn.Module):
+    """A small classifier on the bottleneck: restoration conv, pool, linear."""
+
+    def __init__(self, cin: int, classes: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, 32, 3, 1, 1)
+        self.fc = nn.Linear(32, classes)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.relu(self.conv(z)).mean(dim=(2, 3)))
+
+
+def make_head(cls: type[nn.Module], seed: int) -> nn.Module:
+    """Seeded weights with non-trivial BN statistics, as a trained network would have."""
+    torch.manual_seed(seed)
+    head = cls()
+    for m in head.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.6, 1.4)
+            m.bias.data.uniform_(-0.1, 0.3)
+    return head.eval()
+
+
+def save_torchscript(head: nn.Module, path: Path) -> Path:
+    torch.jit.save(torch.jit.script(head), str(path))
+    return path
+
+
+def save_exported(head: nn.Module, path: Path, hw: tuple[int, int]) -> Path:
+    ep = torch.export.export(head, (torch.rand(1, 3, *hw),))
+    torch.export.save(ep, str(path))
+    return path
+
+
+# ----------------------------------------------------------------------------- photos
+
+
+def _photos() -> dict[str, np.ndarray]:
+    import skimage.data
+    from sklearn.datasets import load_sample_images
+
+    out = {
+        name: getattr(skimage.data, name)()
+        for name in ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry")
+    }
+    china, flower = load_sample_images().images
+    out["china"], out["flower"] = china, flower
+    return out
+
+
+PHOTOS = None
+
+
+def photos() -> dict[str, np.ndarray]:
+    global PHOTOS
+    if PHOTOS is None:
+        PHOTOS = _photos()
+    return PHOTOS
+
+
+def crops(names: list[str], n: int, seed: int) -> list[np.ndarray]:
+    """Random crops (25-90 % of each side) of the named photos: many natural-looking images."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        img = photos()[names[i % len(names)]]
+        h, w = img.shape[:2]
+        ch, cw = int(h * rng.uniform(0.25, 0.9)), int(w * rng.uniform(0.25, 0.9))
+        y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+        out.append(np.ascontiguousarray(img[y : y + ch, x : x + cw]))
+    return out
+
+
+CALIB_PHOTOS = ["astronaut", "coffee", "china", "immunohistochemistry"]
+EVAL_PHOTOS = ["chelsea", "rocket", "flower"]  # never seen by calibration
+
+
+def write_calibration_folder(folder: Path, n: int = 15, seed: int = 1) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, img in enumerate(crops(CALIB_PHOTOS, n, seed)):
+        ext = "jpg" if i % 2 else "png"
+        Image.fromarray(img).save(folder / f"calib_{i:02d}.{ext}")
+    return folder
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def float_reference(head: nn.Module, pixels: np.ndarray) -> np.ndarray:
+    """PyTorch float output in NHWC, normalisation done here by hand (not by the converter)."""
+    x = torch.from_numpy(pixels.astype(np.float32) / 255.0).permute(0, 3, 1, 2)
+    x = (x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        return head(x).permute(0, 2, 3, 1).numpy()
+
+
+def run_tflite(model: Path, pixels: np.ndarray) -> tuple[np.ndarray, dict, object]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(model), num_threads=1)
+    # before allocate_tensors: afterwards XNNPACK has replaced ops by a DELEGATE node
+    ops = Counter(op["op_name"] for op in it._get_ops_details())
+    it.allocate_tensors()
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    ys = []
+    for i in range(pixels.shape[0]):
+        it.set_tensor(inp["index"], pixels[i : i + 1])
+        it.invoke()
+        ys.append(it.get_tensor(out["index"])[0].copy())
+    return np.stack(ys), {"input": inp, "output": out, "ops": ops}, it
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a2, b2 = a.reshape(len(a), -1).astype(np.float64), b.reshape(len(b), -1).astype(np.float64)
+    return (a2 * b2).sum(1) / (np.linalg.norm(a2, axis=1) * np.linalg.norm(b2, axis=1))
+
+
+def eval_pixels(hw: tuple[int, int], n: int = 6, seed: int = 7) -> np.ndarray:
+    return np.concatenate([preprocess(img, hw) for img in crops(EVAL_PHOTOS, n, seed)])
+
+
+def check_converted(
+    head: nn.Module, tflite: Path, hw: tuple[int, int], min_cos: float = 0.99
+) -> dict:
+    """Independent checks of a converted head: integer-only, raw-pixel input, agreement."""
+    manifest = load_head_manifest(tflite.with_suffix(".json"))
+    assert manifest.tflite_sha256 == sha256_file(tflite)
+    pixels = eval_pixels(hw)
+    q, io, interp = run_tflite(tflite, pixels)
+    tensors = interp.get_tensor_details()
+    floats = [t["name"] for t in tensors if np.dtype(t["dtype"]) not in ALLOWED]
+    assert floats == [], f"float tensors in the int8 model: {floats}"
+    assert np.dtype(io["input"]["dtype"]) == np.uint8
+    assert list(io["input"]["shape"]) == [1, *hw, 3] == manifest.input.shape
+    scale_in, zp_in = io["input"]["quantization"]
+    assert zp_in == 0 and abs(scale_in - 1 / 255) < 1e-7
+    assert np.dtype(io["output"]["dtype"]) == np.int8
+    scale, zp = io["output"]["quantization"]
+    assert (scale, zp) == (pytest.approx(manifest.output.scale), manifest.output.zero_point)
+    ops = io["ops"]
+    assert dict(ops) == manifest.extra["ops"]
+    ref = float_reference(head, pixels)
+    assert ref.shape == q.shape
+    assert manifest.bottleneck_chw == [ref.shape[3], ref.shape[1], ref.shape[2]]
+    deq = (q.astype(np.float32) - zp) * scale
+    cos = cosine(ref, deq)
+    assert cos.min() >= min_cos, f"cosine vs PyTorch {cos}"
+    return {"manifest": manifest, "cosine": cos, "ops": ops}
+
+
+def outputs_in(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+# ----------------------------------------------------------------------------- default run
+
+
+@pytest.fixture(scope="module")
+def resnet_ts_conversion(tmp_path_factory):
+    """The one quick end-to-end conversion: TorchScript ResNet head, non-square, real photos."""
+    root = tmp_path_factory.mktemp("resnet_ts")
+    head = make_head(ResNetHead, seed=0)
+    model = save_torchscript(head, root / "head.pt")
+    calib = write_calibration_folder(root / "calib")
+    out = root / "out"
+    out.mkdir()
+    hw = (96, 128)
+    args = [str(model), "-o", str(out / "head.tflite"), "--calib", str(calib)]
+    rc = main([*args, "--input-size", str(hw[0]), str(hw[1]), "--no-progress"])
+    return {"rc": rc, "head": head, "model": model, "out": out, "hw": hw, "calib": calib}
+
+
+def test_torchscript_resnet_head_converts_to_full_int8_that_matches_pytorch(resnet_ts_conversion):
+    conv = resnet_ts_conversion
+    assert conv["rc"] == 0
+    assert outputs_in(conv["out"]) == ["head.json", "head.tflite"]
+    result = check_converted(conv["head"], conv["out"] / "head.tflite", conv["hw"])
+    m = result["manifest"]
+    # a bare TorchScript file: model_id is the sha256 of the model file
+    assert m.model_id == sha256_file(conv["model"]) == m.source_sha256
+    assert m.output.layout == "NHWC" and m.output.dtype == "int8"
+    assert m.normalization == {"mean": list(MEAN), "std": list(STD)}
+    assert m.extra["verification"]["cosine_min"] >= 0.99
+    assert m.extra["verification"]["n_images"] == 3  # 15 images, every 5th held out
+    assert m.extra["calibration"]["images"] == 12
+    # the residual add and the reduction unit survived as int8 ops
+    assert result["ops"]["ADD"] >= 2 and result["ops"]["CONV_2D"] >= 7
+    # the stem's MaxPool(padding=1) was rewritten to zero-pad + unpadded pool
+    assert len(m.extra["rewrites"]["maxpool_zero_padded"]) == 1
+    assert m.extra["versions"]["onnx2tf"] == "1.29.24"
+    assert set(m.extra["tensor_dtypes"]) <= {"int8", "uint8", "int32"}
+
+
+def test_converted_head_output_feeds_the_wire_codec(resnet_ts_conversion):
+    """The manifest's quantisation is what the device hands the codec; it must round-trip."""
+    from wire.codecs import FeatureCodec
+
+    conv = resnet_ts_conversion
+    m = load_head_manifest(conv["out"] / "head.json")
+    q, _, _ = run_tflite(conv["out"] / "head.tflite", eval_pixels(conv["hw"], n=1))
+    codec = FeatureCodec(tuple(m.bottleneck_chw), m.quant_params(), "raw")
+    decoded = codec.decode_float(codec.encode_int8(q[0], layout="NHWC"))
+    expected = (q[0].astype(np.float32) - m.output.zero_point) * m.output.scale
+    np.testing.assert_allclose(decoded, expected.transpose(2, 0, 1), atol=1e-6)
