@@ -354,7 +354,7 @@ def test_codec_decoders_raise_only_codec_errors(data) -> None:
 
 
 @pytest.mark.slow
-@settings(max_examples=10_000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=3_000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
-def test_codec_decoders_fuzz_10k(data) -> None:
+def test_codec_decoders_fuzz_3k(data) -> None:
     _codec_fuzz(data)

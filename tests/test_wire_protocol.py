@@ -213,6 +213,8 @@ def test_non_finite_floats_in_binary_messages_are_rejected() -> None:
         Reply(1, 1, (1,), (float("nan"),), (), 0, 0, 0),
         Pong(1, 1, 1, ServerLoad(utilization=float("inf"))),
         Hello(**{**HELLO.__dict__, "bits": 0}),
+        Hello(**{**HELLO.__dict__, "codec_params": {"q": object()}}),
+        Welcome(1, {"x": float("nan")}),
     ],
 )
 def test_encoding_unrepresentable_fields_raises_value_error(msg) -> None:

@@ -205,7 +205,10 @@ def _load_dict(load: ServerLoad) -> dict[str, Any]:
 
 
 def _json_part(mtype: MsgType, body: dict[str, Any], version: int = PROTOCOL_VERSION) -> bytes:
-    raw = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+    try:
+        raw = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+    except (TypeError, ValueError) as exc:  # non-JSON value, NaN, circular reference
+        raise ValueError(f"{mtype.name} body is not representable as JSON: {exc}") from None
     if len(raw) > MAX_CONTROL_BODY:
         raise ValueError(f"{mtype.name} body is {len(raw)} bytes, over {MAX_CONTROL_BODY}")
     return _JSON_HEADER.pack(version, mtype, 0, len(raw)) + raw
@@ -502,8 +505,6 @@ def _json_body(mtype: MsgType, head: memoryview) -> dict[str, Any]:
             parse_constant=_reject_constant,
         )
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        if isinstance(exc, ProtocolError):
-            raise
         raise MalformedBody(f"{mtype.name} body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise MalformedBody(f"{mtype.name} body must be a JSON object")
