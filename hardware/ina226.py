@@ -333,10 +333,6 @@ def compute_calibration(shunt_ohms: float, max_current_a: float | None = None) -
     return Calibration(shunt_ohms, float(max_current_a), cal, lsb, 25 * lsb)
 
 
-def _signed16(v: int) -> int:
-    return v - 0x10000 if v & 0x8000 else v
-
-
 def _swap16(v: int) -> int:
     return ((v & 0xFF) << 8) | ((v >> 8) & 0xFF)
 
@@ -408,7 +404,7 @@ class INA226:
         except INA226ConfigError as exc:
             self.close()
             raise INA226ConfigError(str(exc), bus=self.bus_name, address=address) from None
-        self._last_read_t: float | None = None
+        self._flags_t: float | None = None
         try:
             self._probe()
             if reset:
@@ -434,10 +430,17 @@ class INA226:
     def _err(self, cls: type[INA226Error], message: str) -> INA226Error:
         return cls(message, bus=self.bus_name, address=self.address)
 
-    def _transfer(self, what: str, fn: Callable[[], Any]) -> Any:
+    def _transfer(
+        self,
+        what: str,
+        fn: Callable[[], Any],
+        attempts: int | None = None,
+        first_attempt: int = 1,
+    ) -> Any:
         """Run one bus transaction with bounded retries on transient errnos."""
         last: OSError | None = None
-        for attempt in range(self.retries + 1):
+        n = self.retries + 1 if attempts is None else attempts
+        for attempt in range(n):
             try:
                 return fn()
             except OSError as exc:
@@ -445,18 +448,34 @@ class INA226:
                     raise self._err(INA226Error, f"{what} failed: {exc}") from exc
                 self.transient_errors += 1
                 last = exc
-                if attempt < self.retries and self.retry_delay_s > 0:
-                    time.sleep(self.retry_delay_s * (attempt + 1))
-        raise self._err(
-            INA226TransientError, f"{what} failed {self.retries + 1} times: {last}"
-        ) from last
+                if attempt < n - 1 and self.retry_delay_s > 0:
+                    time.sleep(self.retry_delay_s * (attempt + first_attempt))
+        total = n + first_attempt - 1
+        raise self._err(INA226TransientError, f"{what} failed {total} times: {last}") from last
 
     def read_register(self, reg: int) -> int:
         """16-bit register, big-endian on the wire (SMBus words are little-endian: swap)."""
-        raw = self._transfer(
-            f"read of register 0x{reg:02x}", lambda: self.bus.read_word_data(self.address, reg)
+        try:  # fast path: no closure, no message formatting unless something fails
+            raw = self.bus.read_word_data(self.address, reg)
+        except OSError as exc:
+            raw = self._retry_after(
+                exc, f"read of register 0x{reg:02x}", self.bus.read_word_data, reg
+            )
+        raw = int(raw) & 0xFFFF
+        return ((raw & 0xFF) << 8) | (raw >> 8)
+
+    def _retry_after(self, exc: OSError, what: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """The first attempt failed with ``exc``: classify it and retry what is transient."""
+        if exc.errno not in TRANSIENT_ERRNOS:
+            raise self._err(INA226Error, f"{what} failed: {exc}") from exc
+        self.transient_errors += 1
+        if self.retries == 0:
+            raise self._err(INA226TransientError, f"{what} failed 1 times: {exc}") from exc
+        if self.retry_delay_s > 0:
+            time.sleep(self.retry_delay_s)
+        return self._transfer(
+            what, lambda: fn(self.address, *args), attempts=self.retries, first_attempt=2
         )
-        return _swap16(int(raw) & 0xFFFF)
 
     def write_register(self, reg: int, value: int) -> None:
         if not 0 <= value <= 0xFFFF:
@@ -465,6 +484,8 @@ class INA226:
             f"write of register 0x{reg:02x}",
             lambda: self.bus.write_word_data(self.address, reg, _swap16(value)),
         )
+        if reg == Reg.CONFIG or reg == Reg.MASK_ENABLE:
+            self._flags_t = None  # conversion restarted / flags touched: age unknown
 
     def _probe(self) -> None:
         try:
@@ -492,7 +513,10 @@ class INA226:
         if got & 0x0FFF != value & 0x0FFF:
             raise self._err(INA226Error, f"config read back as 0x{got:04x}, wrote 0x{value:04x}")
         self.timing = timing
-        self._last_read_t = None
+        self._cycle = timing.cycle_s
+        self._triggered = timing.mode.triggered
+        self._off = timing.mode in (Mode.POWER_DOWN, Mode.POWER_DOWN_ALT)
+        self._flags_t: float | None = None  # last time the chip was seen without new data
 
     # -- public ----------------------------------------------------------------------
 
@@ -557,6 +581,20 @@ class INA226:
         self.write_register(Reg.ALERT_LIMIT, limit & 0xFFFF)
         self.write_register(Reg.MASK_ENABLE, bits)
 
+    def poll(self) -> PowerSample | None:
+        """A sample if a conversion completed since the last look, else None (one transaction).
+
+        This is sampling on conversion-ready: the sampler polls cheaply and reads the data
+        registers only when the chip has new values, so no conversion is read twice.
+        """
+        if self._triggered:
+            return self.read()
+        flags = self.flags()
+        if not flags & ME_CVRF:
+            self._flags_t = self._clock()
+            return None
+        return self._read_data(flags)
+
     def read(self) -> PowerSample:
         """One sample: flags, then shunt, bus, current, power registers.
 
@@ -565,36 +603,43 @@ class INA226:
         values was, so a sampler can place the sample on the time axis where the energy was
         actually spent (the registers lag the load by about one conversion cycle).
         """
-        mode = self.timing.mode
-        if mode.triggered:
+        if self._triggered:
             self.trigger()
             if not self.wait_ready():
                 raise self._err(INA226TransientError, "triggered conversion never completed")
-            fl = ME_CVRF
-        elif mode in (Mode.POWER_DOWN, Mode.POWER_DOWN_ALT):
+            self._flags_t = None
+            return self._read_data(ME_CVRF)
+        if self._off:
             raise self._err(INA226Error, "chip is powered down (mode power_down)")
-        else:
-            fl = self.flags()
-        shunt = _signed16(self.read_register(Reg.SHUNT_VOLTAGE))
+        return self._read_data(self.flags())
+
+    def _read_data(self, flags: int) -> PowerSample:
+        shunt = self.read_register(Reg.SHUNT_VOLTAGE)
         bus = self.read_register(Reg.BUS_VOLTAGE) & 0x7FFF
-        current = _signed16(self.read_register(Reg.CURRENT))
+        current = self.read_register(Reg.CURRENT)
         power = self.read_register(Reg.POWER)
         now = self._clock()
-        cycle = self.timing.cycle_s
-        since = cycle if self._last_read_t is None else max(0.0, now - self._last_read_t)
-        self._last_read_t = now
+        if shunt & 0x8000:
+            shunt -= 0x10000
+        if current & 0x8000:
+            current -= 0x10000
+        cycle = self._cycle
+        # The conversion completed after the chip was last seen without one (CVRF clear)
+        # and at most one cycle ago: place it in the middle of that interval.
+        seen_clear = self._flags_t
+        self._flags_t = now
+        since = cycle if seen_clear is None else min(cycle, max(0.0, now - seen_clear))
         c = self.calibration
-        current_a = current * c.current_lsb_a
         power_w = power * c.power_lsb_w
         return PowerSample(
             bus_voltage_v=bus * BUS_LSB_V,
             shunt_voltage_v=shunt * SHUNT_LSB_V,
-            current_a=current_a,
+            current_a=current * c.current_lsb_a,
             power_w=-power_w if current < 0 else power_w,
             timestamp=now,
-            fresh=bool(fl & ME_CVRF),
-            overflow=bool(fl & ME_OVF),
-            age_s=cycle / 2 + min(since, cycle) / 2,
+            fresh=bool(flags & ME_CVRF),
+            overflow=bool(flags & ME_OVF),
+            age_s=cycle / 2 + since / 2,
         )
 
     def close(self) -> None:

@@ -396,3 +396,19 @@ def test_bad_address_and_params() -> None:
     _, _, _, bus, _ = rig()
     with pytest.raises(INA226ConfigError, match=r"address 0x40.*81\.92"):
         INA226(bus, shunt_ohms=0.1, max_current_a=3.2)
+
+
+def test_poll_returns_only_new_conversions_with_a_bounded_age() -> None:
+    clock, _, _, bus, drv = rig(averaging=1, bus_conv_us=1100, shunt_conv_us=1100)
+    assert drv.poll() is None  # nothing converted yet (cycle 2.2 ms)
+    n = bus.transactions
+    clock.advance(0.0015)
+    assert drv.poll() is None
+    assert bus.transactions == n + 1  # a miss costs one transaction (mask/enable)
+    clock.advance(0.001)  # 2.5 ms: the conversion completed at 2.2 ms
+    s = drv.poll()
+    assert s is not None and s.fresh and s.current_a == pytest.approx(10.0)
+    # completed within the last 1.0 ms (since the chip was seen without data): the estimate
+    # is the middle of that interval plus half the ADC cycle
+    assert s.age_s == pytest.approx(0.0011 + 0.0005)
+    assert drv.poll() is None  # the same conversion is never returned twice

@@ -101,22 +101,28 @@ class SimulatedINA226:
 
     def _restart(self) -> None:
         """Conversions (re)start now with the current config (config write or reset)."""
-        self._timing = decode_config(self.config)
+        self._set_timing()
         self._start = self.clock()
         self._done = 0  # cycles already reflected in the registers
         self.cvrf = False
+
+    def _set_timing(self) -> None:
+        self._timing = decode_config(self.config)
+        mode = self._timing.mode
+        self._cycle = self._timing.cycle_s
+        self._off = mode in (Mode.POWER_DOWN, Mode.POWER_DOWN_ALT)
+        self._triggered = mode.triggered
 
     @property
     def cycle_s(self) -> float:
         return self._timing.cycle_s
 
     def _advance(self) -> None:
-        mode = self._timing.mode
-        if mode in (Mode.POWER_DOWN, Mode.POWER_DOWN_ALT):
+        if self._off:
             return
-        cycle = self._timing.cycle_s
+        cycle = self._cycle
         k = int((self.clock() - self._start) / cycle)
-        if mode.triggered:
+        if self._triggered:
             k = min(k, 1)
         if k > self._done:
             self._convert(self._start + (k - 1) * cycle)
@@ -231,7 +237,7 @@ class SimulatedINA226:
                 self.config = (value & 0x0FFF) | CONFIG_RESERVED_BITS
                 mode = Mode(value & 0b111)
                 if mode in (Mode.POWER_DOWN, Mode.POWER_DOWN_ALT):
-                    self._timing = decode_config(self.config)  # CVRF kept in power-down
+                    self._set_timing()  # conversions stop; CVRF is kept in power-down
                 else:
                     self._restart()
             elif reg == Reg.CALIBRATION:
