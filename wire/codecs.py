@@ -37,7 +37,7 @@ LOSSLESS_CODECS = frozenset({"png", "zstd", "raw"})
 CODEC_PARAMS: dict[str, dict[str, tuple[int, int, int]]] = {
     "jpeg": {"quality": (20, 1, 100)},
     "png": {"level": (6, 0, 9)},
-    "zstd": {"level": (3, -7, 22)},
+    "zstd": {"level": (1, -7, 22)},
     "raw": {},
 }
 
