@@ -27,6 +27,7 @@ from PIL import Image
 
 RESAMPLE = Image.Resampling.BILINEAR
 REDUCING_GAP = 1.0
+MAX_REDUCE_FACTOR = 256
 BACKENDS = ("pillow", "opencv")
 
 
@@ -154,6 +155,10 @@ def preprocess(
         raise ValueError(f"preprocess: backend must be one of {BACKENDS}, got {backend!r}")
     pil = _to_pil(image)
     box = crop_box(pil.height, pil.width, (out_h, out_w), ratio)
-    resized = pil.resize((out_w, out_h), RESAMPLE, box=box, reducing_gap=REDUCING_GAP)
+    # Pillow's integer reduce is exact up to a factor of 256 and drifts beyond (a flat
+    # grey 437×437 → 1×1 comes out 2 levels off); widen the gap so it never goes past.
+    shrink = max((box[2] - box[0]) / out_w, (box[3] - box[1]) / out_h)
+    gap = max(REDUCING_GAP, shrink / MAX_REDUCE_FACTOR)
+    resized = pil.resize((out_w, out_h), RESAMPLE, box=box, reducing_gap=gap)
     # np.array (not asarray): Pillow hands out a read-only buffer; consumers may write.
     return np.array(resized, dtype=np.uint8).reshape(1, out_h, out_w, 3)

@@ -242,7 +242,7 @@ def test_optional_backends_are_imported_only_when_selected() -> None:
         "from hardware.camera import open_camera\n"
         "with open_camera('synthetic', width=16, height=16) as cam:\n"
         "    cam.latest(2.0)\n"
-        "print(sorted(m for m in ('cv2', 'picamera2') if m in sys.modules))\n"
+        "print(sorted(m for m in ('cv2', 'picamera2') if sys.modules.get(m) is not None))\n"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
@@ -468,6 +468,8 @@ def test_video_errors_at_startup(
     tmp_path: Path, name: str, content, params: dict, match: str
 ) -> None:
     path = tmp_path / name
+    if name.endswith(".avi"):
+        pytest.importorskip("cv2")
     if content == "avi":
         _write_avi(path)
     elif content is not None:

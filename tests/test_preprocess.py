@@ -105,14 +105,14 @@ def test_orientation_and_channel_order_are_kept() -> None:
 
 
 @given(
-    h=st.integers(1, 700),
-    w=st.integers(1, 700),
+    h=st.integers(1, 1200),
+    w=st.integers(1, 1200),
     oh=st.integers(1, 256),
     ow=st.integers(1, 256),
     value=st.tuples(st.integers(0, 255), st.integers(0, 255), st.integers(0, 255)),
     backend=st.sampled_from(["pillow", "opencv"] if HAVE_CV2 else ["pillow"]),
 )
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 def test_any_geometry_gives_the_requested_shape_and_keeps_flat_colour(
     h: int, w: int, oh: int, ow: int, value: tuple[int, int, int], backend: str
 ) -> None:
@@ -120,9 +120,9 @@ def test_any_geometry_gives_the_requested_shape_and_keeps_flat_colour(
     image[:] = value
     out = preprocess(image, (oh, ow), backend=backend)
     assert out.shape == (1, oh, ow, 3)
-    # ±1: Pillow's fixed-point box filter rounds down for reduction factors above ~256
-    # (e.g. 272×272 → 1×1), a degenerate geometry no camera produces.
-    assert np.abs(out[0].astype(int) - np.array(value)).max() <= 1
+    # Exact: found by this test, Pillow's reduce drifts for factors > 256 (272×272 → 1×1
+    # came out a level off), so preprocess caps the factor.
+    assert np.all(out[0] == np.array(value, np.uint8))
 
 
 def test_crop_box_is_centred() -> None:
