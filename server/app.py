@@ -307,7 +307,11 @@ class TailServer:
                         parts = router.recv_multipart(zmq.NOBLOCK, copy=True)
                     except zmq.Again:
                         break
-                    self._handle(router, parts)
+                    try:
+                        self._handle(router, parts)
+                    except Exception as exc:  # last line of defence: the loop outlives any bug
+                        self.metrics.drops.labels(reason="internal").inc()
+                        self.log.log("error", "handle_crash", limited=True, error=repr(exc)[:300])
             if self._wake_r in events:
                 self._drain_wake()
             if monitor is not None and monitor in events:
@@ -398,22 +402,18 @@ class TailServer:
         received_ns = time.monotonic_ns()
         try:
             msg = decode_message(body, max_payload=self.config.server.max_payload)
-        except BadVersion as exc:
-            self._error(
-                router,
-                identity,
-                ErrorCode.VERSION_MISMATCH,
-                f"{exc} (server speaks {PROTOCOL_VERSION})",
-            )
-            return
-        except PayloadTooLarge as exc:
-            self._error(router, identity, ErrorCode.PAYLOAD_TOO_LARGE, str(exc))
-            return
         except ProtocolError as exc:
             self.metrics.requests.labels(type="invalid").inc()
-            self._error(router, identity, ErrorCode.MALFORMED, f"{exc.__class__.__name__}: {exc}")
+            if isinstance(exc, BadVersion):
+                code, text = ErrorCode.VERSION_MISMATCH, f"{exc} (server speaks {PROTOCOL_VERSION})"
+            elif isinstance(exc, PayloadTooLarge):
+                code, text = ErrorCode.PAYLOAD_TOO_LARGE, str(exc)
+            else:
+                code, text = ErrorCode.MALFORMED, f"{exc.__class__.__name__}: {exc}"
+            self._error(router, identity, code, text)
             return
         except Exception as exc:  # a decoder bug must not kill the loop
+            self.metrics.requests.labels(type="invalid").inc()
             self._error(
                 router,
                 identity,
