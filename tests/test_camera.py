@@ -136,6 +136,17 @@ def test_synthetic_camera_delivers_the_frame_it_numbers() -> None:
         assert ts == sorted(ts) and ts[-1] <= time.monotonic()
 
 
+def test_fps_zero_means_every_frame_unpaced() -> None:
+    """TOML has no null: ``fps = 0`` is the config spelling of lockstep."""
+    with open_camera("synthetic", width=32, height=32, fps=0) as cam:
+        assert cam.fps is None
+        numbers = []
+        for _ in range(20):
+            numbers.append(cam.latest(2.0).frame_number)
+            time.sleep(0.002)
+        assert numbers == list(range(20)) and cam.frames_dropped == 0
+
+
 def test_slow_consumer_sees_only_fresh_frames_and_drops_are_counted() -> None:
     with open_camera("synthetic", width=64, height=48, fps=200.0) as cam:
         seen = []
@@ -204,7 +215,8 @@ def test_seconds_since_last_frame_grows_when_frames_stop(tmp_path: Path) -> None
     [
         ({"width": -3}, "width"),
         ({"height": 2.5}, "height"),
-        ({"fps": 0}, "fps"),
+        ({"fps": -1}, "fps"),
+        ({"fps": "30"}, "fps"),
         ({"seed": "x"}, "seed"),
     ],
 )

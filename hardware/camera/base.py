@@ -177,6 +177,20 @@ class LatestFrameSlot:
             self._taken = True
 
 
+def lockstep_fps(fps: Any, source: str) -> float | None:
+    """Normalise a file-like source's ``fps``: ``0`` or ``None`` mean "unpaced, lockstep".
+
+    TOML has no null, so ``fps = 0`` is how a config asks for every frame exactly once.
+    """
+    if fps is None:
+        return None
+    if isinstance(fps, bool) or not isinstance(fps, int | float):
+        raise CameraError(f"{source} camera: fps must be a number, got {fps!r}")
+    if fps < 0:
+        raise CameraError(f"{source} camera: fps must be >= 0 (0: every frame, unpaced), got {fps}")
+    return None if fps == 0 else float(fps)
+
+
 def log_event(event: str, **fields: Any) -> None:
     """One-line JSON to stderr, the project's log format (journald picks it up)."""
     record = {"ts": round(time.time(), 3), "component": "camera", "event": event, **fields}

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .base import Backoff, CameraError, CameraSource, EndOfStream, log_event
+from .base import Backoff, CameraError, CameraSource, EndOfStream, lockstep_fps, log_event
 
 IMAGE_EXTENSIONS = (
     ".jpg",
@@ -65,6 +65,7 @@ class FolderCamera(CameraSource):
             raise CameraError(f"folder camera: loop must be true or false, got {loop!r}")
         # fps=None: deliver every image exactly once per pass (lockstep, no drops) — what
         # an accuracy run wants. With fps set it behaves like a live camera.
+        fps = lockstep_fps(fps, "folder")
         super().__init__(fps=fps, lockstep=fps is None, backoff=backoff)
         self.root = Path(path).expanduser()
         self.loop = loop

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .base import Backoff, CameraError, CameraSource
+from .base import Backoff, CameraError, CameraSource, lockstep_fps
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,8 @@ class SyntheticCamera(CameraSource):
                 )
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise CameraError(f"synthetic camera: seed must be an integer, got {seed!r}")
-        # fps=None: no pacing and no drops (lockstep with the consumer), for evaluation runs.
+        # fps=0/None: no pacing and no drops (lockstep with the consumer), for evaluation runs.
+        fps = lockstep_fps(fps, "synthetic")
         super().__init__(fps=fps, lockstep=fps is None, backoff=backoff)
         self.width = width
         self.height = height

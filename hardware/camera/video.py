@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .base import Backoff, CameraError, CameraSource, EndOfStream
+from .base import Backoff, CameraError, CameraSource, EndOfStream, lockstep_fps
 
 PILLOW_SUFFIXES = (".gif", ".webp", ".png", ".apng", ".tif", ".tiff")
 BACKENDS = ("auto", "opencv", "pillow")
@@ -84,7 +84,8 @@ class _OpenCVFrames:
 
 
 class VideoFileCamera(CameraSource):
-    """Frames of a video file; ``fps``: a number, ``"native"`` (the file's rate) or None."""
+    """Frames of a video file; ``fps``: a number, ``"native"`` (the file's rate), or 0/None
+    (every frame once, in lockstep with the consumer)."""
 
     name = "video"
 
@@ -111,8 +112,10 @@ class VideoFileCamera(CameraSource):
         self.backend: str | None = None
         self._native = fps == "native"
         # fps=None: every frame once, in lockstep with the consumer (evaluation runs).
-        numeric = None if isinstance(fps, str) else fps
-        super().__init__(fps=numeric, lockstep=fps is None, backoff=backoff)
+        numeric = None if isinstance(fps, str) else lockstep_fps(fps, "video")
+        super().__init__(
+            fps=numeric, lockstep=numeric is None and not self._native, backoff=backoff
+        )
         self._frames: _PillowFrames | _OpenCVFrames | None = None
         self._primed: np.ndarray | None = None
 
