@@ -254,3 +254,28 @@ def test_image_of_wrong_size_is_refused() -> None:
     Image.new("RGB", (224, 168)).save(buf, format="PNG")
     with pytest.raises(CodecError, match="mode"):
         fc.decode(buf.getvalue())
+
+
+def test_codes_out_of_range_for_the_bit_depth_are_refused() -> None:
+    fc = FeatureCodec((1, 2, 2), QuantParams(0.1, -128, 3), "raw")
+    with pytest.raises(CodecError, match="code 8 exceeds 7"):
+        fc.encode_codes(np.array([[[0, 8], [1, 2]]], np.uint8))
+
+
+@pytest.mark.parametrize("codec", CODEC_NAMES)
+def test_one_codec_shared_by_threads_gives_identical_results(codec) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    qp = QuantParams(6 / 255, -128, 5)
+    fc = FeatureCodec(SHAPE, qp, codec)
+    inputs = [quantize_float_to_int8(relu_features(SHAPE, seed=s), qp) for s in range(6)]
+    expected = [fc.encode_int8(q, layout="CHW") for q in inputs]
+
+    def work(i: int) -> bool:
+        data = fc.encode_int8(inputs[i % 6], layout="CHW")
+        return data == expected[i % 6] and np.array_equal(
+            fc.decode(data), fc.decode(expected[i % 6])
+        )
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(work, range(48)))

@@ -21,6 +21,7 @@ Error bounds are in docs/wire.md: lossless codecs are exact; JPEG's error is mea
 from __future__ import annotations
 
 import io
+import threading
 
 import numpy as np
 import zstandard
@@ -244,10 +245,19 @@ class FeatureCodec:
         self.params = normalize_params(codec, params)
         self.n_values = shape[0] * shape[1] * shape[2]
         self.image_shape = tiled_shape(self.shape_chw)
-        self._zc = self._zd = None
-        if codec == "zstd":
-            self._zc = zstandard.ZstdCompressor(level=self.params["level"], write_content_size=True)
-            self._zd = zstandard.ZstdDecompressor(max_window_size=_ZSTD_MAX_WINDOW)
+        # zstd contexts are not thread-safe; one pair per thread keeps a FeatureCodec shareable
+        # (the server may decode one session's frames on several worker threads).
+        self._zstd = threading.local()
+
+    def _zstd_pair(self) -> tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor]:
+        pair = getattr(self._zstd, "pair", None)
+        if pair is None:
+            pair = (
+                zstandard.ZstdCompressor(level=self.params["level"], write_content_size=True),
+                zstandard.ZstdDecompressor(max_window_size=_ZSTD_MAX_WINDOW),
+            )
+            self._zstd.pair = pair
+        return pair
 
     def __repr__(self) -> str:
         return (
@@ -295,9 +305,13 @@ class FeatureCodec:
             raise CodecError(
                 f"codes must be uint8 {self.shape_chw}, got {codes.dtype} {codes.shape}"
             )
+        if codes.size and int(codes.max()) > self.quant.levels:
+            raise CodecError(
+                f"code {int(codes.max())} exceeds {self.quant.levels} for {self.quant.bits} bits"
+            )
         if self.codec in ("raw", "zstd"):
             packed = pack_bits(codes, self.quant.bits)
-            return packed if self.codec == "raw" else self._zc.compress(packed)
+            return packed if self.codec == "raw" else self._zstd_pair()[0].compress(packed)
         image = tile(np.take(_TO_GRAY[self.quant.bits], codes))
         out = io.BytesIO()
         pil = Image.fromarray(image)
@@ -328,7 +342,7 @@ class FeatureCodec:
             raise CodecError(f"not a zstd frame: {exc}") from None
         if size != want:
             raise CodecError(f"zstd frame holds {size} bytes, expected {want}")
-        dobj = self._zd.decompressobj()
+        dobj = self._zstd_pair()[1].decompressobj()
         try:
             packed = dobj.decompress(data)
         except zstandard.ZstdError as exc:
