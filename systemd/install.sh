@@ -313,6 +313,14 @@ for role in "${ROLES[@]}"; do
         install_file "$SRC_DIR/jetson.conf" "$UNIT_DIR/$unit.d/jetson.conf" 0644 ""
     fi
     [[ $role == server ]] || udev=1
+    if [[ -z $ROOT && ( -e $VENV/bin/python || -L $VENV/bin/python ) ]]; then
+        python_real=$(readlink -m -- "$VENV/bin/python")
+        case $python_real in
+        /root/* | /home/*)
+            say "warning: $VENV/bin/python is $python_real, which ProtectHome=yes hides from the service; make the venv with /usr/bin/python3"
+            ;;
+        esac
+    fi
     bin=$VENV/bin/$(role_binary "$role")
     if [[ ! -x $ROOT$bin ]]; then
         say "warning: $bin does not exist yet; create it: python3 -m venv $VENV && $VENV/bin/pip install 'splitfit[$([[ $role == server ]] && echo server || echo device)]'"

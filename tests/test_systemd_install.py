@@ -239,3 +239,18 @@ def test_bad_options_fail_with_one_line(args: tuple[str, ...], message: str) -> 
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("interpreter", "warned"),
+    [("/root/.pyenv/versions/3.11.7/bin/python3.11", True), ("/usr/bin/python3", False)],
+)
+def test_warns_when_protect_home_would_hide_the_interpreter(
+    tmp_path: Path, examples: Path, interpreter: str, warned: bool
+) -> None:
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to(interpreter)
+    proc = run("--dry-run", "--venv", str(venv), "--examples", str(examples))
+    assert proc.returncode == 0, proc.stderr
+    assert ("ProtectHome=yes hides" in proc.stdout) is warned, proc.stdout

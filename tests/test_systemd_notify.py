@@ -19,8 +19,10 @@ What systemd needs from the daemon and what is checked here:
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import shlex
+import shutil
 import signal
 import socket
 import sys
@@ -84,11 +86,12 @@ class SystemdStandIn:
                 continue
             self.messages.append((time.monotonic() - self.t0, data.decode().split("\n")))
 
-    def pump_until(self, line: str, timeout: float) -> float | None:
-        """Pump until a datagram containing ``line`` arrives; its time, or None."""
+    def pump_until(self, line: str, timeout: float, proc: Proc | None = None) -> float | None:
+        """Pump until a datagram containing ``line`` arrives; its time, or None (also when
+        ``proc`` exits first)."""
         end = time.monotonic() + timeout
         seen = len(self.messages)
-        while time.monotonic() < end:
+        while time.monotonic() < end and (proc is None or proc.p.poll() is None):
             self.pump(0.05)
             for t, lines in self.messages[seen:]:
                 if line in lines:
@@ -128,14 +131,34 @@ def write_config(path: Path, model: Path, port: int, device: str, server: str) -
     return path
 
 
-def start_as_unit(config: Path, notify: SystemdStandIn, watchdog_usec: int) -> Proc:
-    """ExecStart= under the unit's seccomp policy, with systemd's environment."""
+def start_as_unit(
+    config: Path, notify: SystemdStandIn, watchdog_usec: int, *, fs: Path | None = None
+) -> Proc:
+    """ExecStart= under the unit's seccomp policy, with systemd's environment.
+
+    With ``fs``, also under the unit's file-system view (see :data:`PROTECT_SYSTEM`): ``fs``
+    appears as ``/media`` and everything but ``/media/state`` and ``/media/log`` is read-only.
+    """
     argv = unit_exec_start()
     config_at = argv.index("--config") + 1
     argv[config_at] = str(config)
     cmd = sandboxed(
         DEVICE_UNIT, "/bin/sh", "-c", 'WATCHDOG_PID=$$; export WATCHDOG_PID; exec "$@"', "sh", *argv
     )
+    if fs is not None:
+        cmd = [
+            UNSHARE,
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            "-ec",
+            PROTECT_SYSTEM,
+            "sh",
+            str(fs),
+            " ".join(hidden_homes()),
+            *cmd,
+        ]
     env = {
         **unit_environment(),
         "NOTIFY_SOCKET": notify.path,
@@ -143,6 +166,37 @@ def start_as_unit(config: Path, notify: SystemdStandIn, watchdog_usec: int) -> P
         "PYTHONPATH": str(ROOT),
     }
     return Proc(cmd, env=env)
+
+
+# The file-system half of the unit, in a private mount namespace (the host's mounts are not
+# touched): ProtectSystem=strict (all read-only), PrivateTmp=yes (fresh /tmp, /var/tmp),
+# ProtectHome=yes (empty, inaccessible /root and /home), StateDirectory=/LogsDirectory= (the
+# only writable places; "/media/state" and "/media/log" stand in for /var/lib/splitfit and
+# /var/log/splitfit) and WorkingDirectory= the state directory. The seccomp filter comes after
+# the mounts, as in systemd, whose filter would forbid mount(2) itself.
+PROTECT_SYSTEM = """
+mount --bind "$1" /media
+for home in $2; do mount -t tmpfs -o mode=000,ro tmpfs "$home"; done
+shift 2
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+mount -t tmpfs -o mode=1777 tmpfs /var/tmp
+for rw in /media/state /media/log; do mount --bind "$rw" "$rw"; done
+mount -o remount,bind,ro /
+mount -o remount,bind,ro /media
+cd /media/state
+exec "$@"
+"""
+UNSHARE = shutil.which("unshare") or "unshare"
+
+
+def hidden_homes() -> list[str]:
+    """ProtectHome=yes hides /root and /home, but not one holding this test's interpreter.
+
+    (On a board the venv is made from /usr/bin/python3; install.sh warns otherwise. Here the
+    interpreter may be a pyenv build under /root, which the daemon must be able to exec.)
+    """
+    python = Path(os.path.realpath(sys.executable))
+    return [h for h in ("/root", "/home") if not python.is_relative_to(h)]
 
 
 def _gaps(times: list[float]) -> list[float]:
@@ -164,7 +218,7 @@ def test_daemon_as_a_unit_ready_watchdog_reload_stop(head: Path, tmp_path: Path)
     daemon = start_as_unit(cfg, notify, 1_000_000)
     timeout_start = _seconds(unit_settings(DEVICE_UNIT)["TimeoutStartSec"][-1])
     try:
-        t_ready = notify.pump_until("READY=1", timeout=min(timeout_start, 60))
+        t_ready = notify.pump_until("READY=1", timeout=min(timeout_start, 60), proc=daemon)
         assert t_ready is not None, f"no READY=1; daemon stderr: {daemon.err[-10:]}"
         notify.pump(2.5)
         pid = daemon.p.pid
@@ -175,7 +229,7 @@ def test_daemon_as_a_unit_ready_watchdog_reload_stop(head: Path, tmp_path: Path)
         )
         t_hup = notify.now()
         os.kill(pid, signal.SIGHUP)  # ExecReload=/bin/kill -HUP $MAINPID
-        t_ready2 = notify.pump_until("READY=1", timeout=20)
+        t_ready2 = notify.pump_until("READY=1", timeout=20, proc=daemon)
         assert t_ready2 is not None, f"no READY=1 after reload: {daemon.err[-10:]}"
         notify.pump(1.5)
         assert daemon.p.poll() is None and daemon.p.pid == pid
@@ -228,7 +282,7 @@ def test_wedged_pipeline_stops_pings_until_it_moves_again(head: Path, tmp_path: 
     )
     daemon = start_as_unit(cfg, notify, 600_000)  # pings every 0.3 s
     try:
-        t_ready = notify.pump_until("READY=1", timeout=60)
+        t_ready = notify.pump_until("READY=1", timeout=60, proc=daemon)
         assert t_ready is not None, f"no READY=1; daemon stderr: {daemon.err[-10:]}"
         notify.pump(1.0)
         t_freeze = notify.now()
@@ -273,7 +327,7 @@ def test_server_outage_is_not_a_reason_to_restart(head: Path, tmp_path: Path) ->
     )
     daemon = start_as_unit(cfg, notify, 600_000)
     try:
-        t_ready = notify.pump_until("READY=1", timeout=60)
+        t_ready = notify.pump_until("READY=1", timeout=60, proc=daemon)
         assert t_ready is not None, f"no READY=1; daemon stderr: {daemon.err[-10:]}"
         notify.pump(0.5)
         t_kill = notify.now()
@@ -295,6 +349,51 @@ def test_server_outage_is_not_a_reason_to_restart(head: Path, tmp_path: Path) ->
     assert statuses and "server=ready" not in statuses[-1], statuses[
         -3:
     ]  # systemctl status shows it
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None,
+    reason="emulating ProtectSystem= needs root and unshare(1) for a private mount namespace",
+)
+def test_daemon_works_on_the_units_read_only_file_system(head: Path, tmp_path: Path) -> None:
+    """Everything read-only but the state and logs directories: the daemon must still work,
+    and its metrics/summary land in those directories (where device.toml must point them)."""
+    fs = tmp_path / "fs"
+    for sub in ("state", "log"):
+        (fs / sub).mkdir(parents=True)
+    for src in (head, head.with_suffix(".json")):
+        shutil.copy(src, fs / src.name)
+    port = free_port()
+    peer = start_peer(f"tcp://127.0.0.1:{port}")
+    notify = SystemdStandIn(fs / "notify.sock")
+    notify.path = "/media/notify.sock"  # where the daemon sees it
+    write_config(
+        fs / "device.toml",
+        Path("/media") / head.name,
+        port,
+        'stall_timeout_s = 5.0\nsummary_path = "/media/state/run.json"',
+        'heartbeat_s = 0.5\n[metrics]\npath = "/media/log/frames.jsonl"',
+    )
+    daemon = start_as_unit(Path("/media/device.toml"), notify, 1_000_000, fs=fs)
+    try:
+        t_ready = notify.pump_until("READY=1", timeout=60, proc=daemon)
+        assert t_ready is not None, f"no READY=1; daemon stderr: {daemon.err[-10:]}"
+        notify.pump(2.0)
+        rc = daemon.stop(signal.SIGTERM)
+        notify.pump(0.2)
+    finally:
+        daemon.kill()
+        peer.kill()
+        notify.close()
+    assert rc == 0, daemon.err[-10:]
+    assert len(notify.times("WATCHDOG=1", after=t_ready)) >= 3
+    assert notify.times("STOPPING=1")
+    frames = (fs / "log" / "frames.jsonl").read_text().splitlines()
+    assert len(frames) >= 3, frames
+    assert json.loads((fs / "state" / "run.json").read_text())["reason"] == "signal"
+    problems = [e for e in daemon.events("err") if e.get("level") in ("error", "warning")]
+    assert problems == [], problems
+    assert not any("Read-only file system" in ln for ln in daemon.err), daemon.err[-10:]
 
 
 def test_example_config_fits_the_unit_timeouts() -> None:
