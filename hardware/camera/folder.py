@@ -143,7 +143,12 @@ class FolderCamera(CameraSource):
                 return load_rgb(path), self.label_of(path)
             except FileNotFoundError:
                 raise  # the folder changed under us: a lost camera, rescan on reconnect
-            except (UnidentifiedImageError, OSError, ValueError) as exc:
+            except (
+                UnidentifiedImageError,
+                Image.DecompressionBombError,
+                OSError,
+                ValueError,
+            ) as exc:
                 if path not in self.skipped_files:
                     self.skipped_files.append(path)
                     message = f"folder camera: skipping undecodable {path}: {exc}"
