@@ -328,6 +328,16 @@ def test_folder_skips_undecodable_files_with_a_warning(tmp_path: Path) -> None:
         cam.stop()
 
 
+def test_folder_skips_decompression_bombs(tmp_path: Path, monkeypatch) -> None:
+    _solid((1, 2, 3), (64, 64)).save(tmp_path / "0_huge.png")  # "huge" under the limit below
+    _solid((4, 5, 6), (4, 4)).save(tmp_path / "1_small.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 64×64 > 2×100: a bomb
+    cam = open_camera("folder", path=tmp_path)
+    with pytest.warns(RuntimeWarning, match="0_huge.png"), cam:
+        assert _color(cam.latest(2.0)) == (4, 5, 6)
+        assert cam.reconnects == 0
+
+
 @pytest.mark.parametrize(
     ("setup", "match"),
     [
