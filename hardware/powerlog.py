@@ -295,36 +295,63 @@ class PowerLog:
 
 
 class _Parser:
+    """Streams a log: comment events one by one, sample lines in bulk batches.
+
+    Sample lines are checked cheaply (five commas) and converted 64k at a time by numpy's C
+    parser, so a 50 MB file parses in seconds with bounded memory; a batch that numpy
+    rejects is re-parsed line by line so one bad line costs only itself.
+    """
+
+    BATCH = 65536
+
     def __init__(self, log: PowerLog) -> None:
         self.log = log
-        self.rows: list[tuple[float, ...]] = []
-        self.sessions: list[int] = []
+        self.arrays: list[np.ndarray] = []
+        self.session_of: list[np.ndarray] = []
+        self.batch: list[str] = []
         self.current = -1
 
-    def feed(self, lines: Iterable[str]) -> None:
+    def feed(self, fh: Iterable[str]) -> None:
         log = self.log
-        for line in lines:
-            if not line.strip():
-                continue
-            if line.startswith("#"):
+        batch = self.batch
+        for line in fh:
+            if not line.endswith("\n"):
+                log.torn_tail = True  # an interrupted write: drop the fragment
+                break
+            first = line[:1]
+            if first == "#":
                 self._comment(line[1:].strip())
                 continue
-            if line.startswith("t,"):
+            if first == "t" and line.startswith("t,"):
                 continue
-            parts = line.split(",")
-            if len(parts) != len(COLUMNS):
-                log.bad_lines += 1
+            if line.count(",") != 5:
+                if line.strip():
+                    log.bad_lines += 1
                 continue
-            try:
-                row = tuple(float(x) for x in parts)
-            except ValueError:
-                log.bad_lines += 1
-                continue
-            if not all(math.isfinite(v) for v in row):
-                log.bad_lines += 1
-                continue
-            self.rows.append(row)
-            self.sessions.append(max(0, self.current))
+            batch.append(line)
+            if len(batch) >= self.BATCH:
+                self.flush()
+        self.flush()
+
+    def flush(self) -> None:
+        if not self.batch:
+            return
+        try:
+            arr = np.loadtxt(self.batch, delimiter=",", dtype=np.float64, ndmin=2)
+        except ValueError:
+            rows = []
+            for line in self.batch:
+                try:
+                    rows.append([float(x) for x in line.split(",")])
+                except ValueError:
+                    self.log.bad_lines += 1
+            arr = np.asarray(rows, dtype=np.float64).reshape(-1, len(COLUMNS))
+        ok = np.all(np.isfinite(arr), axis=1)
+        self.log.bad_lines += int(len(arr) - np.count_nonzero(ok))
+        arr = arr[ok]
+        self.arrays.append(arr)
+        self.session_of.append(np.full(len(arr), max(0, self.current), dtype=np.int64))
+        self.batch.clear()
 
     def _comment(self, body: str) -> None:
         log = self.log
@@ -340,9 +367,10 @@ class _Parser:
             log.bad_lines += 1
             return
         if kind == "meta":
-            log.metas.append(payload)
             if not payload.get("part"):
+                self.flush()  # samples so far belong to the previous session
                 self.current += 1  # part > 0 is a rotation continuing the same session
+            log.metas.append(payload)
             return
         try:
             payload["t"] = float(payload["t"])
@@ -362,24 +390,26 @@ def read_power_log(*paths: str | Path) -> PowerLog:
     for path in paths:
         p = Path(path)
         try:
-            raw = p.read_bytes()
+            with p.open("r", encoding="utf-8", errors="replace", newline="\n") as fh:
+                first = fh.readline()
+                if first and first.rstrip("\n") != f"# {FORMAT}":
+                    raise PowerLogError(f"{p} is not a {FORMAT} file")
+                fh.seek(0)
+                parser.feed(fh)
         except FileNotFoundError:
             raise PowerLogError(f"{p} does not exist") from None
+        except IsADirectoryError:
+            raise PowerLogError(f"{p} is a directory") from None
         except OSError as exc:
             raise PowerLogError(f"cannot read {p}: {exc.strerror}") from exc
-        text = raw.decode("utf-8", errors="replace")
-        if text and not text.startswith(f"# {FORMAT}"):
-            raise PowerLogError(f"{p} is not a {FORMAT} file")
-        lines = text.split("\n")
-        if lines[-1] != "":
-            log.torn_tail = True  # a write was interrupted mid-line: drop that fragment
-        parser.feed(lines[:-1])
-    if parser.rows:
-        arr = np.asarray(parser.rows, dtype=np.float64)
-        ses = np.asarray(parser.sessions, dtype=np.int64)
+    if parser.arrays:
+        arr = np.concatenate(parser.arrays)
+        ses = np.concatenate(parser.session_of)
         order = np.lexsort((arr[:, 0], ses))  # by session, then time within it
         arr, ses = arr[order], ses[order]
-        log.t, log.bus_v, log.shunt_v, log.current_a, log.power_w = (arr[:, k] for k in range(5))
+        log.t, log.bus_v, log.shunt_v, log.current_a, log.power_w = (
+            np.ascontiguousarray(arr[:, k]) for k in range(5)
+        )
         log.flags = arr[:, 5].astype(np.int64)
         log.session = ses
     else:

@@ -269,43 +269,44 @@ def _show(args: argparse.Namespace) -> int:
     path: Path = args.file
     if not path.is_file():
         raise CliError(f"{path} does not exist")
-    with path.open("rb") as fh:
+    fh = path.open("rb")
+    try:
         data = fh.read()
-        inode = os.fstat(fh.fileno()).st_ino
-        pos = len(data)
-    text = data.decode("utf-8", errors="replace")
-    complete, _, partial = text.rpartition("\n")
-    shown = [s for s in (_format_line(x) for x in complete.split("\n")) if s is not None]
-    for s in shown[-args.lines :] if args.lines > 0 else []:
-        print(s)
-    sys.stdout.flush()
-    if not args.follow:
-        return 0
-    stop = _Stop()
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    pending = partial
-    while not stop.requested:
-        time.sleep(0.2)
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            continue  # mid-rotation
-        if st.st_ino != inode or st.st_size < pos:  # rotated: start at the new file's top
-            inode, pos, pending = st.st_ino, 0, ""
-        if st.st_size == pos:
-            continue
-        with path.open("rb") as fh:
-            fh.seek(pos)
+        text = data.decode("utf-8", errors="replace")
+        complete, _, pending = text.rpartition("\n")
+        shown = [s for s in (_format_line(x) for x in complete.split("\n")) if s is not None]
+        for s in shown[-args.lines :] if args.lines > 0 else []:
+            print(s)
+        sys.stdout.flush()
+        if not args.follow:
+            return 0
+        stop = _Stop()
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        while not stop.requested:
+            # like `tail -F`: drain the open file first, then notice a rotation and reopen
             chunk = fh.read()
-        pos += len(chunk)
-        pending += chunk.decode("utf-8", errors="replace")
-        *lines, pending = pending.split("\n")
-        for line in lines:
-            s = _format_line(line)
-            if s is not None:
-                print(s, flush=True)
-    return 0
+            if chunk:
+                pending += chunk.decode("utf-8", errors="replace")
+                *lines, pending = pending.split("\n")
+                for line in lines:
+                    out = _format_line(line)
+                    if out is not None:
+                        print(out, flush=True)
+                continue
+            try:
+                rotated = os.stat(path).st_ino != os.fstat(fh.fileno()).st_ino
+            except FileNotFoundError:
+                rotated = False  # mid-rotation: the new file is not there yet
+            if rotated:
+                fh.close()
+                fh = path.open("rb")
+                pending = ""
+                continue
+            time.sleep(0.2)
+        return 0
+    finally:
+        fh.close()
 
 
 # --------------------------------------------------------------------------- summary

@@ -55,10 +55,14 @@ def test_roundtrip_and_segments_hand_computed(tmp_path: Path) -> None:
 def test_torn_tail_and_garbage_are_tolerated(tmp_path: Path) -> None:
     p = constant_log(tmp_path / "p.csv", mark_at=None)
     with p.open("a") as fh:
-        fh.write("not,a,sample\n# mark {broken json\n12.0,5.0,0.001,0.4,2.0,0\n13.0,5.0,0.0")
+        fh.write(
+            "not,a,sample\n# mark {broken json\nx,y,z,1,2,3\n12.0,5.0,0.001,0.4,nan,0\n"
+            "12.0,5.0,0.001,0.4,2.0,0\n13.0,5.0,0.0"
+        )
     log = read_power_log(p)
     assert len(log) == 12  # the complete line after the garbage counts, the torn one not
-    assert log.bad_lines == 2 and log.torn_tail
+    assert log.bad_lines == 4 and log.torn_tail
+    assert log.t[-1] == 12.0 and np.all(np.isfinite(log.power_w))
 
 
 def test_gaps_overflow_and_marks_from_another_process(tmp_path: Path) -> None:
@@ -274,3 +278,35 @@ def test_sigterm_stops_record_cleanly(tmp_path: Path) -> None:
     assert events[-1]["reason"] == "SIGTERM"
     log = read_power_log(out)
     assert not log.torn_tail and len(log) == events[-1]["written"]
+
+
+def test_show_follow_prints_new_lines_across_rotation(tmp_path: Path) -> None:
+    p = tmp_path / "f.csv"
+    w = PowerLogWriter(p, max_bytes=4096, backups=3)
+    w.write_sample(0.5, 5.0, 0.0, 0.1, 0.5)
+    proc = subprocess.Popen(
+        [*POWER_LOG, "show", str(p), "--follow", "-n", "1"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().split()[0] == "0.500000"  # the existing last line
+        time.sleep(0.5)
+        w.mark("phase-2", t=0.9)
+        for k in range(1, 120):  # ~5 KB: crosses the 4 KB rotation
+            w.write_sample(float(k), 5.0, 0.0, 0.1, 0.5)
+        w.close()
+        assert w.rotations >= 1
+        seen: list[str] = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and "119.000000" not in (seen[-1] if seen else ""):
+            seen.append(proc.stdout.readline())
+        assert any("mark" in s and "phase-2" in s for s in seen)
+        assert seen[-1].split()[0] == "119.000000"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+    assert proc.returncode == 0
