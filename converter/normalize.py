@@ -37,7 +37,10 @@ def wrap_for_export(
     TorchScript modules only export through the legacy (TorchScript-based) ONNX exporter,
     which needs the wrapper scripted too; torch.export programs are plain modules.
     """
-    wrapped = NormalizedHead(module, mean, std).eval()
+    wrapped = NormalizedHead(module, mean, std)
+    # Only the wrapper's own flag: a torch.export module refuses train()/eval() calls, and
+    # the loaded head is already in inference mode.
+    wrapped.training = False
     if kind != "torchscript":
         return wrapped
     try:

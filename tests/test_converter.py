@@ -326,3 +326,175 @@ def test_converted_head_output_feeds_the_wire_codec(resnet_ts_conversion):
     decoded = codec.decode_float(codec.encode_int8(q[0], layout="NHWC"))
     expected = (q[0].astype(np.float32) - m.output.zero_point) * m.output.scale
     np.testing.assert_allclose(decoded, expected.transpose(2, 0, 1), atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- slow: more heads
+
+
+def _convert(model: Path, out: Path, calib: Path, *extra: str) -> int:
+    return main([str(model), "-o", str(out / "head.tflite"), "--calib", str(calib), *extra])
+
+
+@pytest.fixture(scope="module")
+def photo_calib(tmp_path_factory) -> Path:
+    return write_calibration_folder(tmp_path_factory.mktemp("photos") / "calib")
+
+
+@pytest.mark.slow
+def test_exported_program_resnet_head_square(tmp_path, photo_calib):
+    head = make_head(ResNetHead, seed=1)
+    model = save_exported(head, tmp_path / "head.pt2", (112, 112))
+    out = tmp_path / "out"
+    out.mkdir()
+    assert _convert(model, out, photo_calib, "--no-progress") == 0  # size from the program
+    result = check_converted(head, out / "head.tflite", (112, 112))
+    assert result["manifest"].extra["source"]["kind"] == "exported_program"
+    assert result["ops"]["ADD"] >= 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["torchscript", "exported_program"])
+def test_depthwise_head_non_square(tmp_path, photo_calib, kind):
+    head = make_head(DepthwiseHead, seed=2)
+    hw = (80, 144)
+    if kind == "torchscript":
+        model = save_torchscript(head, tmp_path / "head.pt")
+    else:
+        model = save_exported(head, tmp_path / "head.pt2", hw)
+    out = tmp_path / "out"
+    out.mkdir()
+    rc = _convert(model, out, photo_calib, "--input-size", "80", "144", "--no-progress")
+    assert rc == 0
+    result = check_converted(head, out / "head.tflite", hw)
+    assert result["ops"]["DEPTHWISE_CONV_2D"] >= 3
+    assert result["manifest"].bottleneck_chw == [6, 10, 18]
+
+
+@pytest.mark.slow
+def test_training_export_is_converted_with_its_manifest_and_tail(tmp_path, photo_calib, capsys):
+    """The real training export (head.pt + head.pt.json, tail.pt + tail.json) -> convert-head.
+
+    Defaults come from head.pt.json (no --input-size/--mean/--std/--labels), the model_id is
+    carried over, junk in the calibration folder is skipped with a warning, and the tail
+    gives a top-1 agreement figure.
+    """
+    from training.bottleneck import split_model
+    from training.compressor import CodecConfig
+    from training.export import export_split
+    from training.models import create_model
+
+    torch.manual_seed(3)
+    backbone = create_model("resnet18", num_classes=5).eval()
+    head, tail = split_model(backbone, "rb1", channels=8, stride=2, input_size=(96, 96))
+    labels = ["cat", "coffee", "rocket", "flower", "person"]
+    exported = export_split(
+        head,
+        tail,
+        tmp_path / "export",
+        labels=labels,
+        mean=MEAN,
+        std=STD,
+        codec=CodecConfig("png", 6, {}),
+    )
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for p in photo_calib.iterdir():
+        (calib / p.name).write_bytes(p.read_bytes())
+    (calib / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    (calib / "README.txt").write_text("calibration photos")
+    out = tmp_path / "out"
+    out.mkdir()
+    rc = _convert(exported.head, out, calib, "--tail", str(exported.tail), "--no-progress")
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert err.count("warning: skipping") == 2
+    m = load_head_manifest(out / "head.json")
+    assert m.model_id == exported.model_id != m.source_sha256
+    assert m.labels == labels
+    assert m.codec == {"name": "png", "bits": 6, "params": {}}
+    assert m.input.shape == [1, 96, 96, 3]
+    assert m.extra["split"]["after"] == "rb1"
+    assert sorted(m.extra["calibration"]["skipped"]) == ["README.txt", "corrupt.jpg"]
+    ver = m.extra["verification"]
+    assert ver["tail_images"] == 3 and 0.0 <= ver["top1_agreement"] <= 1.0
+    check_converted(torch.jit.load(str(exported.head)), out / "head.tflite", (96, 96))
+
+
+@pytest.mark.slow
+def test_verification_below_min_cosine_writes_nothing(tmp_path, photo_calib, capsys):
+    head = make_head(ResNetHead, seed=4)
+    model = save_torchscript(head, tmp_path / "head.pt")
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = {"head.tflite": b"old model", "head.json": b"{}"}
+    for name, data in stale.items():
+        (out / name).write_bytes(data)
+    args = ["--input-size", "64", "64", "--min-cosine", "1.0", "--no-progress"]
+    rc = _convert(model, out, photo_calib, *args)
+    err = capsys.readouterr().err
+    assert rc == 9, err
+    assert "verification failed" in err and "--min-cosine 1.0" in err and "Traceback" not in err
+    # no new files, no temp files; what was there before is untouched
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == stale
+
+
+class ErfHead(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.erf(self.conv(x))
+
+
+class CumsumHead(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cumsum(torch.relu(self.conv(x)), dim=3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("cls", "needles"),
+    [
+        (ErfHead, ["unsupported op 'tf.Erf'", "ONNX node /head/Erf"]),
+        (CumsumHead, ["unsupported op 'CUMSUM'", "ONNX node /head/CumSum", "no int8 kernel"]),
+    ],
+)
+def test_op_without_int8_kernel_is_named(tmp_path, capsys, cls, needles):
+    model = save_torchscript(cls().eval(), tmp_path / "head.pt")
+    out = tmp_path / "out"
+    out.mkdir()
+    args = ["--input-size", "32", "32", "--no-progress"]
+    rc = main([str(model), "-o", str(out / "head.tflite"), "--calib-synthetic", "6", *args])
+    err = capsys.readouterr().err
+    assert rc == 6, err
+    for needle in needles:
+        assert needle in err
+    assert list(out.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_padded_maxpool_without_the_rewrite_is_caught_by_the_probe(
+    tmp_path, photo_calib, capsys, monkeypatch
+):
+    """Pitfall (1): float-min max-pool padding makes an unloadable int8 model.
+
+    With the rewrite switched off the converter must notice (in the probe subprocess) and
+    refuse, instead of writing a model that kills the device at start-up.
+    """
+    import converter.onnx_export
+    from converter.onnx_graph import RewriteReport
+
+    monkeypatch.setattr(converter.onnx_export, "zero_pad_maxpools", lambda model: RewriteReport())
+    model = save_torchscript(make_head(ResNetHead, seed=5), tmp_path / "head.pt")
+    out = tmp_path / "out"
+    out.mkdir()
+    rc = _convert(model, out, photo_calib, "--input-size", "64", "64", "--no-progress")
+    err = capsys.readouterr().err
+    assert rc == 8, err
+    assert "in the TFLite interpreter at allocate_tensors" in err
+    assert list(out.iterdir()) == []
