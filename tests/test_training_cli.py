@@ -54,7 +54,7 @@ def test_train_writes_artifacts_and_resumes(tmp_path: Path) -> None:
         assert (out / name).is_file(), name
     first = json.loads((out / "metrics.json").read_text())
     assert len(first["history"]) == 1 and first["data"]["synthetic"] is True
-    assert first["split"]["bottleneck_chw"] == [2, 16, 16]
+    assert first["split"]["bottleneck_chw"] == [2, 8, 8]  # 32 px, stride-2 stem, s=2
     assert main([*ARGS, "--epochs", "2", "--out", str(out), "--resume"]) == 0
     second = json.loads((out / "metrics.json").read_text())
     assert [r["epoch"] for r in second["history"]] == [1, 2]

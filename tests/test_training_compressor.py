@@ -56,3 +56,25 @@ def test_gradient_reaches_the_head_through_the_codec() -> None:
 def test_disabled_compressor_is_identity() -> None:
     z = torch.rand(2, 3, 4, 4)
     assert torch.equal(CompressorLayer(None)(z), z)
+
+
+def test_training_forward_is_byte_for_byte_the_wire_codec() -> None:
+    """The layer's forward equals decoding what the device would actually send."""
+    from training.compressor import CodecConfig, wire_roundtrip
+    from wire.codecs import FeatureCodec
+
+    shape = (4, 7, 7)
+    rng = np.random.default_rng(0)
+    z = (rng.random((3, *shape)) * 6).astype(np.float32)
+    codec = CodecConfig("jpeg", 8, {"quality": 10})
+    x = torch.from_numpy(z).requires_grad_(True)
+    y = straight_through(x, wire_roundtrip(shape, 6.0, codec))
+    fc = FeatureCodec(shape, quant_params_for(6.0, 8), "jpeg", {"quality": 10})
+    from wire.quant import quantize_float_to_int8
+
+    for i in range(3):
+        payload = fc.encode_int8(quantize_float_to_int8(z[i], fc.quant), layout="CHW")
+        assert np.array_equal(y[i].detach().numpy(), fc.decode_float(payload))
+    assert float((y.detach() - x.detach()).abs().max()) > fc.quant.scale  # JPEG q10 is lossy
+    y.sum().backward()
+    assert torch.equal(x.grad, torch.ones_like(x))

@@ -64,12 +64,12 @@ print("OK", tuple(z.shape), tuple(y.shape))
         [sys.executable, "-I", "-c", code], cwd=empty, capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0, proc.stderr
-    assert "OK (3, 3, 16, 16) (3, 4)" in proc.stdout
+    assert "OK (3, 3, 8, 8) (3, 4)" in proc.stdout
 
     src = load_head_source_manifest(exp.head_manifest)
     tail_m = load_tail_manifest(exp.tail_manifest)
     assert src.model_id == tail_m.model_id == exp.model_id
-    assert src.bottleneck_chw == [3, 16, 16] == tail_m.input_chw
+    assert src.bottleneck_chw == [3, 8, 8] == tail_m.input_chw
     assert src.input_hw == [32, 32]
     assert src.normalization == {"mean": [0.5] * 3, "std": [0.25] * 3}
     assert tail_m.labels == labels and tail_m.num_classes == 4
@@ -111,7 +111,7 @@ def test_tail_accepts_batches_larger_than_the_trace(tmp_path: Path) -> None:
         head, tail, tmp_path, labels=list("abcd"), mean=(0,) * 3, std=(1,) * 3, codec=CODEC
     )
     loaded = torch.jit.load(str(exp.tail))
-    z = torch.rand(5, 3, 16, 16) * 6
+    z = torch.rand(5, 3, 8, 8) * 6
     tail.eval()
     with torch.no_grad():
         assert torch.allclose(loaded(z), tail(z), atol=1e-4)

@@ -49,7 +49,10 @@ class FitConfig:
 
 def log_json(event: str, **fields) -> None:
     """One-line JSON on stderr, the project's log format for long-running work."""
-    print(json.dumps({"event": event, "ts": round(time.time(), 3), **fields}), file=sys.stderr)
+    clean = {
+        k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in fields.items()
+    }
+    print(json.dumps({"event": event, "ts": round(time.time(), 3), **clean}), file=sys.stderr)
 
 
 def atomic_torch_save(obj, path: Path) -> None:

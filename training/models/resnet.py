@@ -72,12 +72,16 @@ class ResNet(SplittableBackbone):
         widths: tuple[int, ...] = (64, 128, 256, 512),
         num_classes: int = 1000,
         small_input: bool = False,
+        small_stem_stride: int = 2,
     ) -> None:
         super().__init__()
         stem_width = widths[0]
         if small_input:
-            # 28-96 px inputs: a 3x3 stride-1 stem and no max-pool keep enough resolution.
-            self.conv1 = nn.Conv2d(3, stem_width, 3, stride=1, padding=1, bias=False)
+            # 28-96 px inputs: one 3x3 stride-2 conv and no max-pool (not 7x7/2 + pool /2):
+            # 28 px -> 14x14 features at RB1, cheap enough to train on shared CPU cores.
+            self.conv1 = nn.Conv2d(
+                3, stem_width, 3, stride=small_stem_stride, padding=1, bias=False
+            )
             self.maxpool: nn.Module = nn.Identity()
         else:
             self.conv1 = nn.Conv2d(3, stem_width, 7, stride=2, padding=3, bias=False)
@@ -144,7 +148,7 @@ def resnet50(*, num_classes: int = 1000, pretrained: bool = False) -> ResNet:
 
 @register_model
 def resnet_small(*, num_classes: int = 10, pretrained: bool = False) -> ResNet:
-    """Six basic blocks at widths 16/32/64 (~0.24 M params): 28-96 px, minutes on 2 CPU cores."""
+    """Six basic blocks at widths 16/32/64 (~0.24 M params), stride-2 3x3 stem: 28-96 px inputs."""
     _no_pretrained("resnet_small", pretrained)
     model = ResNet(
         BasicBlock, [2, 2, 2], widths=(16, 32, 64), num_classes=num_classes, small_input=True
