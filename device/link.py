@@ -94,6 +94,10 @@ class Link(threading.Thread):
         self._pending_hello: Hello | None = None
         self._lock = threading.Condition()
         self._inflight: dict[int, FrameRecord] = {}
+        # Frames handed to submit() and not finished yet, outage buffer excepted. The window
+        # is enforced on this count (the main thread's view), not on _inflight, which the
+        # link thread fills a moment later — otherwise a burst could overrun the window.
+        self._outstanding = 0
         self._lost_seqs: deque[int] = deque(maxlen=4096)  # to tell late from unknown replies
         self._max_seq_sent = -1
         self._outbox: queue.SimpleQueue[Outgoing | str] = queue.SimpleQueue()
@@ -112,6 +116,7 @@ class Link(threading.Thread):
         self._last_heard = 0.0
         self._next_ping = 0.0
         self._ping_seq = 0
+        self.cpu_s = 0.0  # this thread's CPU time, set when it ends (benchmarks)
 
     # ------------------------------------------------------------------ main-thread API
 
@@ -132,13 +137,13 @@ class Link(threading.Thread):
         """Block until fewer than ``window`` frames are in flight (or timeout)."""
         with self._lock:
             return self._lock.wait_for(
-                lambda: len(self._inflight) < self.cfg.window or self._stop_evt.is_set(), timeout
+                lambda: self._outstanding < self.cfg.window or self._stop_evt.is_set(), timeout
             )
 
     def wait_idle(self, timeout: float) -> bool:
         """Block until nothing is in flight (drain on shutdown / before a split switch)."""
         with self._lock:
-            return self._lock.wait_for(lambda: not self._inflight, timeout)
+            return self._lock.wait_for(lambda: self._outstanding == 0, timeout)
 
     def wait_ready(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -148,6 +153,8 @@ class Link(threading.Thread):
 
     def submit(self, record: FrameRecord, payload: bytes) -> None:
         """Queue one encoded frame for sending (the link decides: send, buffer or drop)."""
+        with self._lock:
+            self._outstanding += 1
         self._outbox.put(Outgoing(record, payload))
         self._wake()
 
@@ -191,6 +198,7 @@ class Link(threading.Thread):
             self.log.error("link_crashed", error=f"{type(exc).__name__}: {exc}")
             raise
         finally:
+            self.cpu_s = time.thread_time()
             self.state = LinkState.STOPPED
             self._close_socket()
             self._wake_rx.close(linger=0)
@@ -233,9 +241,10 @@ class Link(threading.Thread):
             elif self.cfg.outage == "buffer":
                 if len(self._buffer) >= self.cfg.outage_buffer:
                     old = self._buffer.popleft()
-                    self._finish(old.record, "dropped")
                     self.counters.dropped_buffer += 1
+                    self._finish(old.record, "dropped", counted=False)
                 self._buffer.append(item)
+                self._release()  # a buffered frame does not hold a window slot
             else:
                 self.counters.dropped_outage += 1
                 self._finish(item.record, "dropped")
@@ -306,6 +315,8 @@ class Link(threading.Thread):
                 sessions=self.sessions,
             )
             while self._buffer and self.state is LinkState.READY:
+                with self._lock:
+                    self._outstanding += 1
                 self._send_frame(self._buffer.popleft())
         elif isinstance(msg, ErrorMsg):
             self._on_error(msg)
@@ -430,7 +441,7 @@ class Link(threading.Thread):
             self._endpoint_idx = (self._endpoint_idx + 1) % len(self.cfg.endpoints)
             sock = self.ctx.socket(zmq.DEALER)
             sock.setsockopt(zmq.LINGER, 0)
-            sock.setsockopt(zmq.SNDHWM, max(16, 2 * self.cfg.window))
+            sock.setsockopt(zmq.SNDHWM, max(16, 2 * (self.cfg.window + self.cfg.outage_buffer)))
             sock.setsockopt(zmq.RCVHWM, 1000)
             sock.setsockopt(zmq.RECONNECT_IVL, 50)
             sock.setsockopt(zmq.RECONNECT_IVL_MAX, 250)
@@ -449,6 +460,14 @@ class Link(threading.Thread):
             self._sock.close(linger=0)
             self._sock = None
 
-    def _finish(self, rec: FrameRecord, status: str) -> None:
+    def _release(self) -> None:
+        with self._lock:
+            self._outstanding -= 1
+            self._lock.notify_all()
+
+    def _finish(self, rec: FrameRecord, status: str, *, counted: bool = True) -> None:
+        """Hand a frame back to the main loop; ``counted``: it still held a window slot."""
         rec.status = status
+        if counted:
+            self._release()
         self.done.put(rec)

@@ -11,7 +11,7 @@ import json
 import os
 import threading
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -32,6 +32,9 @@ class FrameRecord:
     preprocess_ms: float = 0.0
     head_ms: float = 0.0
     encode_ms: float = 0.0
+    overhead_ms: float | None = None  # daemon bookkeeping beyond preprocess/head/encode
+    overhead_cpu_ms: float | None = None  # the same, as main-thread CPU time
+    model_cpu_ms: float = 0.0  # main-thread CPU in preprocess + head + encode
     bytes: int = 0
     head_t0: float = 0.0  # monotonic window of the head inference
     head_t1: float = 0.0
@@ -52,12 +55,15 @@ class FrameRecord:
     status: str = "ok"  # ok | lost | dropped
 
     def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = dict(self.__dict__)  # shallow: asdict() deep-copies and costs ~10x more
         for k in (
             "capture_ms",
             "preprocess_ms",
             "head_ms",
             "encode_ms",
+            "overhead_ms",
+            "overhead_cpu_ms",
+            "model_cpu_ms",
             "rtt_ms",
             "latency_ms",
             "energy_head_mj",
