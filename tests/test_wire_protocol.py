@@ -220,3 +220,33 @@ def test_non_finite_floats_in_binary_messages_are_rejected() -> None:
 def test_encoding_unrepresentable_fields_raises_value_error(msg) -> None:
     with pytest.raises(ValueError):
         encode_message(msg)
+
+
+def test_numpy_scalars_from_torch_or_numpy_code_encode_like_python_numbers() -> None:
+    import numpy as np
+
+    reply = Reply(
+        np.uint32(7),
+        np.int64(42),
+        tuple(np.array([3, 1], np.int64)),
+        tuple(np.array([0.5, 0.25], np.float32)),
+        ("a", "b"),
+        np.int64(120),
+        30,
+        np.int32(4000),
+        ServerLoad(np.int64(2), np.float32(0.5), 1.5),
+    )
+    decoded = decode_message(encode_message(reply))
+    assert decoded == Reply(
+        7, 42, (3, 1), (0.5, 0.25), ("a", "b"), 120, 30, 4000, ServerLoad(2, 0.5, 1.5)
+    )
+    assert type(decoded.top_ids[0]) is int and type(decoded.top_scores[0]) is float
+    hello = Hello(
+        **{
+            **HELLO.__dict__,
+            "tensor_shape": tuple(np.array([12, 56, 56])),
+            "scale": np.float32(0.5),
+            "zero_point": np.int8(-128),
+        }
+    )
+    assert decode_message(encode_message(hello)).tensor_shape == (12, 56, 56)

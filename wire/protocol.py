@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -176,15 +177,22 @@ def error_code_for(exc: ProtocolError) -> ErrorCode:
 
 
 def _check_uint(name: str, value: Any, limit: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limit:
+    """Python or numpy integer in range -> int (numpy ints come straight from torch/numpy)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an int in 0..{limit}, got {value!r}")
+    value = int(value)
+    if not 0 <= value <= limit:
         raise ValueError(f"{name} must be an int in 0..{limit}, got {value!r}")
     return value
 
 
 def _check_float(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return value
 
 
 def _pack_load(load: ServerLoad) -> bytes:
@@ -198,7 +206,7 @@ def _pack_load(load: ServerLoad) -> bytes:
 def _load_dict(load: ServerLoad) -> dict[str, Any]:
     _pack_load(load)  # validates
     return {
-        "queue_depth": load.queue_depth,
+        "queue_depth": int(load.queue_depth),
         "utilization": float(load.utilization),
         "compute_ms": float(load.compute_ms),
     }
