@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -86,7 +87,7 @@ class Mode(IntEnum):
 
     @property
     def measures_shunt(self) -> bool:
-        return bool(self & 0b001) and self not in (Mode.POWER_DOWN_ALT,)
+        return bool(self & 0b001)
 
     @property
     def measures_bus(self) -> bool:
@@ -666,8 +667,6 @@ class INA226:
 def _open_bus(bus: int | str, address: int) -> Any:
     """Open a real ``smbus2.SMBus`` with an error that says what is missing."""
     path = f"/dev/i2c-{bus}" if isinstance(bus, int) else str(bus)
-    import os
-
     if not os.path.exists(path):
         raise INA226NotFound(
             f"{path} does not exist (enable I2C, e.g. dtparam=i2c_arm=on on a Raspberry Pi, "

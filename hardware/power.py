@@ -301,7 +301,12 @@ class PowerSampler:
         ]
 
     def energy_j(self, t0: float, t1: float) -> float:
-        """Energy in joules over [t0, t1] (monotonic seconds), clipped to the sampled span."""
+        """Energy in joules over [t0, t1] (monotonic seconds), clipped to the sampled span.
+
+        Power is taken as linear between samples (also across a gap left by failed reads);
+        the newest samples trail real time by about one ADC cycle, so for a window that just
+        ended call :meth:`wait_until` (t1) first, or check :meth:`coverage`.
+        """
         a = self._slice(t0, t1, pad=1)
         return trapezoid_energy(a["t"], a["power_w"], t0, t1)
 
@@ -341,11 +346,21 @@ class PowerSampler:
                 self._new_data.wait(min(left, 0.05))
 
     def latest(self) -> PowerSample | None:
+        """The most recent sample (cheap: does not materialise the whole buffer)."""
         with self._lock:
             if self._count == 0:
                 return None
-        s = self.samples(None, None)
-        return s[-1] if s else None
+            i = (self._count - 1) % self.capacity
+            b = self._buf
+            return PowerSample(
+                bus_voltage_v=float(b["bus_v"][i]),
+                shunt_voltage_v=float(b["shunt_v"][i]),
+                current_a=float(b["current_a"][i]),
+                power_w=float(b["power_w"][i]),
+                timestamp=float(b["timestamp"][i]),
+                overflow=bool(self._flags[i] & FLAG_OVERFLOW),
+                age_s=float(b["timestamp"][i] - b["t"][i]),
+            )
 
     def since(self, seq: int) -> tuple[int, dict[str, np.ndarray], int]:
         """Samples stored after sequence number ``seq``: (new seq, columns, number lost).

@@ -88,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--mark-every", type=_positive(float), default=None, help="segment marks")
     rec.add_argument("--stats-every", type=_positive(float), default=60.0, help="stats log line")
     rec.add_argument("--capacity", type=int, default=65536, help="sampler ring buffer size")
+    rec.add_argument(
+        "--hwmon",
+        metavar="NAME|PATH",
+        default=None,
+        help="read the kernel ina2xx driver's sysfs (e.g. ina226, ina226@1-0040) instead of I2C",
+    )
     sim = rec.add_argument_group("simulator (--sim)")
     sim.add_argument("--sim", action="store_true", help="simulated INA226 on a fake SMBus")
     sim.add_argument("--sim-idle-w", type=_positive(float), default=1.5)
@@ -140,6 +146,8 @@ def _record(args: argparse.Namespace) -> int:
     for key in ("averaging", "bus_conv_us", "shunt_conv_us"):
         if getattr(args, key) is not None:
             params[key] = getattr(args, key)
+    if args.sim and args.hwmon is not None:
+        raise CliError("--sim and --hwmon are exclusive")
     if args.sim:
         params.update(
             idle_w=args.sim_idle_w,
@@ -149,6 +157,9 @@ def _record(args: argparse.Namespace) -> int:
         )
         reader = open_power_monitor("sim", **params)
         source = {"kind": "sim", "bus": "sim", **params}
+    elif args.hwmon is not None:
+        reader = open_power_monitor("hwmon", path_or_name=args.hwmon)
+        source = {"kind": "hwmon", "path": str(getattr(reader, "path", args.hwmon))}
     else:
         reader = open_power_monitor("ina226", bus=args.bus, **params)
         source = {"kind": "ina226", "bus": args.bus, **params}
@@ -180,8 +191,10 @@ def _record(args: argparse.Namespace) -> int:
             backups=args.backups,
         )
     except Exception:
-        with contextlib.suppress(Exception):
-            reader.close()  # type: ignore[attr-defined]
+        close = getattr(reader, "close", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                close()
         raise
     stop = _Stop()
     signal.signal(signal.SIGTERM, stop)
@@ -234,8 +247,10 @@ def _record(args: argparse.Namespace) -> int:
         with contextlib.suppress(Exception):
             drain()
         writer.close()
-        with contextlib.suppress(Exception):
-            reader.close()  # type: ignore[attr-defined]
+        close = getattr(reader, "close", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                close()
     st = sampler.stats()
     _log_json("stop", reason=stop.signal or "duration", written=writer.samples_written, **vars(st))
     return 0

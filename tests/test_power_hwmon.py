@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from hardware.hwmon import HwmonINA2xx, find_hwmon
@@ -71,3 +72,20 @@ def test_missing_device_and_bad_files(tmp_path: Path) -> None:
     d2 = make_hwmon(tmp_path, 1, "ina219", "1-0044", {**INA_VALUES, "in1_input": "garbage"})
     with pytest.raises(INA226Error, match="not a number: 'garbage'"):
         HwmonINA2xx(d2).read()
+
+
+def test_power_log_records_from_hwmon(tmp_path: Path) -> None:
+    from hardware.powerlog import read_power_log
+    from hardware.powerlog_cli import main
+
+    d = make_hwmon(tmp_path, 0, "ina226", "1-0040", INA_VALUES)
+    out = tmp_path / "hw.csv"
+    assert (
+        main(["record", "--hwmon", str(d), "--out", str(out), "--duration", "0.3", "--rate", "50"])
+        == 0
+    )
+    log = read_power_log(out)
+    assert len(log) >= 5
+    assert np.allclose(log.power_w, -1.485325) and np.allclose(log.bus_v, 5.035)
+    assert log.metas[0]["source"]["kind"] == "hwmon"
+    assert main(["record", "--sim", "--hwmon", str(d), "--out", str(out)]) == 1

@@ -156,6 +156,19 @@ def test_load_levels_are_exact_watts_through_droop() -> None:
         load.set_busy(True, t=11.2)
 
 
+def test_load_history_is_bounded_and_recent_truth_stays_exact() -> None:
+    clock = [0.0]
+    load = SimulatedLoad(
+        idle_w=1.0, busy_w=3.0, noise_w=0.0, source_ohms=0.0, clock=lambda: clock[0], max_history=64
+    )
+    for k in range(200):  # 10 ms busy, 10 ms idle, for 4 s
+        load.set_busy(True, t=k * 0.02)
+        load.set_busy(False, t=k * 0.02 + 0.01)
+    assert len(load._times) <= 64  # ≥ 32 kept: the last 0.32 s
+    # last 0.1 s: five busy and five idle halves → 5×0.01×3 + 5×0.01×1 = 0.2 J
+    assert load.energy_j(3.9, 4.0) == pytest.approx(0.2, rel=1e-9)
+
+
 def test_load_noise_integrals_match_a_fine_riemann_sum() -> None:
     clock = [0.0]
     load = SimulatedLoad(

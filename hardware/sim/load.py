@@ -44,6 +44,7 @@ class SimulatedLoad:
         noise_cell_s: float = 100e-6,
         seed: int = 0,
         clock: Callable[[], float] = time.monotonic,
+        max_history: int = 200_000,
     ) -> None:
         for name, v in (("idle_w", idle_w), ("busy_w", busy_w), ("supply_v", supply_v)):
             if not (math.isfinite(v) and v > 0):
@@ -61,6 +62,9 @@ class SimulatedLoad:
         self.noise_cell_s = float(noise_cell_s)
         self.seed = int(seed)
         self.clock = clock
+        # level changes kept; a daemon toggling busy per frame for days must not grow without
+        # bound, so the oldest half is dropped beyond this (queries that old lose accuracy)
+        self.max_history = max(16, int(max_history))
         self.origin = clock()
         # noise is specified in watts; as current it is σ_I = noise_w / V
         self.noise_a = float(noise_w) / supply_v
@@ -71,6 +75,7 @@ class SimulatedLoad:
         self._cum2: list[float] = [0.0]  # ∫L² dt
         self._chunks: OrderedDict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
         self._busy = False
+        self._script_calls = 0
 
     # -- levels --------------------------------------------------------------------
 
@@ -105,6 +110,10 @@ class SimulatedLoad:
             self._cum2.append(self._cum2[-1] + prev * prev * dt)
             self._times.append(t)
             self._levels.append(level)
+            if len(self._times) > self.max_history:
+                drop = len(self._times) // 2
+                for lst in (self._times, self._levels, self._cum1, self._cum2):
+                    del lst[:drop]
 
     def set_busy(self, busy: bool, t: float | None = None) -> None:
         self._busy = bool(busy)
@@ -137,7 +146,10 @@ class SimulatedLoad:
         record --sim``, benchmarks). Burst lengths are uniform in ``busy_s``, gaps in
         ``idle_s``.
         """
-        rng = np.random.default_rng(self.seed + 1 if seed is None else seed)
+        if seed is None:
+            self._script_calls += 1
+            seed = self.seed * 1_000_003 + self._script_calls
+        rng = np.random.default_rng(seed)
         bursts: list[tuple[float, float]] = []
         t = t_start + float(rng.uniform(*idle_s))
         while t < t_end:
