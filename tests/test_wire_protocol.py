@@ -162,6 +162,7 @@ def _hello_body(**changes) -> bytes:
         (_hello_body(token_id=5), "token_id"),
         (b'{"model_id": "a", "model_id": "b"}', "duplicate key"),
         (_hello_body().replace(b"0.0421", b"NaN"), "non-finite"),
+        (_hello_body().replace(b"0.0421", b"1.5e999"), "overflows a double"),
         (b"[" * 30000 + b"]" * 30000, "not valid JSON"),
         (b"\xff\xfe", "not valid JSON"),
     ],
@@ -179,6 +180,13 @@ def test_json_body_length_must_match_and_is_capped() -> None:
         decode_message([part + b" "])
     with pytest.raises(PayloadTooLarge):
         decode_message([struct.pack(">BBHI", 1, MsgType.HELLO, 0, 1 << 30)])
+
+
+def test_overflowing_float_anywhere_in_a_json_body_is_malformed() -> None:
+    body = b'{"session_id":1,"capabilities":{"x":[2e400]},"load":{"queue_depth":0,'
+    body += b'"utilization":0.0,"compute_ms":0.0}}'
+    with pytest.raises(MalformedBody, match="overflows"):
+        decode_message(_json_msg(MsgType.WELCOME, body))
 
 
 def test_unknown_error_code_is_malformed() -> None:

@@ -498,6 +498,14 @@ def _reject_constant(name: str) -> Any:
     raise MalformedBody(f"non-finite number {name} in JSON body")
 
 
+def _finite_float(text: str) -> float:
+    # "1e999" is valid JSON but parses to inf, which nothing downstream can use or re-encode
+    value = float(text)
+    if not math.isfinite(value):
+        raise MalformedBody(f"number {text[:40]} overflows a double")
+    return value
+
+
 def _json_body(mtype: MsgType, head: memoryview) -> dict[str, Any]:
     if len(head) < _JSON_HEADER.size:
         raise TruncatedMessage(f"{mtype.name}: {len(head)} bytes, expected >= {_JSON_HEADER.size}")
@@ -511,6 +519,7 @@ def _json_body(mtype: MsgType, head: memoryview) -> dict[str, Any]:
             raw.decode("utf-8"),
             object_pairs_hook=_reject_duplicates,
             parse_constant=_reject_constant,
+            parse_float=_finite_float,
         )
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise MalformedBody(f"{mtype.name} body is not valid JSON: {exc}") from None
