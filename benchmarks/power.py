@@ -29,14 +29,12 @@ import numpy as np
 
 from hardware.ina226 import INA226, timing_for_rate
 from hardware.power import PowerSampler, open_power_monitor, trapezoid_energy
-from hardware.sim import FakeSMBus, SimulatedINA226, SimulatedLoad
+from hardware.sim import FakeSMBus, SimulatedINA226, SimulatedLoad, VirtualClock
+from hardware.sim.clock import I2C_WORD_BITS
 
 FASTEST_HZ = 1.0 / 280e-6
 RATES = (100.0, 500.0, 1000.0, 2000.0, FASTEST_HZ)
 LOAD = {"idle_w": 1.5, "busy_w": 3.5, "noise_w": 0.1, "shunt_ohms": 0.1}
-# One SMBus word read on the wire: START, address+W, register, repeated START, address+R,
-# two data bytes with ACKs, STOP ≈ 47 bit times (118 µs at 400 kHz, 47 µs at 1 MHz).
-WORD_TRANSFER_BITS = 47
 MODES: tuple[float | None, ...] = (None, 400e3, 1e6)
 
 
@@ -62,23 +60,6 @@ def read_cost_us(n: int = 2000) -> float:
     return (time.perf_counter() - t0) / n * 1e6
 
 
-class VirtualClock:
-    """Monotonic time that only moves when the sampler sleeps or the bus transfers a word.
-
-    Isolates what the chip + driver + integration can do from this shared host's scheduler:
-    reads happen exactly when the sampler asks, and each I2C transfer costs its wire time.
-    """
-
-    def __init__(self, t: float = 1000.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-    def sleep(self, dt: float) -> None:
-        self.t += max(0.0, dt)
-
-
 def _rig(seed: int, clock: Any, transfer_s: float) -> tuple[INA226, SimulatedLoad]:
     load = SimulatedLoad(
         idle_w=LOAD["idle_w"],
@@ -88,7 +69,7 @@ def _rig(seed: int, clock: Any, transfer_s: float) -> tuple[INA226, SimulatedLoa
         clock=clock,
     )
     chip = SimulatedINA226(load, shunt_ohms=LOAD["shunt_ohms"])
-    hook = (lambda: clock.sleep(transfer_s)) if transfer_s > 0 else None
+    hook = (lambda: clock.sleep(transfer_s)) if transfer_s > 0 else None  # wire time
     bus = FakeSMBus(bus_number="sim", on_transaction=hook)
     bus.attach(0x40, chip)
     return INA226(bus, shunt_ohms=LOAD["shunt_ohms"], clock=clock), load
@@ -104,7 +85,7 @@ def run_rate(
         sampler = PowerSampler(reader, rate_hz=rate, capacity=1 << 18)
     else:
         clock = VirtualClock()
-        reader, load = _rig(seed, clock, WORD_TRANSFER_BITS / i2c_hz)
+        reader, load = _rig(seed, clock, I2C_WORD_BITS / i2c_hz)
         sampler = PowerSampler(
             reader, rate_hz=rate, capacity=1 << 18, clock=clock, sleep=clock.sleep
         )

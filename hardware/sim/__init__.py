@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from hardware.sim.clock import VirtualClock
 from hardware.sim.ina226_chip import SimulatedINA226
 from hardware.sim.load import SimulatedLoad
 from hardware.sim.smbus import FakeSMBus
 
-__all__ = ["FakeSMBus", "SimulatedINA226", "SimulatedLoad", "simulated_load_of"]
+__all__ = ["FakeSMBus", "SimulatedINA226", "SimulatedLoad", "VirtualClock", "simulated_load_of"]
 
 
 def simulated_load_of(reader: Any) -> SimulatedLoad | None:
