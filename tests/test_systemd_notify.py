@@ -32,7 +32,14 @@ from pathlib import Path
 
 import pytest
 from test_device_support import Proc, cached_head, free_port, start_peer
-from test_systemd_sandbox import DEVICE_UNIT, sandbox_supported, sandboxed, unit_settings
+from test_systemd_sandbox import (
+    DEVICE_UNIT,
+    filesystem_emulation_supported,
+    sandbox_supported,
+    sandboxed,
+    unit_settings,
+    with_unit_filesystem,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -136,7 +143,7 @@ def start_as_unit(
 ) -> Proc:
     """ExecStart= under the unit's seccomp policy, with systemd's environment.
 
-    With ``fs``, also under the unit's file-system view (see :data:`PROTECT_SYSTEM`): ``fs``
+    With ``fs``, also under the unit's file-system view (``with_unit_filesystem``): ``fs``
     appears as ``/media`` and everything but ``/media/state`` and ``/media/log`` is read-only.
     """
     argv = unit_exec_start()
@@ -146,19 +153,7 @@ def start_as_unit(
         DEVICE_UNIT, "/bin/sh", "-c", 'WATCHDOG_PID=$$; export WATCHDOG_PID; exec "$@"', "sh", *argv
     )
     if fs is not None:
-        cmd = [
-            UNSHARE,
-            "-m",
-            "--propagation",
-            "private",
-            "sh",
-            "-ec",
-            PROTECT_SYSTEM,
-            "sh",
-            str(fs),
-            " ".join(hidden_homes()),
-            *cmd,
-        ]
+        cmd = with_unit_filesystem(fs, ("state", "log"), cmd)
     env = {
         **unit_environment(),
         "NOTIFY_SOCKET": notify.path,
@@ -166,37 +161,6 @@ def start_as_unit(
         "PYTHONPATH": str(ROOT),
     }
     return Proc(cmd, env=env)
-
-
-# The file-system half of the unit, in a private mount namespace (the host's mounts are not
-# touched): ProtectSystem=strict (all read-only), PrivateTmp=yes (fresh /tmp, /var/tmp),
-# ProtectHome=yes (empty, inaccessible /root and /home), StateDirectory=/LogsDirectory= (the
-# only writable places; "/media/state" and "/media/log" stand in for /var/lib/splitfit and
-# /var/log/splitfit) and WorkingDirectory= the state directory. The seccomp filter comes after
-# the mounts, as in systemd, whose filter would forbid mount(2) itself.
-PROTECT_SYSTEM = """
-mount --bind "$1" /media
-for home in $2; do mount -t tmpfs -o mode=000,ro tmpfs "$home"; done
-shift 2
-mount -t tmpfs -o mode=1777 tmpfs /tmp
-mount -t tmpfs -o mode=1777 tmpfs /var/tmp
-for rw in /media/state /media/log; do mount --bind "$rw" "$rw"; done
-mount -o remount,bind,ro /
-mount -o remount,bind,ro /media
-cd /media/state
-exec "$@"
-"""
-UNSHARE = shutil.which("unshare") or "unshare"
-
-
-def hidden_homes() -> list[str]:
-    """ProtectHome=yes hides /root and /home, but not one holding this test's interpreter.
-
-    (On a board the venv is made from /usr/bin/python3; install.sh warns otherwise. Here the
-    interpreter may be a pyenv build under /root, which the daemon must be able to exec.)
-    """
-    python = Path(os.path.realpath(sys.executable))
-    return [h for h in ("/root", "/home") if not python.is_relative_to(h)]
 
 
 def _gaps(times: list[float]) -> list[float]:
@@ -352,8 +316,7 @@ def test_server_outage_is_not_a_reason_to_restart(head: Path, tmp_path: Path) ->
 
 
 @pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("unshare") is None,
-    reason="emulating ProtectSystem= needs root and unshare(1) for a private mount namespace",
+    filesystem_emulation_supported() is not None, reason=str(filesystem_emulation_supported())
 )
 def test_daemon_works_on_the_units_read_only_file_system(head: Path, tmp_path: Path) -> None:
     """Everything read-only but the state and logs directories: the daemon must still work,

@@ -1,0 +1,185 @@
+"""The server and power-log units' commands, run under the units' own policies.
+
+Like tests/test_systemd_notify.py does for the device daemon: the ExecStart= of the shipped
+unit (venv path localized), its Environment=, its seccomp settings and (as root) its
+read-only file-system view with only its State/Logs/Cache/RuntimeDirectory= writable. The
+server gets a real TorchScript tail and a real client; the power logger the INA226
+simulator on a fake SMBus (there is no I2C bus here).
+"""
+
+from __future__ import annotations
+
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_systemd_sandbox import (
+    SERVER_UNIT,
+    UNIT_DIR,
+    filesystem_emulation_supported,
+    sandbox_supported,
+    sandboxed,
+    unit_settings,
+    with_unit_filesystem,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+SHIPPED_VENV_BIN = "/opt/splitfit/venv/bin"
+POWER_LOG_UNIT = UNIT_DIR / "splitfit-power-log.service"
+
+pytestmark = pytest.mark.skipif(
+    sandbox_supported() is not None, reason=f"unit sandbox: {sandbox_supported()}"
+)
+needs_fs = pytest.mark.skipif(
+    filesystem_emulation_supported() is not None, reason=str(filesystem_emulation_supported())
+)
+
+
+def unit_env(unit: Path) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for value in unit_settings(unit).get("Environment", []):
+        for assignment in shlex.split(value):
+            key, _, val = assignment.partition("=")
+            env[key] = val
+    return env
+
+
+def env_file(path: Path) -> dict[str, str]:
+    """An EnvironmentFile= (KEY=VALUE lines, shell-style quotes, # comments)."""
+    out = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            out[key.strip()] = " ".join(shlex.split(value))
+    return out
+
+
+def exec_start(unit: Path, env: dict[str, str]) -> list[str]:
+    """ExecStart= split the way systemd does: ``$VAR`` becomes several words, ``${VAR}`` one."""
+    words = []
+    for word in shlex.split(unit_settings(unit)["ExecStart"][-1]):
+        if word.startswith("$") and not word.startswith("${"):
+            words += env[word[1:]].split()
+        else:
+            words.append(word)
+    assert words[0].startswith(SHIPPED_VENV_BIN + "/"), words[0]
+    return [str(VENV_BIN / Path(words[0]).name), *words[1:]]
+
+
+def _seconds(value: str) -> float:
+    return float(value.rstrip("s"))
+
+
+# --- power-log ----------------------------------------------------------------------------------
+
+
+def test_power_log_env_file_matches_the_unit_default() -> None:
+    default = unit_env(POWER_LOG_UNIT)["POWER_LOG_ARGS"]
+    assert env_file(UNIT_DIR / "power-log.env")["POWER_LOG_ARGS"] == default
+
+
+@needs_fs
+def test_power_log_unit_records_under_its_policy(tmp_path: Path) -> None:
+    """The unit's exact command line (plus --sim: no INA226 here) records into the logs dir,
+    with no network (AF_UNIX only), no W+X memory, a read-only system, and stops cleanly."""
+    env = {**unit_env(POWER_LOG_UNIT), **env_file(UNIT_DIR / "power-log.env")}
+    argv = exec_start(POWER_LOG_UNIT, env)
+    out_at = argv.index("--out") + 1
+    assert argv[out_at] == "/var/log/splitfit/power.csv"
+    argv[out_at] = "/media/log/power.csv"
+    fs = tmp_path / "fs"
+    cmd = with_unit_filesystem(fs, ("state", "log"), sandboxed(POWER_LOG_UNIT, *argv, "--sim"))
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**env, "PYTHONPATH": str(ROOT)},
+    )
+    log = fs / "log" / "power.csv"
+
+    def rows() -> list[str]:
+        text = log.read_text() if log.exists() else ""
+        return [ln for ln in text.splitlines() if ln[:1].isdigit()]
+
+    deadline = time.monotonic() + 60
+    while len(rows()) < 20 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=_seconds(unit_settings(POWER_LOG_UNIT)["TimeoutStopSec"][-1]))
+    assert proc.returncode == 0, err[-2000:]
+    assert len(rows()) >= 20, err[-2000:]
+    shunt = float(argv[argv.index("--shunt-ohms") + 1])
+    assert f'"shunt_ohms":{shunt}' in log.read_text()  # the unit's args reached the driver
+
+
+# --- server -------------------------------------------------------------------------------------
+
+
+@needs_fs
+def test_server_unit_serves_a_tail_under_its_policy(tmp_path: Path) -> None:
+    from test_device_support import free_port
+    from test_server_support import CHW, QUANT, expected_topk, hello_for, make_tail, random_payload
+
+    from server.client import TailClient
+
+    fs = tmp_path / "fs"
+    fs.mkdir()
+    _, module = make_tail(fs / "tail", model_id="unit-model")
+    port = free_port()
+    (fs / "server.toml").write_text(
+        "[server]\n"
+        f'bind = ["tcp://127.0.0.1:{port}", "ipc:///media/run/server.sock"]\n'
+        "linger_ms = 200\n"
+        "[compute]\nthreads = 1\n"
+        '[metrics]\nenabled = true\nhost = "127.0.0.1"\nport = 0\n'
+        '[[models]]\npath = "/media/tail"\n'
+    )
+    env = {**unit_env(SERVER_UNIT), "HOME": "/media/cache", "PYTHONPATH": str(ROOT)}
+    argv = exec_start(SERVER_UNIT, env)
+    argv[argv.index("--config") + 1] = "/media/server.toml"
+    writable = ("state", "log", "cache", "run")  # State/Logs/Cache/RuntimeDirectory=
+    for key in ("StateDirectory", "LogsDirectory", "CacheDirectory", "RuntimeDirectory"):
+        assert unit_settings(SERVER_UNIT)[key] == ["splitfit"], key
+    cmd = with_unit_filesystem(fs, writable, sandboxed(SERVER_UNIT, *argv))
+    server = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        sock = fs / "run" / "server.sock"
+        deadline = time.monotonic() + 120
+        while not sock.exists() and server.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if not sock.exists():
+            server.kill()
+            _, err = server.communicate()
+            pytest.fail(
+                f"server did not bind its ipc endpoint ({server.returncode}): {err[-2000:]}"
+            )
+        rng = np.random.default_rng(0)
+        for endpoint in (f"ipc://{sock}", f"tcp://127.0.0.1:{port}"):
+            client = TailClient(endpoint, timeout_s=30.0)
+            try:
+                client.hello(hello_for("unit-model", chw=CHW, quant=QUANT))
+                payload, x = random_payload(rng)
+                reply = client.infer(payload)
+            finally:
+                client.close()
+            ids, _ = expected_topk(module, x, len(reply.top_ids))
+            assert list(reply.top_ids) == ids
+        server.send_signal(signal.SIGTERM)
+        _, err = server.communicate(
+            timeout=_seconds(unit_settings(SERVER_UNIT)["TimeoutStopSec"][-1])
+        )
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.communicate()
+    assert server.returncode == 0, err[-2000:]
+    assert "Operation not permitted" not in err and "Read-only file system" not in err, err[-2000:]
