@@ -1,0 +1,497 @@
+"""Tail-server throughput and latency, dynamic batching on vs off, 1/8/64 concurrent devices.
+
+    python -m benchmarks.server [--clients 1,8,64] [--duration 10] [--threads 2] [--rounds 1]
+
+The tail is ResNet-18 split after its first residual block (BottleNet's RB1): the RB1
+features are 64×56×56; the bottleneck on the wire is 8×28×28 (C'=8, stride 2, 8-bit JPEG
+q=20), and the tail is the restoration unit plus the rest of ResNet-18 (rb2…rb8, pool, fc,
+1000 classes), built with ``training.create_model("resnet18")`` + ``split_model`` and
+exported with ``training.export.export_split`` exactly as a trained model would be (weights
+are random: throughput does not depend on them).
+
+Why one server with two models: the machine is shared and noisy, so "batching on" and
+"batching off" are two registrations of the *same* tail file in one server process
+(``max_batch = 32`` vs ``max_batch = 1``), measured alternately in the same run; only the
+ratio between them is meaningful, not the absolute numbers.
+
+Each measurement is a closed loop: N DEALER clients (one thread, one poller) each keep one
+request in flight. Warm-up lasts until every client has had one reply (a full cycle of the
+queue); the measurement window then lasts ``max(duration, 2 × warm-up)`` (capped), and
+throughput and latency percentiles are over the replies received in that window. The
+server runs as a real ``splitfit-server`` subprocess; the mean batch size comes from its
+Prometheus endpoint.
+
+Writes ``benchmarks/results/server.json``, ``server.md`` and ``server.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import zmq
+
+from wire.codecs import FeatureCodec
+from wire.manifest import load_tail_manifest, save_manifest
+from wire.protocol import ErrorMsg, Frame, Hello, Reply, Welcome, decode_message, encode_message
+from wire.quant import QuantParams, quantize_float_to_int8
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+MAX_BATCH_ON = 32
+MAX_WAIT_US_ON = 5000
+WINDOW_CAP_S = 60.0
+
+
+@dataclass
+class Measurement:
+    clients: int
+    batching: str  # "on" | "off"
+    round: int
+    completed: int
+    window_s: float
+    warmup_s: float
+    throughput_rps: float
+    p50_ms: float
+    p99_ms: float
+    mean_ms: float
+    server_compute_ms_mean: float
+    server_queue_ms_mean: float
+    mean_batch_size: float
+    errors: int
+
+
+# ----------------------------------------------------------------------------- the tail
+
+
+def build_tail(out: Path) -> dict:
+    """Export the RB1-split ResNet-18 with the training package; describe what was built."""
+    import torch
+
+    from training.bottleneck import split_model
+    from training.compressor import CodecConfig
+    from training.export import export_split
+    from training.models.registry import create_model
+
+    torch.manual_seed(0)
+    model = create_model("resnet18", num_classes=1000)
+    head, tail = split_model(model, "rb1", channels=8, stride=2)
+    export_split(
+        head,
+        tail,
+        out,
+        labels=[f"class-{i}" for i in range(1000)],
+        mean=(0.485, 0.456, 0.406),
+        std=(0.229, 0.224, 0.225),
+        codec=CodecConfig("jpeg", 8, {"quality": 20}),
+        extra={"note": "random weights, benchmark only"},
+    )
+    params = sum(p.numel() for p in tail.parameters())
+    return {
+        "built_with": "training.create_model('resnet18') + split_model(after='rb1', C'=8, stride=2) + export_split",
+        "split": tail.spec.to_dict(),
+        "tail_parameters": int(params),
+    }
+
+
+def twin_without_batching(src: Path, dst: Path) -> str:
+    """Same tail.pt, manifest under another model_id, so one server can serve both."""
+    dst.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src / "tail.pt", dst / "tail.pt")
+    manifest = load_tail_manifest(src / "tail.json")
+    manifest.model_id = manifest.model_id + "-nobatch"
+    save_manifest(manifest, dst / "tail.json")
+    return manifest.model_id
+
+
+# ----------------------------------------------------------------------------- server process
+
+
+def start_server(config: Path, log_path: Path) -> tuple[subprocess.Popen, dict]:
+    log = log_path.open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "--config", str(config)],
+        cwd=ROOT,
+        stderr=log,
+        stdout=subprocess.DEVNULL,
+    )
+    log.close()
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {log_path.read_text()[-2000:]}")
+        for line in log_path.read_text().splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if event.get("event") == "listening":
+                return proc, event
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("server did not start within 180 s")
+
+
+def scrape_batches(port: int, model_id: str) -> tuple[float, float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    total = count = 0.0
+    for line in text.splitlines():
+        if f'model="{model_id}"' not in line:
+            continue
+        if line.startswith("splitfit_batch_size_sum"):
+            total = float(line.rsplit(" ", 1)[1])
+        elif line.startswith("splitfit_batch_size_count"):
+            count = float(line.rsplit(" ", 1)[1])
+    return total, count
+
+
+# ----------------------------------------------------------------------------- clients
+
+
+def make_payloads(manifest_dir: Path, n: int = 16) -> tuple[Hello, list[bytes]]:
+    manifest = load_tail_manifest(manifest_dir / "tail.json")
+    quant_info = manifest.split["quant"]
+    quant = QuantParams(quant_info["scale"], quant_info["zero_point"], manifest.codec["bits"])
+    chw = tuple(manifest.input_chw)
+    codec = FeatureCodec(chw, quant, manifest.codec["name"], manifest.codec["params"])
+    rng = np.random.default_rng(0)
+    payloads = []
+    for _ in range(n):
+        x = rng.uniform(0, 6, size=chw).astype(np.float32)  # bottleneck range [0, out_max]
+        payloads.append(codec.encode_int8(quantize_float_to_int8(x, quant), layout="CHW"))
+    hello = Hello(
+        model_id=manifest.model_id,
+        tensor_shape=chw,
+        dtype="int8",
+        scale=quant.scale,
+        zero_point=quant.zero_point,
+        bits=quant.bits,
+        codec=manifest.codec["name"],
+        codec_params=manifest.codec["params"],
+        device_name="bench",
+    )
+    return hello, payloads
+
+
+def closed_loop(
+    endpoint: str, hello: Hello, payloads: list[bytes], clients: int, duration: float
+) -> dict:
+    ctx = zmq.Context()
+    socks = []
+    try:
+        sessions = []
+        for _ in range(clients):
+            s = ctx.socket(zmq.DEALER)
+            s.linger = 0
+            s.connect(endpoint)
+            s.send_multipart(encode_message(hello))
+            socks.append(s)
+        for s in socks:
+            if not s.poll(60_000):
+                raise RuntimeError("no WELCOME within 60 s")
+            welcome = decode_message(s.recv_multipart())
+            if not isinstance(welcome, Welcome):
+                raise RuntimeError(f"HELLO refused: {welcome}")
+            sessions.append(welcome.session_id)
+        poller = zmq.Poller()
+        index = {}
+        for i, s in enumerate(socks):
+            poller.register(s, zmq.POLLIN)
+            index[s] = i
+        sent_at = [0.0] * clients
+        seq = [0] * clients
+        answered = [False] * clients
+
+        def send(i: int) -> None:
+            seq[i] += 1
+            payload = payloads[(i + seq[i]) % len(payloads)]
+            socks[i].send_multipart(
+                encode_message(Frame(sessions[i], seq[i], time.time_ns() // 1000, payload))
+            )
+            sent_at[i] = time.perf_counter()
+
+        t_start = time.perf_counter()
+        for i in range(clients):
+            send(i)
+        window_start = window_end = None
+        latencies: list[float] = []
+        compute: list[float] = []
+        queue: list[float] = []
+        errors = 0
+        while True:
+            now = time.perf_counter()
+            if window_end is not None and now >= window_end:
+                break
+            if now - t_start > 600:
+                raise RuntimeError("benchmark point took over 10 minutes")
+            for sock, _ in poller.poll(100):
+                i = index[sock]
+                msg = decode_message(sock.recv_multipart())
+                done = time.perf_counter()
+                if isinstance(msg, ErrorMsg):
+                    errors += 1
+                elif isinstance(msg, Reply) and window_start is not None and done <= window_end:
+                    latencies.append(done - sent_at[i])
+                    compute.append(msg.compute_us / 1000)
+                    queue.append(msg.queue_us / 1000)
+                answered[i] = True
+                send(i)
+            if window_start is None and all(answered):
+                window_start = time.perf_counter()
+                warmup = window_start - t_start
+                window = min(max(duration, 2 * warmup), max(duration, WINDOW_CAP_S))
+                window_end = window_start + window
+        # Let the requests still in flight finish, so the next point starts on an idle server.
+        outstanding = clients
+        drain_deadline = time.perf_counter() + 600
+        while outstanding and time.perf_counter() < drain_deadline:
+            for sock, _ in poller.poll(100):
+                sock.recv_multipart()
+                outstanding -= 1
+        lat = np.array(latencies) * 1000
+        return {
+            "completed": len(latencies),
+            "window_s": window_end - window_start,
+            "warmup_s": warmup,
+            "p50_ms": float(np.percentile(lat, 50)) if len(lat) else float("nan"),
+            "p99_ms": float(np.percentile(lat, 99)) if len(lat) else float("nan"),
+            "mean_ms": float(lat.mean()) if len(lat) else float("nan"),
+            "server_compute_ms_mean": float(np.mean(compute)) if compute else float("nan"),
+            "server_queue_ms_mean": float(np.mean(queue)) if queue else float("nan"),
+            "errors": errors,
+        }
+    finally:
+        for s in socks:
+            s.close(0)
+        ctx.term()
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def summarize(rows: list[Measurement]) -> list[dict]:
+    out = []
+    for n in sorted({r.clients for r in rows}):
+        on = [r for r in rows if r.clients == n and r.batching == "on"]
+        off = [r for r in rows if r.clients == n and r.batching == "off"]
+
+        def med(rs: list[Measurement], key: str) -> float:
+            return float(np.median([getattr(r, key) for r in rs]))
+
+        out.append(
+            {
+                "clients": n,
+                "on_rps": med(on, "throughput_rps"),
+                "off_rps": med(off, "throughput_rps"),
+                "speedup": med(on, "throughput_rps") / med(off, "throughput_rps"),
+                "on_p50_ms": med(on, "p50_ms"),
+                "on_p99_ms": med(on, "p99_ms"),
+                "off_p50_ms": med(off, "p50_ms"),
+                "off_p99_ms": med(off, "p99_ms"),
+                "on_mean_batch": med(on, "mean_batch_size"),
+                "off_mean_batch": med(off, "mean_batch_size"),
+            }
+        )
+    return out
+
+
+def write_markdown(path: Path, meta: dict, summary: list[dict]) -> None:
+    lines = [
+        "# Tail server: dynamic batching on vs off",
+        "",
+        f"ResNet-18 tail after RB1 (bottleneck {meta['tail']['split']['bottleneck_chw']} "
+        f"→ features {meta['tail']['split']['feature_chw']} → 1000 classes), JPEG q=20 payloads, "
+        f"CPU, torch threads = {meta['threads']}, {meta['cpu_count']} cores shared with other "
+        f"work (load average {meta['loadavg_before'][0]:.1f} → {meta['loadavg_after'][0]:.1f}). "
+        f"Batching on: max_batch {MAX_BATCH_ON}, max_wait {MAX_WAIT_US_ON} µs; off: max_batch 1. "
+        f"Closed loop, one request in flight per client; medians over {meta['rounds']} round(s), "
+        "on and off measured alternately in one run.",
+        "",
+        "| clients | on: req/s | off: req/s | speed-up | on: p50 / p99 ms | off: p50 / p99 ms | on: mean batch |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for s in summary:
+        lines.append(
+            f"| {s['clients']} | {s['on_rps']:.2f} | {s['off_rps']:.2f} | {s['speedup']:.2f}× "
+            f"| {s['on_p50_ms']:.0f} / {s['on_p99_ms']:.0f} | {s['off_p50_ms']:.0f} / {s['off_p99_ms']:.0f} "
+            f"| {s['on_mean_batch']:.1f} |"
+        )
+    target = next((s for s in summary if s["clients"] == 64), None)
+    if target is not None:
+        verdict = "met" if target["speedup"] >= 3.0 else "NOT met"
+        lines += [
+            "",
+            f"Target ≥ 3× throughput at 64 clients with batching: **{verdict}** ({target['speedup']:.2f}×).",
+        ]
+    lines += [
+        "",
+        "Produced by `python -m benchmarks.server`; raw numbers in `server.json`, plot in `server.png`.",
+        "",
+    ]
+    _atomic_write(path, "\n".join(lines).encode())
+
+
+def plot(path: Path, summary: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = [s["clients"] for s in summary]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    ax1.plot(n, [s["on_rps"] for s in summary], "o-", label="batching on")
+    ax1.plot(n, [s["off_rps"] for s in summary], "s--", label="batching off")
+    ax1.set_xscale("log", base=2)
+    ax1.set_xlabel("concurrent clients")
+    ax1.set_ylabel("throughput (req/s)")
+    ax1.set_title("Throughput")
+    ax1.legend()
+    for key, style, label in (
+        ("on_p50_ms", "o-", "on p50"),
+        ("on_p99_ms", "o:", "on p99"),
+        ("off_p50_ms", "s--", "off p50"),
+        ("off_p99_ms", "s:", "off p99"),
+    ):
+        ax2.plot(n, [s[key] for s in summary], style, label=label)
+    ax2.set_xscale("log", base=2)
+    ax2.set_yscale("log")
+    ax2.set_xlabel("concurrent clients")
+    ax2.set_ylabel("latency (ms)")
+    ax2.set_title("Latency")
+    ax2.legend()
+    fig.suptitle("splitfit-server, ResNet-18 tail after RB1, CPU")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.server", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--clients", default="1,8,64", help="comma-separated client counts")
+    parser.add_argument("--duration", type=float, default=10.0, help="minimum window per point, s")
+    parser.add_argument(
+        "--threads", type=int, default=os.cpu_count() or 1, help="torch threads in the server"
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="repetitions (on/off alternate)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    try:
+        clients = [int(c) for c in args.clients.split(",") if c]
+    except ValueError:
+        parser.error(f"--clients must be comma-separated integers, got {args.clients!r}")
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    from tqdm import tqdm
+
+    with tempfile.TemporaryDirectory(prefix="splitfit-bench-server-") as tmp_str:
+        tmp = Path(tmp_str)
+        print("building the RB1-split ResNet-18 tail ...", file=sys.stderr)
+        tail_info = build_tail(tmp / "on")
+        model_on = load_tail_manifest(tmp / "on" / "tail.json").model_id
+        model_off = twin_without_batching(tmp / "on", tmp / "off")
+        endpoint = f"ipc://{tmp}/server.sock"
+        config = tmp / "server.toml"
+        config.write_text(
+            f'[server]\nbind = ["{endpoint}"]\nlinger_ms = 0\n'
+            f"[compute]\nthreads = {args.threads}\n"
+            '[log]\nlevel = "info"\n[metrics]\nport = 0\n'
+            f'[[models]]\npath = "on"\nmax_batch = {MAX_BATCH_ON}\nmax_wait_us = {MAX_WAIT_US_ON}\n'
+            '[[models]]\npath = "off"\nmax_batch = 1\nmax_wait_us = 0\n'
+        )
+        hello_on, payloads = make_payloads(tmp / "on")
+        hello_off = Hello(**{**asdict(hello_on), "model_id": model_off})
+        loadavg_before = os.getloadavg()
+        proc, listening = start_server(config, tmp / "server.log")
+        rows: list[Measurement] = []
+        try:
+            port = int(listening["metrics_port"])
+            plan = []
+            for r in range(args.rounds):
+                for n in clients:
+                    modes = ("on", "off") if (r + clients.index(n)) % 2 == 0 else ("off", "on")
+                    plan += [(r, n, m) for m in modes]
+            for r, n, mode in tqdm(plan, desc="server benchmark", unit="point"):
+                model_id = model_on if mode == "on" else model_off
+                hello = hello_on if mode == "on" else hello_off
+                before = scrape_batches(port, model_id)
+                res = closed_loop(endpoint, hello, payloads, n, args.duration)
+                after = scrape_batches(port, model_id)
+                batches = after[1] - before[1]
+                mean_batch = (after[0] - before[0]) / batches if batches else float("nan")
+                rows.append(
+                    Measurement(
+                        clients=n,
+                        batching=mode,
+                        round=r,
+                        throughput_rps=res["completed"] / res["window_s"],
+                        mean_batch_size=mean_batch,
+                        **res,
+                    )
+                )
+                tqdm.write(
+                    f"clients={n:3d} batching={mode:3s} {rows[-1].throughput_rps:7.2f} req/s "
+                    f"p50={res['p50_ms']:8.1f} ms p99={res['p99_ms']:8.1f} ms batch={mean_batch:.1f}"
+                )
+        finally:
+            proc.terminate()
+            proc.wait(120)
+        loadavg_after = os.getloadavg()
+
+    import torch
+
+    meta = {
+        "benchmark": "server",
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "host": platform.node(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "threads": args.threads,
+        "rounds": args.rounds,
+        "duration_min_s": args.duration,
+        "loadavg_before": loadavg_before,
+        "loadavg_after": loadavg_after,
+        "batching_on": {"max_batch": MAX_BATCH_ON, "max_wait_us": MAX_WAIT_US_ON},
+        "batching_off": {"max_batch": 1, "max_wait_us": 0},
+        "tail": tail_info,
+        "method": "closed loop, one request in flight per client; warm-up = until every client "
+        "had one reply; window = max(duration, 2*warm-up) capped at 60 s; on/off alternate",
+    }
+    summary = summarize(rows)
+    result = {**meta, "summary": summary, "measurements": [asdict(r) for r in rows]}
+    _atomic_write(args.out / "server.json", (json.dumps(result, indent=2) + "\n").encode())
+    write_markdown(args.out / "server.md", meta, summary)
+    plot(args.out / "server.png", summary)
+    for s in summary:
+        print(
+            f"{s['clients']:3d} clients: on {s['on_rps']:.2f} req/s, off {s['off_rps']:.2f} req/s, "
+            f"speed-up {s['speedup']:.2f}x"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
