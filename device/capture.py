@@ -45,6 +45,8 @@ class CameraSupervisor:
         self._cam: CameraSource | None = None
         self._next_try = 0.0
         self._delay = cfg.retry_min_s
+        self._last_frame = time.monotonic()
+        self._silent_logged = False
 
     def validate(self) -> None:
         """Build (not open) the source once, so bad params fail at startup, naming the key."""
@@ -74,6 +76,7 @@ class CameraSupervisor:
             self._failed(str(exc), now)
             return False
         self._cam = cam
+        self._last_frame = time.monotonic()
         self.health.ok = True
         self._delay = self.cfg.retry_min_s
         self.log.info("camera_started", source=self.cfg.source)
@@ -103,6 +106,15 @@ class CameraSupervisor:
         try:
             frame = self._cam.latest(timeout)
         except CameraTimeout:
+            silent = time.monotonic() - self._last_frame
+            if silent > self.cfg.frame_timeout_s and not self._silent_logged:
+                self._silent_logged = True  # once per silence, not once per poll
+                self.log.warning(
+                    "camera_no_frames",
+                    source=self.cfg.source,
+                    seconds=round(silent, 3),
+                    status=self._cam.status,
+                )
             return None
         except CameraError as exc:
             if self._cam.status == STATUS_STOPPED:
@@ -112,6 +124,8 @@ class CameraSupervisor:
             self._failed(str(exc), time.monotonic())
             return None
         self.health.ok = True
+        self._last_frame = time.monotonic()
+        self._silent_logged = False
         return frame
 
     def stop(self) -> None:

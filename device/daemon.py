@@ -375,6 +375,8 @@ class Daemon:
             timers.summary_from = now
             timers.summary = now + self.cfg.logging.summary_interval_s
         if self.policy.enabled:
+            # Pongs report load too (BottleNet: the board learns the server's load by pinging).
+            self.policy.observe_load(self.link.server_load.queue_depth)
             self._maybe_switch(now)
 
     def _update_led(self) -> None:

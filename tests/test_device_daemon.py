@@ -23,6 +23,13 @@ def head(tmp_path_factory) -> tuple[Path, Path]:
     return cached_head(tmp_path_factory.getbasetemp())
 
 
+def _rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
 def _metrics(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
@@ -71,8 +78,10 @@ def test_server_restart_reconnects_within_2s_and_continues(head, tmp_path):
     try:
         assert d.wait_for(lambda e: e.get("event") == "ready", 30, "err"), d.err[-10:]
         time.sleep(0.5)
+        rss_before = _rss_kb(d.p.pid)
         peer.kill()
-        time.sleep(1.0)  # outage: frames are dropped, not queued
+        time.sleep(1.5)  # outage: ~150 camera frames, dropped rather than queued
+        rss_outage = _rss_kb(d.p.pid)
         peer2 = start_peer(endpoint)
         t_back = time.monotonic()
         hello = peer2.wait_for(lambda e: e.get("event") == "hello", 10)
@@ -95,8 +104,10 @@ def test_server_restart_reconnects_within_2s_and_continues(head, tmp_path):
     s = json.loads((tmp_path / "sum.json").read_text())
     assert s["sessions"] >= 2 and s["reconnects"] >= 1
     assert s["dropped_outage"] > 0
-    # Memory stays bounded: nothing in flight beyond the window ever accumulated.
+    # Memory stays bounded: nothing in flight beyond the window ever accumulated, and the
+    # process did not grow while the server was away.
     assert s["sent"] - s["replied"] - s["lost"] <= 4
+    assert rss_outage - rss_before < 4096, (rss_before, rss_outage)
 
 
 def test_malformed_replies_are_counted_not_fatal(head, tmp_path):
@@ -151,3 +162,17 @@ def test_bad_config_exits_2_naming_the_key(tmp_path, head):
     assert d.p.wait(30) == 2
     time.sleep(0.1)
     assert len(d.err) == 1 and "server.windw" in d.err[0], d.err
+
+
+def test_check_flag_and_a_head_that_does_not_match_its_manifest(head, tmp_path):
+    cfg = write_config(tmp_path / "d.toml", head[0], 1)
+    ok = start_daemon(cfg, "--check")
+    assert ok.p.wait(60) == 0, ok.err[-5:]
+    # A model file that is not the one the manifest describes must be refused at start.
+    bad = tmp_path / "head.tflite"
+    bad.write_bytes(head[0].read_bytes() + b"\0")
+    (tmp_path / "head.json").write_text(head[1].read_text())
+    d = start_daemon(write_config(tmp_path / "d2.toml", bad, 1))
+    assert d.p.wait(60) == 2
+    time.sleep(0.1)
+    assert len(d.err) == 1 and "does not match its manifest" in d.err[0], d.err
