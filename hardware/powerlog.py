@@ -219,9 +219,18 @@ class PowerLogWriter:
         payload = {"t": round(self._clock() if t is None else t, 6), "name": name, **info}
         self._append_lines([_event_line("mark", payload)])
 
-    def gap(self, t: float, error: str) -> None:
-        """Record a sample that could not be taken (after the reader's retries)."""
-        self._append_lines([_event_line("gap", {"t": round(t, 6), "error": error[:300]})])
+    def gap(self, t: float, error: str, count: int = 1, t_last: float | None = None) -> None:
+        """Record samples that could not be taken (after the reader's retries).
+
+        ``count`` > 1 coalesces a run of identical failures into one line (a chip that fell
+        off the bus must not flood the log at the sampling rate).
+        """
+        payload: dict[str, Any] = {"t": round(t, 6), "error": error[:300]}
+        if count != 1:
+            payload["count"] = int(count)
+        if t_last is not None and t_last != t:
+            payload["t_last"] = round(t_last, 6)
+        self._append_lines([_event_line("gap", payload)])
 
     def maybe_sync(self) -> None:
         if self._dirty and self._clock() - self._last_sync >= self.fsync_interval_s:
@@ -442,6 +451,13 @@ class SegmentSummary:
         }
 
 
+def _gap_count(g: dict[str, Any]) -> int:
+    try:
+        return max(1, int(g.get("count", 1)))
+    except (TypeError, ValueError):
+        return 1
+
+
 def _segment(
     log: PowerLog, sl: slice, name: str, session: int, t0: float, t1: float, closed: bool
 ) -> SegmentSummary:
@@ -450,7 +466,9 @@ def _segment(
     hi = int(np.searchsorted(t, t1, side="right" if closed else "left"))
     p = pw[lo:hi]
     end_tol = 1e-9 if closed else 0.0
-    gaps = sum(1 for g in log.gaps if g["session"] == session and t0 <= g["t"] < t1 + end_tol)
+    gaps = sum(
+        _gap_count(g) for g in log.gaps if g["session"] == session and t0 <= g["t"] < t1 + end_tol
+    )
     # integrate the whole [t0, t1], interpolating from the samples just outside it
     lo_e, hi_e = max(0, lo - 1), min(len(t), hi + 1)
     energy = trapezoid_energy(t[lo_e:hi_e], pw[lo_e:hi_e], t0, t1)
@@ -499,7 +517,8 @@ def summarize(log: PowerLog) -> tuple[SegmentSummary, list[SegmentSummary]]:
         sessions.append(_segment(log, sl, "(session)", ses, first, last, closed=True))
     if not sessions:
         nan = math.nan
-        return SegmentSummary("(all)", -1, nan, nan, 0.0, 0, len(log.gaps), nan, nan, 0.0, 0), []
+        gaps = sum(_gap_count(g) for g in log.gaps)
+        return SegmentSummary("(all)", -1, nan, nan, 0.0, 0, gaps, nan, nan, 0.0, 0), []
     energy = sum(s.energy_j for s in sessions)
     duration = sum(s.duration_s for s in sessions)
     peaks = [s.peak_power_w for s in sessions if not math.isnan(s.peak_power_w)]
@@ -510,7 +529,7 @@ def summarize(log: PowerLog) -> tuple[SegmentSummary, list[SegmentSummary]]:
         t1=sessions[-1].t1,
         duration_s=duration,
         samples=sum(s.samples for s in sessions),
-        gaps=len(log.gaps),
+        gaps=sum(_gap_count(g) for g in log.gaps),
         mean_power_w=energy / duration if duration > 0 else math.nan,
         peak_power_w=max(peaks) if peaks else math.nan,
         energy_j=energy,

@@ -100,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--sim-busy-w", type=_positive(float), default=3.5)
     sim.add_argument("--sim-noise-w", type=float, default=0.1)
     sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument(
+        "--sim-error-rate",
+        type=float,
+        default=0.0,
+        help="probability that a simulated I2C transfer fails with a NACK (robustness demo)",
+    )
 
     show = sub.add_parser("show", help="print the last samples (and follow)")
     show.add_argument("file", type=Path)
@@ -157,6 +163,9 @@ def _record(args: argparse.Namespace) -> int:
         )
         reader = open_power_monitor("sim", **params)
         source = {"kind": "sim", "bus": "sim", **params}
+        if args.sim_error_rate:
+            reader.bus.set_error_rate(args.sim_error_rate, seed=args.seed)  # type: ignore[union-attr]
+            source["error_rate"] = args.sim_error_rate
     elif args.hwmon is not None:
         reader = open_power_monitor("hwmon", path_or_name=args.hwmon)
         source = {"kind": "hwmon", "path": str(getattr(reader, "path", args.hwmon))}
@@ -217,8 +226,13 @@ def _record(args: argparse.Namespace) -> int:
         if lost:
             writer.gap(time.monotonic(), f"{lost} samples overwritten before they were logged")
         gseq, events = sampler.gap_events_since(gseq)
-        for e in events:
-            writer.gap(e.t, e.error)
+        run: list[Any] = []  # coalesce consecutive identical failures into one line
+        for e in [*events, None]:
+            if run and (e is None or e.error != run[0].error):
+                writer.gap(run[0].t, run[0].error, count=len(run), t_last=run[-1].t)
+                run = []
+            if e is not None:
+                run.append(e)
 
     try:
         if load is not None:  # stand-in for a daemon: random inference-like bursts

@@ -70,11 +70,13 @@ def test_gaps_overflow_and_marks_from_another_process(tmp_path: Path) -> None:
     with PowerLogWriter(p) as w:
         w.write_sample(1.0, 5.0, 0.0, 0.1, 0.5, 0)
         w.gap(1.5, "INA226TransientError: NACK")
+        w.gap(1.6, "INA226TransientError: NACK", count=3, t_last=1.65)
         w.write_sample(2.0, 5.0, 0.0, 0.1, 0.5, 1)
     append_mark(p, "external", t=1.7)
     log = read_power_log(p)
     total, segs = summarize(log)
-    assert total.gaps == 1 and total.overflow == 1
+    assert total.gaps == 4 and total.overflow == 1
+    assert log.gaps[1]["count"] == 3 and log.gaps[1]["t_last"] == 1.65
     assert [s.name for s in segs] == ["(start)", "external"]
     with pytest.raises(PowerLogError, match="does not exist"):
         append_mark(tmp_path / "nope.csv", "x")
@@ -310,3 +312,34 @@ def test_show_follow_prints_new_lines_across_rotation(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)
     assert proc.returncode == 0
+
+
+def test_record_survives_a_flaky_bus_and_logs_coalesced_gaps(tmp_path: Path) -> None:
+    out = tmp_path / "flaky.csv"
+    proc = subprocess.run(
+        [
+            *POWER_LOG,
+            "record",
+            "--sim",
+            "--sim-error-rate",
+            "0.4",
+            "--out",
+            str(out),
+            "--duration",
+            "1.0",
+            "--rate",
+            "300",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    stop = json.loads(proc.stderr.strip().splitlines()[-1])
+    assert stop["event"] == "stop" and stop["gaps"] > 0 and stop["errors"] > stop["gaps"]
+    log = read_power_log(out)
+    total, _ = summarize(log)
+    assert total.gaps == stop["gaps"]  # every lost sample is accounted for in the file
+    assert len(log.gaps) <= total.gaps
+    assert len(log) == stop["written"] > 50
