@@ -190,6 +190,15 @@ def test_jetson_drop_in(stage: Path, examples: Path) -> None:
     assert run("--root", str(stage), "--examples", str(examples), "--jetson").returncode == 0
     drop_in = stage / "etc/systemd/system/splitfit-device.service.d/jetson.conf"
     assert drop_in.read_text() == (ROOT / "systemd/jetson.conf").read_text()
+    if ANALYZE is not None:  # verify reads the drop-in from UNIT.d/ next to the unit
+        drop_in.write_text(drop_in.read_text() + "DevicePolicyy=auto\n")
+        res = subprocess.run(
+            [ANALYZE, "verify", str(stage / "etc/systemd/system/splitfit-device.service")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert "jetson.conf" in res.stderr and "DevicePolicyy" in res.stderr
 
 
 def test_real_examples_are_installed_when_present(stage: Path) -> None:

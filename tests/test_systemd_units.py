@@ -125,10 +125,12 @@ def test_readme_records_the_scores(tmp_path: Path) -> None:
     """The numbers in the README are the ones the tool computes for the shipped files."""
     rows = readme_scores()
     device = localized_copy(UNIT_DIR / "splitfit-device.service", tmp_path)
+    # The drop-in as systemd finds it: UNIT.d/jetson.conf next to the unit.
     jetson = tmp_path / "jetson" / device.name
-    jetson.parent.mkdir()
-    # A drop-in's lines apply after the unit's, exactly as if appended to it.
-    jetson.write_text(device.read_text() + (UNIT_DIR / "jetson.conf").read_text())
+    (tmp_path / "jetson" / f"{device.name}.d").mkdir(parents=True)
+    jetson.write_text(device.read_text())
+    shutil.copy(UNIT_DIR / "jetson.conf", tmp_path / "jetson" / f"{device.name}.d" / "jetson.conf")
+    assert verify(jetson).stderr == ""
     expected = {
         "`splitfit-device.service`": device,
         "`splitfit-device.service` + `jetson.conf` drop-in": jetson,
