@@ -176,3 +176,22 @@ def test_check_flag_and_a_head_that_does_not_match_its_manifest(head, tmp_path):
     assert d.p.wait(60) == 2
     time.sleep(0.1)
     assert len(d.err) == 1 and "does not match its manifest" in d.err[0], d.err
+
+
+def test_sigterm_drains_frames_in_flight(head, tmp_path):
+    port = free_port()
+    peer = start_peer(f"tcp://127.0.0.1:{port}", "--delay-ms", "100")
+    cfg = write_config(tmp_path / "d.toml", head[0], port, "window = 4\n")
+    d = start_daemon(cfg, "--summary", str(tmp_path / "s.json"))
+    try:
+        assert d.wait_for(lambda e: e.get("event") == "ready", 30, "err"), d.err[-10:]
+        time.sleep(0.5)  # the slow server keeps the window full
+        assert d.stop(signal.SIGTERM) == 0
+    finally:
+        d.kill()
+        peer.kill()
+    stopping = next(e for e in d.events("err") if e.get("event") == "stopping")
+    assert stopping["inflight"] >= 1
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert s["drained"] is True and s["lost"] == 0
+    assert s["replied"] == s["sent"] == s["frames_submitted"]

@@ -142,3 +142,24 @@ def test_stalled_pipeline_stops_watchdog_pings(head, tmp_path):
     assert max(gaps) > 2.0, gaps
     assert gaps.index(max(gaps)) < len(gaps) - 1  # pings resumed after the stall
     assert any(e.get("event") == "pipeline_stalled" for e in d.events("err"))
+
+
+def test_ready_after_startup_timeout_when_no_server_answers(head, tmp_path):
+    ns = NotifySocket(str(tmp_path / "n.sock"))
+    cfg = write_config(
+        tmp_path / "d.toml", head[0], free_port(), "[device]\nstartup_timeout_s = 1.0\n"
+    )
+    d = start_daemon(cfg, env={"NOTIFY_SOCKET": ns.path})
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "READY=1" not in ns.lines():
+            ns.pump(0.1)
+        rc = d.stop(signal.SIGTERM)
+        ns.pump(0.2)
+    finally:
+        d.kill()
+        ns.close()
+    assert rc == 0
+    ready = next(m for _, m in ns.messages if m.startswith("READY=1"))
+    assert "startup timeout" in ready
+    assert any("server=offline" in ln for ln in ns.lines())
