@@ -366,6 +366,8 @@ class INA226:
         alert: str | None = None,
         alert_limit: int | None = None,
         alert_latch: bool = False,
+        alert_pin: int | str | None = None,
+        pin_factory: Any = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not (isinstance(address, int) and 0x03 <= address <= 0x77):
@@ -400,12 +402,22 @@ class INA226:
                         f"alert must be one of {', '.join(ALERT_FUNCTIONS)}, got {alert!r}"
                     )
                 alert_bits = ALERT_FUNCTIONS[alert] | (ME_LEN if alert_latch else 0)
+            if alert_pin is not None:
+                if alert is not None:
+                    raise INA226ConfigError(
+                        "alert_pin uses ALERT for conversion-ready; it cannot be combined "
+                        f"with alert={alert!r}"
+                    )
+                alert_bits = ME_CNVR
             if alert_limit is not None and not (0 <= alert_limit <= 0xFFFF):
                 raise INA226ConfigError(f"alert_limit must be a 16-bit value, got {alert_limit}")
         except INA226ConfigError as exc:
             self.close()
             raise INA226ConfigError(str(exc), bus=self.bus_name, address=address) from None
         self._flags_t: float | None = None
+        self._edge_t: float | None = None
+        self._alert_dev: Any = None
+        self.on_close: list[Callable[[], None]] = []  # e.g. a simulator's pin driver
         try:
             self._probe()
             if reset:
@@ -415,6 +427,8 @@ class INA226:
             if alert_limit is not None:
                 self.write_register(Reg.ALERT_LIMIT, alert_limit)
             self.write_register(Reg.MASK_ENABLE, alert_bits)
+            if alert_pin is not None:
+                self._alert_dev = _alert_input(alert_pin, pin_factory, self)
             got = self.read_register(Reg.CALIBRATION)
             if got != self.calibration.cal:
                 raise INA226Error(
@@ -582,6 +596,19 @@ class INA226:
         self.write_register(Reg.ALERT_LIMIT, limit & 0xFFFF)
         self.write_register(Reg.MASK_ENABLE, bits)
 
+    @property
+    def alert_waiter(self) -> Callable[[float], bool] | None:
+        """With ``alert_pin``: blocks until ALERT signals conversion-ready (or timeout)."""
+        return self.wait_alert if self._alert_dev is not None else None
+
+    def wait_alert(self, timeout: float) -> bool:
+        if self._alert_dev is None:
+            raise self._err(INA226ConfigError, "no alert_pin configured")
+        ok = bool(self._alert_dev.wait_for_active(timeout))
+        if ok:
+            self._edge_t = self._clock()  # the conversion completed just before this edge
+        return ok
+
     def poll(self) -> PowerSample | None:
         """A sample if a conversion completed since the last look, else None (one transaction).
 
@@ -630,6 +657,9 @@ class INA226:
         seen_clear = self._flags_t
         self._flags_t = now
         since = cycle if seen_clear is None else min(cycle, max(0.0, now - seen_clear))
+        if self._edge_t is not None:  # woken by the ALERT edge: completion time is known
+            since = 2 * min(cycle, max(0.0, now - self._edge_t))
+            self._edge_t = None
         c = self.calibration
         power_w = power * c.power_lsb_w
         return PowerSample(
@@ -644,6 +674,14 @@ class INA226:
         )
 
     def close(self) -> None:
+        for fn in getattr(self, "on_close", ()):
+            fn()
+        if hasattr(self, "on_close"):
+            self.on_close.clear()
+        dev = getattr(self, "_alert_dev", None)
+        if dev is not None:
+            self._alert_dev = None
+            dev.close()
         if getattr(self, "_owns_bus", False) and getattr(self, "bus", None) is not None:
             try:
                 self.bus.close()
@@ -662,6 +700,18 @@ class INA226:
             f"INA226(bus={self.bus_name}, address=0x{self.address:02x}, "
             f"shunt_ohms={c.shunt_ohms:g}, cal={c.cal}, timing={self.timing})"
         )
+
+
+def _alert_input(pin: int | str, pin_factory: Any, chip: INA226) -> Any:
+    """The ALERT line as a gpiozero input: open drain, active low, so pulled up."""
+    try:
+        from gpiozero import DigitalInputDevice
+    except ImportError as exc:  # pragma: no cover - gpiozero is in the device extra
+        raise chip._err(INA226ConfigError, "alert_pin needs gpiozero") from exc
+    try:
+        return DigitalInputDevice(pin, pull_up=True, pin_factory=pin_factory)
+    except Exception as exc:  # gpiozero raises its own hierarchy (BadPinFactory, PinInvalid…)
+        raise chip._err(INA226Error, f"cannot use GPIO {pin!r} for ALERT: {exc}") from exc
 
 
 def _open_bus(bus: int | str, address: int) -> Any:

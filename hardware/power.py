@@ -202,6 +202,10 @@ class PowerSampler:
         clock = self._clock
         poll = getattr(self.reader, "poll", None)
         read = self.reader.read
+        wait_alert = getattr(self.reader, "alert_waiter", None)
+        if wait_alert is not None:
+            self._run_on_alert(wait_alert, poll or read)
+            return
         next_t = clock()
         last_mid = -math.inf
         slack = 0.0
@@ -239,6 +243,37 @@ class PowerSampler:
                 skipped = int(behind / period)
                 self._overruns += skipped
                 next_t += skipped * period
+
+    def _run_on_alert(
+        self, wait_alert: Callable[[float], bool], poll: Callable[[], PowerSample | None]
+    ) -> None:
+        """Sample when the chip's ALERT pin signals conversion-ready: no I2C polling at all.
+
+        The chip's cycle was fitted to ``rate_hz`` (``adapt_to_rate``), so the pin paces the
+        loop. A wait that times out (missed edge) polls anyway.
+        """
+        timeout = max(0.05, 4.0 / self.rate_hz)
+        last_mid = -math.inf
+        while not self._stop.is_set():
+            wait_alert(timeout)
+            try:
+                s = poll()
+            except Exception as exc:  # the loop must survive anything a reader throws
+                msg = f"{type(exc).__name__}: {exc}"
+                with self._lock:
+                    self._gaps += 1
+                    self._last_error = msg
+                    self._gap_events.append((self._gaps, GapEvent(self._clock(), msg)))
+                self._stop.wait(1.0 / self.rate_hz)
+                continue
+            if s is None or not s.fresh:
+                self._stale += 1
+                continue
+            mid = s.t_mid
+            if mid <= last_mid:
+                mid = last_mid + 1e-7
+            last_mid = mid
+            self._store(mid, s)
 
     def _store(self, mid: float, s: PowerSample) -> None:
         cap = self.capacity
@@ -419,6 +454,8 @@ _INA226_KEYS = {
     "alert",
     "alert_limit",
     "alert_latch",
+    "alert_pin",
+    "pin_factory",
 }
 _SIM_LOAD_KEYS = {
     "idle_w",
@@ -484,5 +521,23 @@ def open_power_monitor(kind: str, **params: Any) -> PowerReader | None:
         chip = SimulatedINA226(load, shunt_ohms=p.pop("sim_shunt_ohms", shunt))
         bus = FakeSMBus(bus_number="sim")
         bus.attach(address, chip)
-        return INA226(bus, **p)
+        if p.get("alert_pin") is None:
+            return INA226(bus, **p)
+        # ALERT wired to a GPIO: a gpiozero mock pin driven by the chip in real time
+        from gpiozero.pins.mock import MockFactory
+
+        from hardware.sim.alert import AlertPinDriver
+
+        if p.get("pin_factory") not in (None, "mock"):
+            raise ValueError("the simulator's ALERT pin needs pin_factory 'mock' (or none)")
+        factory = MockFactory()
+        p["pin_factory"] = factory
+        pin_driver = AlertPinDriver(chip, factory.pin(p["alert_pin"])).start()
+        try:
+            drv = INA226(bus, **p)
+        except BaseException:
+            pin_driver.stop()
+            raise
+        drv.on_close.append(pin_driver.stop)
+        return drv
     raise ValueError(f"unknown power monitor kind {kind!r} (expected one of {MONITOR_KINDS})")

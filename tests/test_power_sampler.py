@@ -309,3 +309,30 @@ def test_virtual_time_slow_bus_caps_the_rate() -> None:
     st = s.stats()
     assert 1500 < st.achieved_rate_hz < 1800
     assert st.overruns > 0
+
+
+def test_sampling_on_the_alert_pin_needs_no_i2c_polling() -> None:
+    """ALERT (conversion-ready) on a gpiozero mock GPIO wakes the sampler: each sample costs
+    the 5 data transfers and no stale polls; energy still matches the ground truth."""
+    reader = open_power_monitor("sim", alert_pin=5, noise_w=0.05, seed=8)
+    assert reader.alert_waiter is not None
+    load = simulated_load_of(reader)
+    now = time.monotonic()
+    load.script_bursts(now, now + 2.0, busy_s=(0.02, 0.05), idle_s=(0.02, 0.05), seed=9)
+    bus: FakeSMBus = reader.bus
+    s = PowerSampler(reader, rate_hz=250, capacity=4096)
+    before = bus.transactions
+    with s:
+        time.sleep(0.8)
+    st = s.stats()
+    assert st.samples > 60
+    assert (bus.transactions - before) / max(1, st.samples + st.stale) < 5.5
+    t = s.arrays()["t"]
+    assert s.energy_j(t[2], t[-2]) == pytest.approx(load.energy_j(t[2], t[-2]), rel=0.03)
+    reader.close()
+    assert not any(th.name == "ina226-alert" and th.is_alive() for th in threading.enumerate())
+
+
+def test_alert_pin_cannot_share_alert_with_a_limit_function() -> None:
+    with pytest.raises(ValueError, match="alert_pin"):
+        open_power_monitor("sim", alert_pin=6, alert="power_over")

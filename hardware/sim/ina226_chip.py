@@ -81,6 +81,10 @@ class SimulatedINA226:
         self.die_id = die_id
         self._lock = threading.RLock()
         self.conversions = 0  # completed cycles actually computed (for tests/benchmarks)
+        # ALERT pin listener: called with the new pin level (True = high) when it changes;
+        # see hardware.sim.alert.AlertPinDriver, which wires it to a gpiozero mock pin
+        self.on_alert_change: Callable[[bool], None] | None = None
+        self._pin_high = True
         self._reset()
 
     # -- state ---------------------------------------------------------------------
@@ -177,6 +181,26 @@ class SimulatedINA226:
         }[fn]()
         latch = bool(self.mask_enable & ME_LEN)
         self.aff = hit or (latch and self.aff)
+        self._notify_alert()
+
+    def _notify_alert(self) -> None:
+        if self.on_alert_change is not None:
+            high = self.aff == bool(self.mask_enable & ME_APOL)
+            if high != self._pin_high:
+                self._pin_high = high
+                self.on_alert_change(high)
+
+    def next_conversion_at(self) -> float | None:
+        """When the next conversion cycle completes (None when nothing is converting)."""
+        with self._lock:
+            if self._off or (self._triggered and self._done >= 1):
+                return None
+            return self._start + (self._done + 1) * self._cycle
+
+    def poke(self) -> None:
+        """Bring the registers and the ALERT pin up to date with the clock."""
+        with self._lock:
+            self._advance()
 
     @property
     def alert_asserted(self) -> bool:
@@ -215,8 +239,9 @@ class SimulatedINA226:
                     | (ME_OVF if self.ovf else 0)
                 )
                 self.cvrf = False  # datasheet: reading mask/enable clears CVRF
-                if self.mask_enable & ME_LEN:
-                    self.aff = False  # latched alert clears on read
+                if self.mask_enable & (ME_LEN | ME_CNVR):
+                    self.aff = False  # latched / conversion-ready alert clears on read
+                self._notify_alert()
                 return value
             if reg == Reg.ALERT_LIMIT:
                 return self.alert_limit
@@ -244,6 +269,7 @@ class SimulatedINA226:
                 self.calibration = value & 0x7FFF  # bit 15 is reserved
             elif reg == Reg.MASK_ENABLE:
                 self.mask_enable = value & _ME_WRITABLE
+                self._notify_alert()
             elif reg == Reg.ALERT_LIMIT:
                 self.alert_limit = value
             # writes to read-only registers are ignored, as on the chip
