@@ -103,6 +103,9 @@ fi
 if [[ $START -eq 1 && -n $ROOT ]]; then
     die "--now cannot start units inside --root $ROOT"
 fi
+if [[ $START -eq 1 && ! -d /run/systemd/system ]]; then
+    die "--now needs a running systemd, and this system was not booted with it"
+fi
 
 WORK=$(mktemp -d)
 trap 'rm -rf -- "$WORK"' EXIT
@@ -295,6 +298,15 @@ done
 
 ensure_dir "$CONF_DIR" 0750 "root:$SVC_USER"
 
+if [[ -z $ROOT && ( -e $VENV/bin/python || -L $VENV/bin/python ) ]]; then
+    python_real=$(readlink -m -- "$VENV/bin/python")
+    case $python_real in
+    /root/* | /home/*)
+        say "warning: $VENV/bin/python is $python_real, which ProtectHome=yes hides from the service; make the venv with /usr/bin/python3"
+        ;;
+    esac
+fi
+
 udev=0
 units=()
 for role in "${ROLES[@]}"; do
@@ -313,14 +325,6 @@ for role in "${ROLES[@]}"; do
         install_file "$SRC_DIR/jetson.conf" "$UNIT_DIR/$unit.d/jetson.conf" 0644 ""
     fi
     [[ $role == server ]] || udev=1
-    if [[ -z $ROOT && ( -e $VENV/bin/python || -L $VENV/bin/python ) ]]; then
-        python_real=$(readlink -m -- "$VENV/bin/python")
-        case $python_real in
-        /root/* | /home/*)
-            say "warning: $VENV/bin/python is $python_real, which ProtectHome=yes hides from the service; make the venv with /usr/bin/python3"
-            ;;
-        esac
-    fi
     bin=$VENV/bin/$(role_binary "$role")
     if [[ ! -x $ROOT$bin ]]; then
         say "warning: $bin does not exist yet; create it: python3 -m venv $VENV && $VENV/bin/pip install 'splitfit[$([[ $role == server ]] && echo server || echo device)]'"
@@ -341,7 +345,13 @@ if [[ $udev -eq 1 ]]; then
     fi
 fi
 
-run "reload systemd (daemon-reload)" systemctl daemon-reload
+# sd_booted(): without a running systemd (container, chroot, image build) the unit files and
+# the enable symlinks are all there is to do; they take effect at the next boot.
+if [[ -n $ROOT || -d /run/systemd/system ]]; then
+    run "reload systemd (daemon-reload)" systemctl daemon-reload
+else
+    say "skip (systemd is not running here): daemon-reload; the units load at the next boot"
+fi
 for unit in "${units[@]}"; do
     enable_unit "$unit"
     if [[ $START -eq 1 ]]; then

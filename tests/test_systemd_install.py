@@ -99,7 +99,12 @@ def test_dry_run_on_the_live_system_changes_nothing(examples: Path) -> None:
     assert after == before
     assert Path("/etc/passwd").read_bytes() == passwd
     assert Path("/etc/group").read_bytes() == group
-    assert "would reload systemd (daemon-reload)" in proc.stdout
+    reload = (
+        "would reload systemd (daemon-reload)"
+        if Path("/run/systemd/system").is_dir()  # sd_booted()
+        else "skip (systemd is not running here): daemon-reload; the units load at the next boot"
+    )
+    assert reload in proc.stdout.splitlines()
     assert "would enable splitfit-server.service" in proc.stdout.splitlines()
     has_user = subprocess.run(["getent", "passwd", "splitfit"], capture_output=True).returncode == 0
     expect = "user splitfit exists" if has_user else "would create system user splitfit"
@@ -263,3 +268,78 @@ def test_warns_when_protect_home_would_hide_the_interpreter(
     proc = run("--dry-run", "--venv", str(venv), "--examples", str(examples))
     assert proc.returncode == 0, proc.stderr
     assert ("ProtectHome=yes hides" in proc.stdout) is warned, proc.stdout
+
+
+_OVERLAY_RUN = r"""
+mount -t overlay overlay -o "lowerdir=/etc,upperdir=$1/etc-up,workdir=$1/etc-work" /etc
+mount -t overlay overlay -o "lowerdir=/var,upperdir=$1/var-up,workdir=$1/var-work" /var
+shift
+bash "$@"
+echo "=== second run"
+bash "$@"
+echo "=== state"
+getent passwd splitfit
+stat -c "%n %U:%G %a" /etc/splitfit /etc/splitfit/device.toml /etc/systemd/system/splitfit-device.service
+readlink /etc/systemd/system/multi-user.target.wants/splitfit-device.service
+"""
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None,
+    reason="the real (non --root) install runs as root in a private mount namespace",
+)
+def test_real_install_with_useradd_and_chown_on_an_overlay(tmp_path: Path, examples: Path) -> None:
+    """No --root: real groupadd/useradd/chown/systemctl enable, against an overlay of /etc
+    and /var in a private mount namespace, so this machine's own files stay untouched."""
+    for d in ("etc-up", "etc-work", "var-up", "var-work"):
+        (tmp_path / d).mkdir()
+    passwd_before = Path("/etc/passwd").read_bytes()
+    args = [str(SCRIPT), "--role", "device", "--venv", str(VENV), "--examples", str(examples)]
+    proc = subprocess.run(
+        [
+            "unshare",
+            "-m",
+            "--propagation",
+            "private",
+            "bash",
+            "-ec",
+            _OVERLAY_RUN,
+            "sh",
+            str(tmp_path),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if "unknown filesystem type" in proc.stderr:
+        pytest.skip("no overlayfs here")
+    assert proc.returncode == 0, proc.stderr
+    assert Path("/etc/passwd").read_bytes() == passwd_before
+    first, rest = proc.stdout.split("=== second run\n")
+    second, state = rest.split("=== state\n")
+    new_groups = [g for g in ("splitfit", "i2c", "video", "gpio") if not _host_has_group(g)]
+    for group in new_groups:
+        assert f"create system group {group}" in first.splitlines()
+    assert "create system user splitfit (home /var/lib/splitfit, no login)" in first
+    assert "chown root:splitfit /etc/splitfit" in first
+    changes = [
+        ln
+        for ln in second.splitlines()
+        if ln.startswith(("create ", "install ", "update ", "chown ", "enable "))
+    ]
+    assert changes == [], second
+    assert "user splitfit exists" in second and "splitfit-device.service already enabled" in second
+    user, *stats, link = state.strip().splitlines()
+    fields = user.split(":")
+    assert fields[0] == "splitfit" and fields[5:] == ["/var/lib/splitfit", "/usr/sbin/nologin"]
+    assert stats == [
+        "/etc/splitfit root:splitfit 750",
+        "/etc/splitfit/device.toml root:splitfit 640",
+        "/etc/systemd/system/splitfit-device.service root:root 644",
+    ]
+    assert link == "/etc/systemd/system/splitfit-device.service"
+
+
+def _host_has_group(name: str) -> bool:
+    return subprocess.run(["getent", "group", name], capture_output=True).returncode == 0
