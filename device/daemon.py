@@ -74,7 +74,7 @@ class Daemon:
         self._overhead_ms: deque[float] = deque(maxlen=4096)
         self._energy_frame: deque[float] = deque(maxlen=4096)
         self._energy_head: deque[float] = deque(maxlen=4096)
-        self._latencies: deque[float] = deque(maxlen=65536)
+        self._latencies: deque[float] = deque(maxlen=8192)
         self._pending: deque[FrameRecord] = deque()
         self._iter_start = time.monotonic()
         self._iter_cpu = time.thread_time()
@@ -415,7 +415,8 @@ class Daemon:
         if decision is None:
             return
         # Let the old session's frames come home first (bounded), then open the new one.
-        self.link.wait_idle(self.cfg.server.reply_timeout_s)
+        # Bounded by drain_timeout_s: the loop (and so the watchdog) must not hang on it.
+        self.link.wait_idle(min(self.cfg.server.reply_timeout_s, self.cfg.device.drain_timeout_s))
         self._collect()
         self.active = self.splits[decision.new]
         self.link.switch_session(self.active.hello)

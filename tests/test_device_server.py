@@ -99,3 +99,24 @@ def test_real_server_killed_and_restarted(split, tmp_path):
         server.stop()
     s = json.loads((tmp_path / "s.json").read_text())
     assert s["sessions"] >= 2 and s["replied"] > 20
+
+
+@pytest.mark.slow
+def test_server_without_the_model_refuses_hello_daemon_keeps_retrying(split, tmp_path):
+    tfl, _, _ = split
+    other, _ = make_tail(tmp_path / "other", model_id="some-other-split", chw=(2, 8, 8))
+    port = free_port()
+    server = _server(tmp_path, other, port)
+    cfg = write_config(tmp_path / "d.toml", tfl, port)
+    d = start_daemon(cfg, "--summary", str(tmp_path / "s.json"))
+    try:
+        refused = d.wait_for(lambda e: e.get("event") == "server_error", 30, "err")
+        assert refused is not None and refused["code"] == "UNKNOWN_MODEL", d.err[-10:]
+        time.sleep(2.0)
+        assert d.p.poll() is None  # still alive, still trying
+        assert d.stop(signal.SIGTERM) == 0
+    finally:
+        d.kill()
+        server.stop()
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert s["sessions"] == 0 and s["replied"] == 0 and s["server_errors"] >= 2
