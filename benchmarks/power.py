@@ -29,13 +29,19 @@ import numpy as np
 
 from hardware.ina226 import INA226, timing_for_rate
 from hardware.power import PowerSampler, open_power_monitor, trapezoid_energy
-from hardware.sim import FakeSMBus, SimulatedINA226, SimulatedLoad, VirtualClock
+from hardware.sim import (
+    FakeSMBus,
+    SimulatedINA226,
+    SimulatedLoad,
+    VirtualClock,
+    simulated_load_of,
+)
 from hardware.sim.clock import I2C_WORD_BITS
 
 FASTEST_HZ = 1.0 / 280e-6
 RATES = (100.0, 500.0, 1000.0, 2000.0, FASTEST_HZ)
 LOAD = {"idle_w": 1.5, "busy_w": 3.5, "noise_w": 0.1, "shunt_ohms": 0.1}
-MODES: tuple[float | None, ...] = (None, 400e3, 1e6)
+MODES: tuple[float | str | None, ...] = (None, "alert", 400e3, 1e6)
 
 
 def _stats(err: np.ndarray) -> dict[str, float]:
@@ -75,12 +81,26 @@ def _rig(seed: int, clock: Any, transfer_s: float) -> tuple[INA226, SimulatedLoa
     return INA226(bus, shunt_ohms=LOAD["shunt_ohms"], clock=clock), load
 
 
-def run_rate(
-    rate: float, seconds: float, windows: int, seed: int, i2c_hz: float | None
-) -> dict[str, Any]:
-    """``i2c_hz=None``: real threads on this host; else virtual time with that bus speed."""
+def _mode_name(i2c_hz: float | str | None) -> str:
     if i2c_hz is None:
+        return "host threads"
+    if i2c_hz == "alert":
+        return "host threads, ALERT pin"
+    return f"virtual time, I2C {float(i2c_hz) / 1e3:.0f} kHz"
+
+
+def run_rate(
+    rate: float, seconds: float, windows: int, seed: int, i2c_hz: float | str | None
+) -> dict[str, Any]:
+    """``i2c_hz=None``: real threads on this host; "alert": the same, woken by the ALERT
+    GPIO (gpiozero mock pin); a number: virtual time with that bus speed."""
+    if i2c_hz == "alert":
         clock: Any = time.monotonic
+        reader = open_power_monitor("sim", **LOAD, seed=seed, alert_pin=5)
+        load = simulated_load_of(reader)
+        sampler = PowerSampler(reader, rate_hz=rate, capacity=1 << 18)
+    elif i2c_hz is None:
+        clock = time.monotonic
         reader, load = _rig(seed, clock, 0.0)
         sampler = PowerSampler(reader, rate_hz=rate, capacity=1 << 18)
     else:
@@ -96,6 +116,7 @@ def run_rate(
     while clock() < start + seconds:
         time.sleep(0.01)
     sampler.stop()
+    reader.close()
     st = sampler.stats()
     a = sampler.arrays()
     t, p, ts = a["t"], a["power_w"], a["timestamp"]
@@ -114,7 +135,7 @@ def run_rate(
     b_est = np.array([sampler.energy_j(b0, b1) for b0, b1 in inner])
     b_truth = np.array([load.energy_j(b0, b1) for b0, b1 in inner])
     return {
-        "mode": "host threads" if i2c_hz is None else f"virtual time, I2C {i2c_hz / 1e3:.0f} kHz",
+        "mode": _mode_name(i2c_hz),
         "configured_hz": rate,
         "chip_timing": {
             "averaging": timing.averaging,
@@ -215,6 +236,9 @@ def to_markdown(res: dict[str, Any]) -> str:
         "",
         "- **host threads**: the real `PowerSampler` thread on this machine's scheduler, bus "
         "transfers cost only their CPU time.",
+        "- **host threads, ALERT pin**: as above, but the sampler sleeps on the INA226 ALERT "
+        "line (conversion-ready) through gpiozero instead of polling; the chip's cycle, fitted "
+        "to the configured rate, paces it (so it can exceed the configured rate).",
         "- **virtual time**: the same sampler, driver and chip on a virtual clock that advances "
         "only by the sampler's sleeps and each I2C word transfer's wire time (47 bit times): "
         "what a board with a free core can do at that bus speed, independent of this host.",

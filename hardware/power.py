@@ -8,7 +8,20 @@ linear interpolation at the window edges.
 
 Readers are anything with ``read() -> PowerSample``: :class:`hardware.ina226.INA226`,
 :class:`hardware.hwmon.HwmonINA2xx`, or the simulator-backed INA226 from
-:func:`open_power_monitor` ``("sim")``.
+:func:`open_power_monitor` ``("sim")``. How the sampler paces itself:
+
+- readers with ``poll()`` (INA226): conversion-ready polling, one mask/enable transfer per
+  miss, data registers only for new conversions;
+- readers with an ``alert_waiter`` (INA226 with ``alert_pin``): woken by the ALERT GPIO;
+- anything else: ``read()`` on a fixed tick.
+
+Daemon use::
+
+    reader = open_power_monitor(cfg.kind, **cfg.params)      # None for "none"
+    sampler = PowerSampler(reader, rate_hz=500, capacity=65536).start()
+    t0 = time.monotonic(); run_inference(); t1 = time.monotonic()
+    sampler.wait_until(t1, timeout=0.05)                     # samples trail by ~1 ADC cycle
+    joules = sampler.energy_j(t0, t1)
 """
 
 from __future__ import annotations

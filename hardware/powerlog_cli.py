@@ -477,6 +477,9 @@ def main(argv: list[str] | None = None) -> int:
         return handlers[args.command](args)
     except BrokenPipeError:  # `power-log show ... | head`
         return 0
+    except KeyboardInterrupt:  # Ctrl-C during summary/plot of a big log
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
     except (CliError, INA226Error, PowerLogError, ValueError, OSError) as exc:
         msg = " ".join(str(exc).split()) or type(exc).__name__
         print(f"{PROG}: error: {msg}", file=sys.stderr)
