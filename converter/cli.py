@@ -41,6 +41,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.99,
         help="fail (no output) if the int8 head's cosine similarity to PyTorch is below this",
     )
+    p.add_argument(
+        "--output-range",
+        type=float,
+        nargs=2,
+        metavar=("LO", "HI"),
+        help="fix the int8 output quantisation to [LO, HI] (default: the range training "
+        "recorded in head.pt.json, else what calibration observes)",
+    )
     p.add_argument("--manifest", type=Path, help="manifest path (default: OUTPUT with .json)")
     p.add_argument("--seed", type=int, default=0, help="seed for --calib-synthetic")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -63,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         labels_file=args.labels,
         tail=args.tail,
         min_cosine=args.min_cosine,
+        output_range=tuple(args.output_range) if args.output_range else None,
         manifest_path=args.manifest,
         progress=not args.no_progress,
         seed=args.seed,

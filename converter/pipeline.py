@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -80,7 +81,10 @@ class ConvertOptions:
     labels_file: Path | None = None
     tail: Path | None = None
     min_cosine: float = 0.99
+    output_range: tuple[float, float] | None = None
     manifest_path: Path | None = None
+    # also write a float32 TFLite of the same graph here (benchmarks compare against it)
+    float_tflite: Path | None = None
     progress: bool = True
     seed: int = 0
 
@@ -301,6 +305,10 @@ def _raise_worker_failure(result: dict, model: onnx.ModelProto) -> None:
             "ONNX -> TensorFlow (onnx2tf)",
             result.get("detail", ""),
         )
+    if kind == "pin_output":
+        raise UnsupportedOpError(
+            result["op"], "the head's last op", "fixing the output range", result["message"]
+        )
     if kind == "tflite_op":
         tf_op = result["tf_op"]
         nodes = _onnx_nodes_of(model, tf_op)
@@ -383,22 +391,36 @@ def _check_integer_model(details: dict, hw: tuple[int, int], model: onnx.ModelPr
         )
 
 
-def _check_tail_pairing(tail_path: Path, model_id: str, sm_name: str) -> None:
-    """A tail.json beside the tail must name the same split model as the head's manifest."""
-    for cand in (tail_path.with_name(tail_path.name + ".json"), tail_path.with_suffix(".json")):
-        if not cand.is_file():
-            continue
-        try:
-            data = json.loads(cand.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            continue
-        other = data.get("model_id") if isinstance(data, dict) else None
-        if isinstance(other, str) and other != model_id:
-            raise SourceModelError(
-                f"head and tail belong to different split models: model_id {model_id} "
-                f"({sm_name}) vs {other} ({cand.name})"
-            )
-        return
+def _resolve_output_range(
+    opts: ConvertOptions, sm: HeadSourceManifest | None, sm_name: str
+) -> tuple[tuple[float, float] | None, str]:
+    """--output-range, else the range training used for its int8 bottleneck, else None."""
+    if opts.output_range is not None:
+        rng, origin = tuple(float(v) for v in opts.output_range), "--output-range"
+    else:
+        quant = (sm.extra.get("split") or {}).get("quant") if sm else None
+        rng = quant.get("output_range") if isinstance(quant, dict) else None
+        if rng is None:
+            return None, "calibration"
+        if (
+            not isinstance(rng, list | tuple)
+            or len(rng) != 2
+            or not all(isinstance(v, int | float) for v in rng)
+        ):
+            raise SourceModelError(f"{sm_name}: extra.split.quant.output_range must be [lo, hi]")
+        rng, origin = (float(rng[0]), float(rng[1])), f"{sm_name} (extra.split.quant)"
+    lo, hi = rng
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo <= 0.0 < hi):
+        raise ConversionError(
+            f"output range must satisfy lo <= 0 < hi (int8 needs a zero point), got {list(rng)}"
+        )
+    return (lo, hi), origin
+
+
+def output_quant_for(lo: float, hi: float) -> tuple[float, int]:
+    """int8 (scale, zero_point) covering [lo, hi]: [0, 6] -> (6/255, -128), as training uses."""
+    scale = (hi - lo) / 255.0
+    return scale, round(-128 - lo / scale)
 
 
 def _check_tail_pairing(tail_path: Path, model_id: str, sm_name: str) -> None:
@@ -436,6 +458,7 @@ def convert_head(opts: ConvertOptions, warn: Warn = _stderr_warn) -> ConvertResu
     labels = list(sm.labels) if sm else []
     if opts.labels_file:
         labels = read_labels(opts.labels_file)
+    out_range, out_range_origin = _resolve_output_range(opts, sm, sm_name)
     tail_src = load_source_model(Path(opts.tail)) if opts.tail else None
     model_id = sm.model_id if sm else src.sha256
     if tail_src is not None and sm is not None:
@@ -466,6 +489,11 @@ def convert_head(opts: ConvertOptions, warn: Warn = _stderr_warn) -> ConvertResu
         for name in rewrites.maxpool_left_padded:
             warn(f"{name}: padded max-pool on a possibly negative input is left as is")
         np.save(job / "calib.npy", calib_pixels.astype(np.float32) / np.float32(255.0))
+        job_spec: dict = {"float_tflite": opts.float_tflite is not None}
+        if out_range is not None:
+            scale, zp = output_quant_for(*out_range)
+            job_spec["output_quant"] = {"scale": scale, "zero_point": zp}
+        (job / "job.json").write_text(json.dumps(job_spec))
 
         t0 = time.perf_counter()
         worker = _run_worker(job, opts.progress)
@@ -476,6 +504,17 @@ def convert_head(opts: ConvertOptions, warn: Warn = _stderr_warn) -> ConvertResu
         outputs, details = run_probe(tflite, hold_pixels, job)
         timings["probe_s"] = time.perf_counter() - t0
         _check_integer_model(details, hw, onnx.load(str(job / "model.onnx")))
+        if out_range is not None:
+            want_scale, want_zp = output_quant_for(*out_range)
+            got = details["output"]
+            if (
+                not math.isclose(got["scale"], want_scale, rel_tol=1e-6)
+                or got["zero_point"] != want_zp
+            ):
+                raise InvalidModelError(
+                    f"output quantisation is ({got['scale']}, {got['zero_point']}), expected "
+                    f"({want_scale}, {want_zp}) for output range {list(out_range)}"
+                )
 
         out_spec = details["output"]
         deq = dequantize(outputs, out_spec["scale"], out_spec["zero_point"])
@@ -534,6 +573,10 @@ def convert_head(opts: ConvertOptions, warn: Warn = _stderr_warn) -> ConvertResu
                     "model_id_from": "source manifest" if sm else "sha256 of the model file",
                 },
                 "normalization_folded": True,
+                "output_range": {
+                    "range": list(out_range) if out_range else None,
+                    "from": out_range_origin,
+                },
                 "input_pixel_range": [0, 255],
                 "split": dict(sm.extra.get("split", {})) if sm else {},
                 "source_extra": dict(sm.extra) if sm else {},
@@ -557,6 +600,8 @@ def convert_head(opts: ConvertOptions, warn: Warn = _stderr_warn) -> ConvertResu
         timings["total_s"] = time.perf_counter() - t_start
         manifest.extra["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
 
+        if opts.float_tflite is not None:
+            shutil.copyfile(job / "head_float32.tflite", opts.float_tflite)
         manifest_path = opts.manifest_path or opts.output.with_suffix(".json")
         try:
             _install_outputs(tflite, manifest, opts.output, Path(manifest_path))

@@ -82,6 +82,52 @@ def classify_log(log: str, stage: str) -> dict:
     return {"ok": False, "kind": "backend", "stage": stage, "message": detail[:500]}
 
 
+# Ops whose int8 kernels derive their requantisation from the output tensor's own scale, so
+# the output quantisation can be set after conversion. Others (MAX_POOL_2D, RESHAPE, ...)
+# require output scale == input scale, and LOGISTIC/TANH have fixed output scales.
+PINNABLE_OUTPUT_OPS = {
+    "CONV_2D",
+    "DEPTHWISE_CONV_2D",
+    "FULLY_CONNECTED",
+    "ADD",
+    "SUB",
+    "MUL",
+    "QUANTIZE",
+    "RELU",
+    "RELU6",
+    "RELU_N1_TO_1",
+    "LEAKY_RELU",
+}
+
+
+def pin_output_quantization(blob: bytes, scale: float, zero_point: int) -> tuple[bytes, str]:
+    """Give the model's output tensor a fixed (scale, zero_point); returns (model, last op).
+
+    Why: training simulates the int8 bottleneck with scale out_max/255 (a bounded activation
+    makes the range known in advance), while calibration would pick the range it happens to
+    observe. Setting the output tensor's quantisation makes the last op requantise to
+    exactly the grid the tail was trained on; the kernel computes its multiplier (and the
+    fused ReLU6 clamp) from the tensor scales at prepare time.
+    """
+    from tensorflow.lite.tools import flatbuffer_utils as fbu
+
+    model = fbu.read_model_from_bytearray(bytearray(blob))
+    graph = model.subgraphs[0]
+    out_idx = int(graph.outputs[0])
+    producer = next(op for op in graph.operators if out_idx in list(op.outputs))
+    op_name = fbu.opcode_to_name(model, producer.opcodeIndex)
+    if op_name not in PINNABLE_OUTPUT_OPS:
+        raise PinError(op_name)
+    q = graph.tensors[out_idx].quantization
+    q.scale = [float(scale)]
+    q.zeroPoint = [int(zero_point)]
+    return bytes(fbu.convert_object_to_bytearray(model)), op_name
+
+
+class PinError(Exception):
+    pass
+
+
 def run(job: Path, progress_stream) -> dict:
     import numpy as np
 
@@ -136,6 +182,23 @@ def run(job: Path, progress_stream) -> dict:
         log = Path(job / "worker.log").read_text(errors="replace") + "\n" + str(exc)
         return classify_log(log, "tflite")
     timings["tflite_s"] = time.perf_counter() - t0
+    spec = json.loads((job / "job.json").read_text()) if (job / "job.json").exists() else {}
+    if spec.get("float_tflite"):  # for size/speed comparisons (benchmarks), never deployed
+        (job / "head_float32.tflite").write_bytes(
+            tf.lite.TFLiteConverter.from_keras_model(keras_model).convert()
+        )
+    pinned = spec.get("output_quant")
+    if pinned:
+        try:
+            blob, _last = pin_output_quantization(blob, pinned["scale"], pinned["zero_point"])
+        except PinError as exc:
+            return {
+                "ok": False,
+                "kind": "pin_output",
+                "op": str(exc),
+                "message": f"the head's last op is {exc}, whose int8 output must keep its "
+                "input's scale; the output range cannot be fixed",
+            }
     (job / "head_int8.tflite").write_bytes(blob)
     versions = {"tensorflow": tf.__version__, "onnx2tf": onnx2tf.__version__}
     return {"ok": True, "timings": timings, "versions": versions}

@@ -210,10 +210,10 @@ def write_calibration_folder(folder: Path, n: int = 15, seed: int = 1) -> Path:
 # ----------------------------------------------------------------------------- checks
 
 
-def float_reference(head: nn.Module, pixels: np.ndarray) -> np.ndarray:
+def float_reference(head: nn.Module, pixels: np.ndarray, mean=MEAN, std=STD) -> np.ndarray:
     """PyTorch float output in NHWC, normalisation done here by hand (not by the converter)."""
     x = torch.from_numpy(pixels.astype(np.float32) / 255.0).permute(0, 3, 1, 2)
-    x = (x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+    x = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
     with torch.no_grad():
         return head(x).permute(0, 2, 3, 1).numpy()
 
@@ -243,9 +243,7 @@ def eval_pixels(hw: tuple[int, int], n: int = 6, seed: int = 7) -> np.ndarray:
     return np.concatenate([preprocess(img, hw) for img in crops(EVAL_PHOTOS, n, seed)])
 
 
-def check_converted(
-    head: nn.Module, tflite: Path, hw: tuple[int, int], min_cos: float = 0.99
-) -> dict:
+def check_converted(head: nn.Module, tflite: Path, hw: tuple[int, int], mean=MEAN, std=STD) -> dict:
     """Independent checks of a converted head: integer-only, raw-pixel input, agreement."""
     manifest = load_head_manifest(tflite.with_suffix(".json"))
     assert manifest.tflite_sha256 == sha256_file(tflite)
@@ -263,12 +261,13 @@ def check_converted(
     assert (scale, zp) == (pytest.approx(manifest.output.scale), manifest.output.zero_point)
     ops = io["ops"]
     assert dict(ops) == manifest.extra["ops"]
-    ref = float_reference(head, pixels)
+    assert manifest.normalization == {"mean": list(mean), "std": list(std)}
+    ref = float_reference(head, pixels, mean, std)
     assert ref.shape == q.shape
     assert manifest.bottleneck_chw == [ref.shape[3], ref.shape[1], ref.shape[2]]
     deq = (q.astype(np.float32) - zp) * scale
     cos = cosine(ref, deq)
-    assert cos.min() >= min_cos, f"cosine vs PyTorch {cos}"
+    assert cos.min() >= 0.99, f"cosine vs PyTorch {cos}"
     return {"manifest": manifest, "cosine": cos, "ops": ops}
 
 
@@ -288,8 +287,18 @@ def resnet_ts_conversion(tmp_path_factory):
     calib = write_calibration_folder(root / "calib")
     out = root / "out"
     out.mkdir()
+    labels = root / "labels.txt"
+    labels.write_text("tabby cat\n\nespresso\nspace shuttle\n")
     hw = (96, 128)
-    args = [str(model), "-o", str(out / "head.tflite"), "--calib", str(calib)]
+    args = [
+        str(model),
+        "-o",
+        str(out / "head.tflite"),
+        "--calib",
+        str(calib),
+        "--labels",
+        str(labels),
+    ]
     rc = main([*args, "--input-size", str(hw[0]), str(hw[1]), "--no-progress"])
     return {"rc": rc, "head": head, "model": model, "out": out, "hw": hw, "calib": calib}
 
@@ -303,7 +312,8 @@ def test_torchscript_resnet_head_converts_to_full_int8_that_matches_pytorch(resn
     # a bare TorchScript file: model_id is the sha256 of the model file
     assert m.model_id == sha256_file(conv["model"]) == m.source_sha256
     assert m.output.layout == "NHWC" and m.output.dtype == "int8"
-    assert m.normalization == {"mean": list(MEAN), "std": list(STD)}
+    assert m.labels == ["tabby cat", "espresso", "space shuttle"]
+    assert m.extra["output_range"]["from"] == "calibration"
     assert m.extra["verification"]["cosine_min"] >= 0.99
     assert m.extra["verification"]["n_images"] == 3  # 15 images, every 5th held out
     assert m.extra["calibration"]["images"] == 12
@@ -363,9 +373,11 @@ def test_depthwise_head_non_square(tmp_path, photo_calib, kind):
         model = save_exported(head, tmp_path / "head.pt2", hw)
     out = tmp_path / "out"
     out.mkdir()
-    rc = _convert(model, out, photo_calib, "--input-size", "80", "144", "--no-progress")
+    mean, std = ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25)) if kind != "torchscript" else (MEAN, STD)
+    norm = ["--mean", *map(str, mean), "--std", *map(str, std)]
+    rc = _convert(model, out, photo_calib, "--input-size", "80", "144", *norm, "--no-progress")
     assert rc == 0
-    result = check_converted(head, out / "head.tflite", hw)
+    result = check_converted(head, out / "head.tflite", hw, mean, std)
     assert result["ops"]["DEPTHWISE_CONV_2D"] >= 3
     assert result["manifest"].bottleneck_chw == [6, 10, 18]
 
@@ -415,6 +427,12 @@ def test_training_export_is_converted_with_its_manifest_and_tail(tmp_path, photo
     assert m.input.shape == [1, 96, 96, 3]
     assert m.extra["split"]["after"] == "rb1"
     assert sorted(m.extra["calibration"]["skipped"]) == ["README.txt", "corrupt.jpg"]
+    # the int8 output grid is the one training simulated: ReLU6-bounded, scale 6/255, zp -128
+    assert m.extra["output_range"] == {
+        "range": [0.0, 6.0],
+        "from": "head.pt.json (extra.split.quant)",
+    }
+    assert m.output.scale == pytest.approx(6.0 / 255.0, rel=1e-6) and m.output.zero_point == -128
     ver = m.extra["verification"]
     assert ver["tail_images"] == 3 and 0.0 <= ver["top1_agreement"] <= 1.0
     check_converted(torch.jit.load(str(exported.head)), out / "head.tflite", (96, 96))

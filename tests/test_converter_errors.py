@@ -272,6 +272,26 @@ def test_tail_of_another_split_model_is_refused(env, capsys):
     assert_failed_cleanly(rc, err, 3, "different split models", "some-other-model", out=env["out"])
 
 
+def test_missing_labels_file(env, capsys):
+    args = [env["tiny"], "-o", env["tflite"], "--calib", env["calib"], "--labels", "nope.txt"]
+    rc, err = run(args, capsys)
+    assert_failed_cleanly(rc, err, 3, "labels file not found", out=env["out"])
+
+
+def test_labels_json_must_be_a_list_of_strings(env, capsys):
+    labels = env["root"] / "labels.json"
+    labels.write_text('{"0": "cat"}')
+    args = [env["tiny"], "-o", env["tflite"], "--calib", env["calib"], "--labels", labels]
+    rc, err = run(args, capsys)
+    assert_failed_cleanly(rc, err, 3, "JSON list of strings", out=env["out"])
+
+
+def test_output_range_must_contain_zero(env, capsys):
+    args = [env["tiny"], "-o", env["tflite"], "--calib", env["calib"], "--output-range", "1", "6"]
+    rc, err = run(args, capsys)
+    assert_failed_cleanly(rc, err, 1, "lo <= 0 < hi", out=env["out"])
+
+
 # ----------------------------------------------------------------------------- ops, options
 
 
@@ -369,3 +389,15 @@ def test_maxpool_on_a_signed_input_is_not_rewritten():
     report = zero_pad_maxpools(model)
     assert report.maxpool_zero_padded == [] and report.maxpool_left_padded == ["pool"]
     assert [n.op_type for n in model.graph.node] == ["Neg", "MaxPool"]
+
+
+def test_output_range_gives_the_grid_training_simulates():
+    from converter.pipeline import output_quant_for
+    from training.compressor import quant_params_for
+
+    for out_max in (1.0, 6.0, 10.0):
+        qp = quant_params_for(out_max)
+        scale, zp = output_quant_for(0.0, out_max)
+        assert (scale, zp) == (pytest.approx(qp.scale), qp.zero_point)
+    scale, zp = output_quant_for(-2.0, 2.0)
+    assert scale == pytest.approx(4 / 255) and pytest.approx((-128 - zp) * scale, abs=scale) == -2.0
