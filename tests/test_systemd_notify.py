@@ -26,6 +26,7 @@ import shutil
 import signal
 import socket
 import sys
+import sysconfig
 import time
 import tomllib
 from pathlib import Path
@@ -357,6 +358,108 @@ def test_daemon_works_on_the_units_read_only_file_system(head: Path, tmp_path: P
     problems = [e for e in daemon.events("err") if e.get("level") in ("error", "warning")]
     assert problems == [], problems
     assert not any("Read-only file system" in ln for ln in daemon.err), daemon.err[-10:]
+
+
+SYSTEM_PYTHON = Path(f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}")
+SITE_PACKAGES = Path(sysconfig.get_paths()["purelib"])
+SERVICE_UID = SERVICE_GID = 65534  # stands in for the splitfit user and group
+
+
+@pytest.mark.skipif(
+    filesystem_emulation_supported() is not None or shutil.which("setpriv") is None,
+    reason=f"needs root, unshare(1) and setpriv(1): {filesystem_emulation_supported()}",
+)
+@pytest.mark.skipif(
+    not SYSTEM_PYTHON.exists(), reason=f"no {SYSTEM_PYTHON} to run as an unprivileged user"
+)
+def test_daemon_as_the_units_user_with_the_installed_permissions(
+    head: Path, tmp_path: Path
+) -> None:
+    """User=/Group= and CapabilityBoundingSet= too: an unprivileged uid with no capabilities
+    reads the config through its group (install.sh: /etc/splitfit root:splitfit 0750, files
+    0640) and writes only its State/LogsDirectory (systemd chowns those to User=).
+
+    This test's venv interpreter may live under /root (pyenv, mode 0700), where no other user
+    can reach it, so the daemon runs as ``SYSTEM_PYTHON -m device.cli`` with the venv's
+    site-packages on PYTHONPATH, as the unit's ExecStart would on a board whose venv was made
+    from /usr/bin/python3. /root and /home are hidden (ProtectHome=yes).
+    """
+    fs = tmp_path / "fs"
+    etc = fs / "etc"
+    etc.mkdir(parents=True)
+    for src in (head, head.with_suffix(".json")):
+        shutil.copy(src, etc / src.name)
+    port = free_port()
+    peer = start_peer(f"tcp://127.0.0.1:{port}")
+    notify = SystemdStandIn(fs / "notify.sock")
+    os.chmod(notify.path, 0o777)  # like /run/systemd/notify
+    notify.path = "/media/notify.sock"
+    write_config(
+        etc / "device.toml",
+        Path("/media/etc") / head.name,
+        port,
+        'stall_timeout_s = 5.0\nsummary_path = "/media/state/run.json"',
+        'heartbeat_s = 0.5\n[metrics]\npath = "/media/log/frames.jsonl"',
+    )
+    os.chmod(fs, 0o755)
+    os.chown(etc, 0, SERVICE_GID)
+    os.chmod(etc, 0o750)
+    for f in etc.iterdir():
+        os.chown(f, 0, SERVICE_GID)
+        os.chmod(f, 0o640)
+    for sub in ("state", "log"):
+        (fs / sub).mkdir()
+        os.chown(fs / sub, SERVICE_UID, SERVICE_GID)
+        os.chmod(fs / sub, 0o750)
+
+    drop = [
+        "setpriv",
+        f"--reuid={SERVICE_UID}",
+        f"--regid={SERVICE_GID}",
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+    ]
+    daemon_cmd = [str(SYSTEM_PYTHON), "-m", "device.cli", "--config", "/media/etc/device.toml"]
+    sandbox = [str(SYSTEM_PYTHON), str(Path(sandboxed(DEVICE_UNIT)[1])), str(DEVICE_UNIT)]
+    watchdog_pid = ["/bin/sh", "-c", 'WATCHDOG_PID=$$; export WATCHDOG_PID; exec "$@"', "sh"]
+    cmd = with_unit_filesystem(
+        fs,
+        ("state", "log"),
+        [*drop, *sandbox, *watchdog_pid, *daemon_cmd],
+        homes=["/root", "/home"],
+    )
+    env = {
+        **unit_environment(),
+        "NOTIFY_SOCKET": notify.path,
+        "WATCHDOG_USEC": "1000000",
+        "PYTHONPATH": f"{ROOT}:{SITE_PACKAGES}",
+        "HOME": "/media/state",
+    }
+    daemon = Proc(cmd, env=env)
+    try:
+        t_ready = notify.pump_until("READY=1", timeout=60, proc=daemon)
+        assert t_ready is not None, f"no READY=1; daemon stderr: {daemon.err[-10:]}"
+        status = Path(f"/proc/{daemon.p.pid}/status").read_text()
+        fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+        assert fields["Uid"].split()[0] == str(SERVICE_UID)
+        assert fields["Gid"].split()[0] == str(SERVICE_GID)
+        assert int(fields["CapBnd"], 16) == 0 and int(fields["CapEff"], 16) == 0
+        assert fields["Seccomp"] == "2" and fields["NoNewPrivs"] == "1"
+        notify.pump(2.0)
+        rc = daemon.stop(signal.SIGTERM)
+        notify.pump(0.2)
+    finally:
+        daemon.kill()
+        peer.kill()
+        notify.close()
+    assert rc == 0, daemon.err[-10:]
+    assert len(notify.times("WATCHDOG=1", after=t_ready)) >= 3
+    metrics = fs / "log" / "frames.jsonl"
+    assert len(metrics.read_text().splitlines()) >= 3
+    assert metrics.stat().st_uid == SERVICE_UID
+    assert json.loads((fs / "state" / "run.json").read_text())["reason"] == "signal"
+    assert not any("Permission denied" in ln for ln in daemon.err), daemon.err[-10:]
 
 
 def test_example_config_fits_the_unit_timeouts() -> None:

@@ -275,8 +275,11 @@ def hidden_homes() -> list[str]:
     return [h for h in ("/root", "/home") if not python.is_relative_to(h)]
 
 
-def with_unit_filesystem(fs: Path, writable: tuple[str, ...], cmd: list[str]) -> list[str]:
-    """``cmd`` run inside the unit's file-system view (see PROTECT_SYSTEM)."""
+def with_unit_filesystem(
+    fs: Path, writable: tuple[str, ...], cmd: list[str], homes: list[str] | None = None
+) -> list[str]:
+    """``cmd`` run inside the unit's file-system view (see PROTECT_SYSTEM); ``homes``
+    defaults to :func:`hidden_homes`."""
     for sub in writable:
         (fs / sub).mkdir(parents=True, exist_ok=True)
     unshare = shutil.which("unshare") or "unshare"
@@ -290,7 +293,7 @@ def with_unit_filesystem(fs: Path, writable: tuple[str, ...], cmd: list[str]) ->
         PROTECT_SYSTEM,
         "sh",
         str(fs),
-        " ".join(hidden_homes()),
+        " ".join(hidden_homes() if homes is None else homes),
         " ".join(writable),
         *cmd,
     ]
