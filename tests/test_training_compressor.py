@@ -78,3 +78,23 @@ def test_training_forward_is_byte_for_byte_the_wire_codec() -> None:
     assert float((y.detach() - x.detach()).abs().max()) > fc.quant.scale  # JPEG q10 is lossy
     y.sum().backward()
     assert torch.equal(x.grad, torch.ones_like(x))
+
+
+def test_random_choice_roundtrip_uses_every_setting_seeded() -> None:
+    from training.compressor import RandomChoiceRoundtrip
+
+    calls: list[int] = []
+
+    def make(k: int):
+        def fn(x: np.ndarray) -> np.ndarray:
+            calls.append(k)
+            return x + k
+
+        return fn
+
+    rt = RandomChoiceRoundtrip([make(0), make(1), make(2)], seed=5)
+    outs = [float(rt(np.zeros(1, dtype=np.float32))[0]) for _ in range(60)]
+    assert set(calls) == {0, 1, 2} and outs == [float(c) for c in calls]
+    again = RandomChoiceRoundtrip([make(0), make(1), make(2)], seed=5)
+    calls.clear()
+    assert [float(again(np.zeros(1, dtype=np.float32))[0]) for _ in range(60)] == outs

@@ -69,6 +69,23 @@ def wire_roundtrip(
     return fc.roundtrip_float
 
 
+class RandomChoiceRoundtrip:
+    """Pick one of several codec settings per batch (seeded): one tail for many JPEG qualities.
+
+    Training with a quality drawn per batch gives a single compression-aware model that
+    works across the qualities the device may switch between at run time.
+    """
+
+    def __init__(self, roundtrips: list[Roundtrip], seed: int = 0) -> None:
+        if not roundtrips:
+            raise ValueError("need at least one roundtrip")
+        self.roundtrips = list(roundtrips)
+        self._rng = np.random.default_rng(seed)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.roundtrips[int(self._rng.integers(len(self.roundtrips)))](x)
+
+
 class _StraightThrough(torch.autograd.Function):
     """y = roundtrip(x) in the forward pass; dL/dx = dL/dy in the backward pass."""
 
