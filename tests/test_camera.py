@@ -667,3 +667,45 @@ def test_picamera2_source_configures_rgb_and_closes(fake_picamera2, swap_rb, exp
 def test_picamera2_missing_camera_fails_at_startup(fake_picamera2) -> None:
     with pytest.raises(CameraError, match="no camera 1"):
         open_camera("picamera2", camera_num=1).start()
+
+
+@pytest.mark.slow
+def test_consumer_survives_repeated_camera_loss(tmp_path: Path) -> None:
+    """Unplug/replug the 'camera' five times under a consumer that only ever sees frames
+    or timeouts; afterwards the counters still add up and every frame was fresh."""
+    root = tmp_path / "cam"
+    _make_labelled(root)
+    cam = open_camera("folder", path=root, fps=200.0, reconnect=FAST_RECONNECT)
+    consumed: list[CapturedFrame] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def consume() -> None:
+        while not stop.is_set():
+            try:
+                consumed.append(cam.latest(0.05))
+            except CameraTimeout:
+                continue
+            except BaseException as exc:  # anything else is a bug
+                errors.append(exc)
+                return
+
+    with cam:
+        consumer = threading.Thread(target=consume)
+        consumer.start()
+        for _ in range(5):
+            time.sleep(0.2)
+            root.rename(tmp_path / "away")
+            assert _wait_for(lambda: cam.status == STATUS_RECONNECTING)
+            time.sleep(0.1)
+            (tmp_path / "away").rename(root)
+            assert _wait_for(lambda: cam.status == STATUS_OK)
+        time.sleep(0.2)
+        stop.set()
+        consumer.join(5.0)
+        assert errors == []
+        assert cam.reconnects == 5
+        numbers = [f.frame_number for f in consumed]
+        assert numbers == sorted(set(numbers))  # never a repeat, never going back
+        pending = cam.frames_captured - cam.frames_dropped - len(consumed)
+        assert pending in (0, 1)
