@@ -115,6 +115,33 @@ def twin_without_batching(src: Path, dst: Path) -> str:
     return manifest.model_id
 
 
+def tail_only(
+    tail_path: Path, chw: tuple[int, int, int], threads: int, seconds: float = 4.0
+) -> dict:
+    """Per-item cost of the bare tail at batch 1 and MAX_BATCH_ON, alternated, no server.
+
+    A diagnostic next to the end-to-end numbers: it tells whether a small speed-up comes
+    from the tail itself (CPU convolutions cost the same FLOPs per image at any batch size)
+    or from the server around it.
+    """
+    import torch
+
+    torch.set_num_threads(threads)
+    module = torch.jit.load(str(tail_path)).eval()
+    samples: dict[int, list[float]] = {1: [], MAX_BATCH_ON: []}
+    with torch.inference_mode():
+        for _ in range(2):
+            for batch in samples:
+                x = torch.rand(batch, *chw) * 6
+                module(x)
+                t0, n = time.perf_counter(), 0
+                while time.perf_counter() - t0 < seconds / 2:
+                    module(x)
+                    n += 1
+                samples[batch].append((time.perf_counter() - t0) / n / batch * 1000)
+    return {f"batch_{b}_ms_per_item": float(np.median(v)) for b, v in samples.items()}
+
+
 # ----------------------------------------------------------------------------- server process
 
 
@@ -324,6 +351,10 @@ def write_markdown(path: Path, meta: dict, summary: list[dict]) -> None:
         f"Closed loop, one request in flight per client; medians over {meta['rounds']} round(s), "
         "on and off measured alternately in one run.",
         "",
+        f"The tail alone (no server, same process settings): {meta['tail_alone']['batch_1_ms_per_item']:.0f} ms "
+        f"per image at batch 1, {meta['tail_alone'][f'batch_{MAX_BATCH_ON}_ms_per_item']:.0f} ms per image at "
+        f"batch {MAX_BATCH_ON}.",
+        "",
         "| clients | on: req/s | off: req/s | speed-up | on: p50 / p99 ms | off: p50 / p99 ms | on: mean batch |",
         "|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -425,6 +456,9 @@ def main(argv: list[str] | None = None) -> int:
         hello_on, payloads = make_payloads(tmp / "on")
         hello_off = Hello(**{**asdict(hello_on), "model_id": model_off})
         loadavg_before = os.getloadavg()
+        print("tail alone, batch 1 vs batch 32 ...", file=sys.stderr)
+        bare = tail_only(tmp / "on" / "tail.pt", tuple(hello_on.tensor_shape), args.threads)
+        print(f"tail alone: {bare}", file=sys.stderr)
         proc, listening = start_server(config, tmp / "server.log")
         rows: list[Measurement] = []
         try:
@@ -477,6 +511,7 @@ def main(argv: list[str] | None = None) -> int:
         "batching_on": {"max_batch": MAX_BATCH_ON, "max_wait_us": MAX_WAIT_US_ON},
         "batching_off": {"max_batch": 1, "max_wait_us": 0},
         "tail": tail_info,
+        "tail_alone": bare,
         "method": "closed loop, one request in flight per client; warm-up = until every client "
         "had one reply; window = max(duration, 2*warm-up) capped at 60 s; on/off alternate",
     }

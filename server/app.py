@@ -630,7 +630,8 @@ class TailServer:
     ) -> None:
         start = time.perf_counter_ns()
         try:
-            tensor = session.codec.decode_float(frame.payload)
+            with session.decode_lock:
+                tensor = session.codec.decode_float(frame.payload)
             model = self.registry.get(session.model_id)
             assert model is not None
             if tensor.shape != model.input_chw:

@@ -10,6 +10,7 @@ sessions expire, so a flood of HELLOs cannot grow memory without limit.
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -27,6 +28,9 @@ class Session:
     created: float = field(default_factory=time.monotonic)
     last_seen: float = field(default_factory=time.monotonic)
     frames: int = 0
+    # Codec objects are not all thread-safe (a zstd decompressor context is not), and one
+    # device's frames may be decoded on two pool threads at once.
+    decode_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
 class SessionTable:
