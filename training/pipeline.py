@@ -48,6 +48,12 @@ class TrainJob:
     threads: int = 2
     progress: bool = True
     fashion_root: str | None = None
+    device: str = "auto"  # auto: cuda when present, else cpu
+
+    def resolved_device(self) -> str:
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        return self.device
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -58,7 +64,7 @@ class TrainJob:
     def identity(self) -> dict:
         """What must match for --resume to continue the same run."""
         d = asdict(self)
-        for k in ("progress", "threads", "epochs"):
+        for k in ("progress", "threads", "epochs", "device"):
             d.pop(k)
         return d
 
@@ -117,6 +123,7 @@ def run_train(job: TrainJob, out_dir: Path | str, *, resume: bool = False) -> Tr
         seed=job.seed,
         **_norm_for(job),
     )
+    device = job.resolved_device()
     net, comp = build_split_net(job, bundle)
     train_loader, val_loader = loaders(bundle, job.batch_size, job.seed)
     comp.enabled = job.mode == "aware"
@@ -135,12 +142,13 @@ def run_train(job: TrainJob, out_dir: Path | str, *, resume: bool = False) -> Tr
         checkpoint=out / "checkpoint.pt",
         resume=resume,
         identity=job.identity(),
+        device=device,
     )
     train_seconds = time.perf_counter() - t0
     comp.enabled = False
-    _, acc_plain = evaluate(net, val_loader)
+    _, acc_plain = evaluate(net, val_loader, device=device)
     comp.enabled = True
-    _, acc_codec = evaluate(net, val_loader)
+    _, acc_codec = evaluate(net, val_loader, device=device)
     metrics = {
         "job": job.identity(),
         "data": bundle.describe(),

@@ -59,6 +59,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input-size", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    p.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda, cuda:1")
     p.add_argument("--out", type=Path, default=Path("runs/train"), help="output folder")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--no-progress", action="store_true")
@@ -95,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         progress=not args.no_progress,
         fashion_root=args.fashion_root,
+        device=args.device,
     )
     result = run_train(job, args.out, resume=args.resume)
     m = result.metrics

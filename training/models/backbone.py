@@ -44,8 +44,9 @@ class SplittableBackbone(nn.Module):
         return self.classifier_module()(x)
 
     def split_points(self) -> list[str]:
-        """Names valid for ``split_model(after=...)``; the last one is not a real split."""
-        return [s.name for s in self.segments()][:-1]
+        """Names valid for ``split_model(after=...)``: after the stem and after every block
+        (BottleNet places its bottleneck after any of ResNet-50's 16 residual blocks)."""
+        return [s.name for s in self.segments()]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for seg in self.segments():

