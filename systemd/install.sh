@@ -180,6 +180,17 @@ set_owner() {
     fi
 }
 
+# check_readable PATH: a kept config the service user cannot read fails the unit at start.
+check_readable() {
+    local path=$1 group mode
+    group=$(stat -c %G -- "$path")
+    mode=$(stat -c %a -- "$path")
+    if (( 8#$mode & 8#004 )) || [[ $group == "$SVC_USER" && $(( 8#$mode & 8#040 )) -ne 0 ]]; then
+        return 0
+    fi
+    say "warning: $path is $(stat -c %U:%G -- "$path") mode $mode: the $SVC_USER user cannot read it (chown root:$SVC_USER $path; chmod 0640 $path)"
+}
+
 # install_file SRC DEST MODE OWNER [keep]: atomic (temp file + rename); "keep" never
 # overwrites an existing DEST (configs belong to the admin once installed).
 install_file() {
@@ -187,6 +198,7 @@ install_file() {
     if [[ -e $full || -L $full ]]; then
         if [[ $keep == keep ]]; then
             say "keep $dest (exists, not overwritten)"
+            [[ -n $ROOT ]] || check_readable "$dest"
             return
         fi
         if cmp -s -- "$src" "$full"; then

@@ -277,7 +277,13 @@ shift
 bash "$@"
 echo "=== second run"
 bash "$@"
+echo "=== unreadable config"
+chown root:root /etc/splitfit/device.toml
+chmod 0600 /etc/splitfit/device.toml
+bash "$@"
 echo "=== state"
+chown root:splitfit /etc/splitfit/device.toml
+chmod 0640 /etc/splitfit/device.toml
 getent passwd splitfit
 stat -c "%n %U:%G %a" /etc/splitfit /etc/splitfit/device.toml /etc/systemd/system/splitfit-device.service
 readlink /etc/systemd/system/multi-user.target.wants/splitfit-device.service
@@ -317,7 +323,13 @@ def test_real_install_with_useradd_and_chown_on_an_overlay(tmp_path: Path, examp
     assert proc.returncode == 0, proc.stderr
     assert Path("/etc/passwd").read_bytes() == passwd_before
     first, rest = proc.stdout.split("=== second run\n")
-    second, state = rest.split("=== state\n")
+    second, rest = rest.split("=== unreadable config\n")
+    third, state = rest.split("=== state\n")
+    assert (
+        "warning: /etc/splitfit/device.toml is root:root mode 600: the splitfit user cannot read"
+        " it (chown root:splitfit /etc/splitfit/device.toml; chmod 0640 /etc/splitfit/device.toml)"
+    ) in third.splitlines()
+    assert "cannot read" not in second
     new_groups = [g for g in ("splitfit", "i2c", "video", "gpio") if not _host_has_group(g)]
     for group in new_groups:
         assert f"create system group {group}" in first.splitlines()
