@@ -182,10 +182,13 @@ set_owner() {
 
 # check_readable PATH: a kept config the service user cannot read fails the unit at start.
 check_readable() {
-    local path=$1 group mode
+    local path=$1 owner group mode
+    owner=$(stat -c %U -- "$path")
     group=$(stat -c %G -- "$path")
     mode=$(stat -c %a -- "$path")
-    if (( 8#$mode & 8#004 )) || [[ $group == "$SVC_USER" && $(( 8#$mode & 8#040 )) -ne 0 ]]; then
+    if (( 8#$mode & 8#004 )) ||
+        [[ $group == "$SVC_USER" && $(( 8#$mode & 8#040 )) -ne 0 ]] ||
+        [[ $owner == "$SVC_USER" && $(( 8#$mode & 8#400 )) -ne 0 ]]; then
         return 0
     fi
     say "warning: $path is $(stat -c %U:%G -- "$path") mode $mode: the $SVC_USER user cannot read it (chown root:$SVC_USER $path; chmod 0640 $path)"
