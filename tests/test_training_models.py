@@ -148,3 +148,12 @@ def test_split_rejects_bad_arguments() -> None:
         split_model(model, after=17, channels=2, stride=2)
     with pytest.raises(ValueError, match="channels and stride"):
         split_model(model, after=1, channels=0, stride=2)
+
+
+def test_split_probe_does_not_touch_batchnorm_statistics() -> None:
+    model = create_model("resnet_small").train()
+    before = model.bn1.running_mean.clone()
+    head, tail = split_model(model, after="rb1", channels=2, stride=2, copy_model=False)
+    assert torch.equal(model.bn1.running_mean, before)
+    assert head.training and tail.training  # mode follows the backbone
+    assert split_model(model, after="rb5", channels=2, stride=1)[0].spec.after == "rb5"

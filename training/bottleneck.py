@@ -161,25 +161,24 @@ def split_model(
     segs = model.segments()
     hw = tuple(input_size or model.default_input_size)
     was_training = model.training
-    model.eval()
+    device = next(model.parameters()).device
+    probe = torch.zeros(1, 3, *hw, device=device)
+    body = nn.Sequential(*[s.module for s in segs[: idx + 1]])
+    body.eval()  # shape probe only: must not touch BN running statistics
     with torch.no_grad():
-        feat = nn.Sequential(*[s.module for s in segs[: idx + 1]])(torch.zeros(1, 3, *hw))
-    model.train(was_training)
-    c, h, w = feat.shape[1:]
-    reduction = ReductionUnit(c, channels, stride, out_max)
+        c, h, w = body(probe).shape[1:]
+    reduction = ReductionUnit(c, channels, stride, out_max).to(device)
     restoration = RestorationUnit(
         channels, c, stride, (h, w), nonnegative=getattr(model, "features_nonnegative", True)
-    )
-    head = SplitHead(nn.Sequential(*[s.module for s in segs[: idx + 1]]), reduction)
+    ).to(device)
+    head = SplitHead(body, reduction).eval()
     tail = SplitTail(
         restoration, nn.Sequential(*[s.module for s in segs[idx + 1 :]]), model.classifier_module()
     )
+    with torch.no_grad():
+        z = head(probe)
     head.train(was_training)
     tail.train(was_training)
-    with torch.no_grad():
-        head.eval()
-        z = head(torch.zeros(1, 3, *hw))
-        head.train(was_training)
     spec = SplitSpec(
         model=model_name or getattr(model, "registry_name", type(model).__name__.lower()),
         after=segs[idx].name,
