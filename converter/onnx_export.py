@@ -125,8 +125,26 @@ def export_onnx(wrapped: nn.Module, kind: str, hw: tuple[int, int], path: Path) 
                 op, _torch_location(text, op), "PyTorch -> ONNX export", "no ONNX mapping"
             ) from None
         raise ConverterBackendError(f"ONNX export failed: {_first_line(exc)}") from None
-    model = onnx.load(str(path))
+    model = simplify(onnx.load(str(path)))
     report = zero_pad_maxpools(model)
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return report
+
+
+def simplify(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Constant-fold and fuse with onnxsim (a dependency of onnx2tf) before conversion.
+
+    Why: a TF-"SAME" head (EfficientNet-Lite) exports as explicit ``Pad`` ops whose pads are
+    computed tensors; onnx2tf then transposes them into the wrong (channel) axis and the
+    conversion fails. Folded, the pads become constants and fuse into the ``Conv``'s own
+    (asymmetric) ``pads`` attribute, which onnx2tf handles. If simplification fails or
+    cannot be checked, the unsimplified graph is kept (it is what worked before).
+    """
+    import onnxsim
+
+    try:
+        simplified, ok = onnxsim.simplify(model)
+    except Exception:
+        return model
+    return simplified if ok else model

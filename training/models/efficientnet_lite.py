@@ -33,7 +33,9 @@ class SameConv2d(nn.Conv2d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        ih, iw = x.shape[-2:]
+        # int(): a traced export bakes the padding in as constants (one input size per
+        # exported head); shape arithmetic left in the graph confuses onnx2tf's layout pass.
+        ih, iw = int(x.shape[-2]), int(x.shape[-1])
         kh, kw = self.kernel_size
         sh, sw = self.stride
         ph = max((math.ceil(ih / sh) - 1) * sh + kh - ih, 0)
@@ -42,7 +44,13 @@ class SameConv2d(nn.Conv2d):
             # Symmetric: the conv's own zero padding is identical and exports as a plain
             # Conv (a separate Pad before a depthwise conv trips onnx2tf's layout handling).
             return F.conv2d(
-                x, self.weight, self.bias, self.stride, (ph // 2, pw // 2), self.dilation, self.groups
+                x,
+                self.weight,
+                self.bias,
+                self.stride,
+                (ph // 2, pw // 2),
+                self.dilation,
+                self.groups,
             )
         x = F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
         return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
