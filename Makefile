@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 .PHONY: demo test test-quick lint data venv clean bench
 
 demo: $(STAMP) $(DATA_STAMP)
-	$(PY) -m scripts.demo
+	$(PY) -m benchmarks.demo
 
 test: $(STAMP) $(DATA_STAMP)
 	@# pytest exits 5 when it collected nothing; say so instead of failing obscurely.
