@@ -116,30 +116,35 @@ def twin_without_batching(src: Path, dst: Path) -> str:
 
 
 def tail_only(
-    tail_path: Path, chw: tuple[int, int, int], threads: int, seconds: float = 4.0
+    tail_path: Path, chw: tuple[int, int, int], threads: int, seconds: float = 2.0
 ) -> dict:
-    """Per-item cost of the bare tail at batch 1 and MAX_BATCH_ON, alternated, no server.
+    """Per-item cost of the bare tail at batch 1, 8 and MAX_BATCH_ON, alternated, no server.
 
     A diagnostic next to the end-to-end numbers: it tells whether a small speed-up comes
     from the tail itself (CPU convolutions cost the same FLOPs per image at any batch size)
-    or from the server around it.
+    or from the server around it. Each size gets 4 untimed calls first: TorchScript's
+    profiling executor re-optimizes the graph during the first calls for a new shape.
     """
     import torch
 
     torch.set_num_threads(threads)
     module = torch.jit.load(str(tail_path)).eval()
-    samples: dict[int, list[float]] = {1: [], MAX_BATCH_ON: []}
+    sizes = (1, 8, MAX_BATCH_ON)
+    samples: dict[int, list[float]] = {b: [] for b in sizes}
     with torch.inference_mode():
-        for _ in range(2):
-            for batch in samples:
-                x = torch.rand(batch, *chw) * 6
+        for batch in sizes:
+            x = torch.rand(batch, *chw) * 6
+            for _ in range(4):
                 module(x)
+        for _ in range(2):
+            for batch in sizes:
+                x = torch.rand(batch, *chw) * 6
                 t0, n = time.perf_counter(), 0
-                while time.perf_counter() - t0 < seconds / 2:
+                while time.perf_counter() - t0 < seconds:
                     module(x)
                     n += 1
                 samples[batch].append((time.perf_counter() - t0) / n / batch * 1000)
-    return {f"batch_{b}_ms_per_item": float(np.median(v)) for b, v in samples.items()}
+    return {f"batch_{b}_ms_per_item": [round(v, 1) for v in vals] for b, vals in samples.items()}
 
 
 # ----------------------------------------------------------------------------- server process
@@ -351,9 +356,12 @@ def write_markdown(path: Path, meta: dict, summary: list[dict]) -> None:
         f"Closed loop, one request in flight per client; medians over {meta['rounds']} round(s), "
         "on and off measured alternately in one run.",
         "",
-        f"The tail alone (no server, same process settings): {meta['tail_alone']['batch_1_ms_per_item']:.0f} ms "
-        f"per image at batch 1, {meta['tail_alone'][f'batch_{MAX_BATCH_ON}_ms_per_item']:.0f} ms per image at "
-        f"batch {MAX_BATCH_ON}.",
+        "The tail alone (no server, same thread count, two alternated samples each): ms per image "
+        + ", ".join(
+            f"batch {k.split('_')[1]}: {' / '.join(f'{v:.0f}' for v in vals)}"
+            for k, vals in meta["tail_alone"].items()
+        )
+        + ".",
         "",
         "| clients | on: req/s | off: req/s | speed-up | on: p50 / p99 ms | off: p50 / p99 ms | on: mean batch |",
         "|---:|---:|---:|---:|---:|---:|---:|",
@@ -371,6 +379,15 @@ def write_markdown(path: Path, meta: dict, summary: list[dict]) -> None:
             "",
             f"Target ≥ 3× throughput at 64 clients with batching: **{verdict}** ({target['speedup']:.2f}×).",
         ]
+    lines += [
+        "",
+        "Reading the numbers: on a CPU a convolution costs the same FLOPs per image at any "
+        "batch size, so dynamic batching can only win what batch 1 wastes (per-call overhead, "
+        "poor thread utilisation on small tensors); at large batches the activations of this "
+        "tail (64×56×56 per image) also leave the caches. Where that waste is small the "
+        "speed-up is near 1×; the load average above shows how much other work shared the "
+        "cores, and differences under ~1.5× are within this host's run-to-run noise.",
+    ]
     lines += [
         "",
         "Produced by `python -m benchmarks.server`; raw numbers in `server.json`, plot in `server.png`.",

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -172,7 +173,15 @@ def test_cli_signal_finishes_in_flight_batch_and_exits_0(tmp_path: Path, signum)
                 frame = c.frame(random_payload(rng)[0])
                 seqs.append(frame.seq)
                 c.send(frame)
-            time.sleep(0.3)  # frames are in the batcher, which waits up to 3 s
+            # Wait until the server has read all five (they sit in the batcher, which waits
+            # up to 3 s for more), so the signal lands with a batch in flight.
+            url = f"http://127.0.0.1:{listening['metrics_port']}/metrics"
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                text = urllib.request.urlopen(url, timeout=5).read().decode()
+                if 'splitfit_requests_total{type="frame"} 5.0' in text:
+                    break
+                time.sleep(0.05)
             proc.send_signal(signum)
             replies = [c.receive() for _ in seqs]
         assert all(isinstance(r, Reply) for r in replies)
