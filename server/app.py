@@ -145,6 +145,8 @@ class TailServer:
                 on_error=lambda items, exc, m=model: self._batch_failed(m, items, exc),
                 thread_init=self._thread_init,
             )
+        if compute.warmup:
+            self._warm_up()
         self.sessions = SessionTable(config.server.max_sessions, config.server.session_idle_s)
         self.endpoints: list[str] = []
         self.metrics_port: int | None = None
@@ -159,6 +161,27 @@ class TailServer:
         self._thread: threading.Thread | None = None
         self._decoder: ThreadPoolExecutor | None = None
         self._closed = False
+
+    def _warm_up(self) -> None:
+        """Run every tail at batch 1 and at its max_batch before accepting devices.
+
+        Why: the first calls for a new input shape are slow (TorchScript's profiling
+        executor and oneDNN build their kernels then); without this the first devices to
+        connect would see seconds of latency and report the server as overloaded.
+        """
+        for model in self.registry:
+            started = time.perf_counter()
+            sizes = sorted({1, self.batchers[model.model_id].max_batch})
+            for size in sizes:
+                batch = np.zeros((size, *model.input_chw), dtype=np.float32)
+                for _ in range(2):
+                    model.topk(batch, 1)
+            self.log.info(
+                "model_warm",
+                model_id=model.model_id,
+                batch_sizes=sizes,
+                seconds=round(time.perf_counter() - started, 3),
+            )
 
     # ================================================================== lifecycle
 

@@ -9,7 +9,7 @@ Layout (see ``examples/server.toml``)::
 
     [server]   bind, max_payload, max_sessions, session_idle_s, linger_ms, decode_threads,
                sndhwm, rcvhwm, top_k
-    [compute]  device ("auto" | "cpu" | "cuda"), threads, interop_threads
+    [compute]  device ("auto" | "cpu" | "cuda"), threads, interop_threads, warmup
     [batching] max_batch, max_wait_us, max_queue          (defaults for every model)
     [[models]] path (directory with tail.pt + tail.json) or tail + manifest,
                optional max_batch / max_wait_us / max_queue overrides, strict_bits
@@ -59,6 +59,7 @@ class ComputeSection:
     device: str = "auto"
     threads: int = 0  # 0 = leave torch's default
     interop_threads: int = 0
+    warmup: bool = True  # run each tail at batch 1 and max_batch before listening
 
 
 @dataclass(frozen=True)
@@ -236,6 +237,7 @@ def _compute(data: Mapping[str, Any]) -> ComputeSection:
         device=_str(t, "device", "compute", d.device, DEVICES),
         threads=_int(t, "threads", "compute", d.threads, lo=0, hi=1024),
         interop_threads=_int(t, "interop_threads", "compute", d.interop_threads, lo=0, hi=1024),
+        warmup=_bool(t, "warmup", "compute", d.warmup),
     )
 
 

@@ -425,3 +425,27 @@ def test_chw_and_quant_fixture_agree() -> None:
     """Guard the helpers themselves: the payload decodes to the shape the tail expects."""
     payload, x = random_payload(np.random.default_rng(13))
     assert x.shape == CHW and len(payload) == CHW[0] * CHW[1] * CHW[2] * QUANT.bits // 8
+
+
+def test_tails_are_warmed_up_at_batch_1_and_max_batch_before_listening(
+    tails, tmp_path: Path
+) -> None:
+    import io
+    import json
+
+    from server.jsonlog import JsonLogger
+
+    stream = io.StringIO()
+    cfg = server_config([tails["model-a"][0]], tmp_path, batching={"max_batch": 6})
+    with TailServer(cfg, log=JsonLogger(level="info", stream=stream)):
+        pass
+    events = [json.loads(line) for line in stream.getvalue().splitlines()]
+    names = [e["event"] for e in events]
+    warm = events[names.index("model_warm")]
+    assert warm["batch_sizes"] == [1, 6] and warm["model_id"] == "model-a"
+    assert names.index("model_warm") < names.index("listening") < names.index("stopped")
+    cold = server_config([tails["model-a"][0]], tmp_path, compute={"warmup": False})
+    stream = io.StringIO()
+    with TailServer(cold, log=JsonLogger(level="info", stream=stream)):
+        pass
+    assert "model_warm" not in stream.getvalue()

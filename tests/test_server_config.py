@@ -70,6 +70,7 @@ def test_defaults_paths_and_per_model_overrides(tmp_path: Path) -> None:
         ({"models": [{"path": "a", "max_queue": 0}]}, "models[0].max_queue"),
         ({"compute": {"device": "tpu"}, **MODEL}, "compute.device must be one of"),
         ({"compute": {"threads": True}, **MODEL}, "compute.threads must be an integer"),
+        ({"compute": {"warmup": 1}, **MODEL}, "compute.warmup must be true or false"),
         ({"metrics": {"port": 70000}, **MODEL}, "metrics.port"),
         ({"metrics": {"enabled": "yes"}, **MODEL}, "metrics.enabled must be true or false"),
         ({"auth": {"enabled": True}, **MODEL}, "auth.server_secret_key is required"),
