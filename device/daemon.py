@@ -271,7 +271,9 @@ class Daemon:
         self._probed = True
         for s in self.splits.values():
             try:
-                out = s.head.run(preprocess(image, size=s.head.input_hw))
+                x = preprocess(image, size=s.head.input_hw)
+                s.head.run(x)  # the first invoke pays one-off set-up (XNNPACK packing)
+                out = s.head.run(x)
                 t = time.monotonic()
                 payload = s.codec.encode_int8(out.tensor)
                 enc = (time.monotonic() - t) * 1e3

@@ -19,7 +19,7 @@ def heads(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
         "early": cached_head(base),
         # More work on the board: bigger input, wider and deeper convs, smaller bottleneck.
         "late": cached_head(
-            base, name="late", size=96, channels=2, filters=48, extra_layers=3, stride2=4
+            base, name="late", size=96, channels=2, filters=64, extra_layers=6, stride2=4
         ),
     }
 
@@ -37,7 +37,7 @@ def test_switches_split_when_server_load_rises_and_back_when_it_falls(heads, tmp
     early_id = json.loads(heads["early"][1].read_text())["model_id"]
     late_id = json.loads(heads["late"][1].read_text())["model_id"]
     head_tables = (
-        f'[[heads]]\nname = "early"\nmodel = "{heads["early"][0]}"\ntail_ms = 4.0\n'
+        f'[[heads]]\nname = "early"\nmodel = "{heads["early"][0]}"\ntail_ms = 2.0\n'
         f'[[heads]]\nname = "late"\nmodel = "{heads["late"][0]}"\ntail_ms = 0.1\n'
     )
     cfg = write_config(
@@ -52,7 +52,7 @@ def test_switches_split_when_server_load_rises_and_back_when_it_falls(heads, tmp
         assert d.wait_for(lambda e: e.get("event") == "ready", 30, "err"), d.err[-10:]
         time.sleep(1.0)
         assert _switches(d) == []  # idle server: the early split (less board work) is best
-        load.write_text(json.dumps({early_id: 20, late_id: 20}))
+        load.write_text(json.dumps({early_id: 50, late_id: 50}))
         sw = d.wait_for(lambda e: e.get("event") == "partition_switch", 10, "err")
         assert sw is not None and (sw["old"], sw["new"]) == ("early", "late"), d.err[-10:]
         assert sw["estimates_ms"]["late"] < sw["estimates_ms"]["early"]
