@@ -162,6 +162,23 @@ def _freeze_all_but(modules: Iterable[nn.Module], trainable: list[nn.Parameter])
             p.requires_grad_(id(p) in keep)
 
 
+@torch.no_grad()
+def match_output_statistics(tail: SplitTail, feats: torch.Tensor) -> None:
+    """Start the restoration's last BatchNorm at the teacher features' per-channel mean/std.
+
+    EfficientNet stage outputs are linear projections with std ~5-10; from the default
+    affine (1, 0) Adam needs thousands of steps just to reach that scale, which the CPU
+    budget does not have. Matching the marginal statistics first leaves stage 1 to learn
+    the content.
+    """
+    bns = [m for m in tail.restoration.channel if isinstance(m, nn.BatchNorm2d)]
+    if not bns:
+        return
+    bn = bns[-1]
+    bn.weight.copy_(feats.std(dim=(0, 2, 3)).clamp_min(1e-3))
+    bn.bias.copy_(feats.mean(dim=(0, 2, 3)))
+
+
 def stage1_head_distillation(
     head: SplitHead,
     tail: SplitTail,
@@ -172,6 +189,7 @@ def stage1_head_distillation(
 ) -> StageHistory:
     """Train reduction + restoration so restoration(codec(reduction(f))) ≈ f (MSE)."""
     hist = StageHistory("stage1_head_distillation")
+    match_output_statistics(tail, feats)
     params = stage1_parameters(head, tail)
     _freeze_all_but((head, tail), params)
     opt = torch.optim.AdamW(params, lr=cfg.stage1_lr, weight_decay=1e-4)

@@ -1,0 +1,128 @@
+"""BottleFit's two stages on the synthetic dataset (fast, real wire codec in the loop)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from training.bottlefit import (
+    BottleFitConfig,
+    cache_teacher,
+    frozen_copy,
+    kd_loss,
+    make_compressor,
+    stage1_head_distillation,
+    stage2_finetune,
+    state_fingerprint,
+    wire_tensors,
+)
+from training.bottleneck import split_model
+from training.compressor import CodecConfig
+from training.data.synthetic import SyntheticShapes
+from training.export import export_split
+from training.models import create_model
+
+
+@pytest.fixture(scope="module")
+def setup():
+    torch.manual_seed(0)
+    ds = SyntheticShapes(n=96, size=32, num_classes=4, seed=0)
+    teacher = frozen_copy(create_model("resnet_small", num_classes=4))
+    # Distillation needs no good teacher: any fixed network defines the targets.
+    feats, logits, labels = cache_teacher(teacher, "rb2", DataLoader(ds, batch_size=32))
+    head, tail = split_model(teacher, "rb2", channels=2, stride=2, input_size=(32, 32))
+    for p in (*head.parameters(), *tail.parameters()):
+        p.requires_grad_(True)
+    comp = make_compressor(head, CodecConfig("jpeg", 8, {"quality": 80}))
+    return ds, teacher, feats, logits, labels, head, tail, comp
+
+
+def test_cache_teacher_matches_teacher_forward(setup):
+    ds, teacher, feats, logits, labels, *_ = setup
+    x = torch.stack([ds[i][0] for i in range(4)])
+    with torch.no_grad():
+        assert torch.allclose(teacher(x), logits[:4], atol=1e-5)
+    assert feats.shape[0] == len(ds) == logits.shape[0] == labels.shape[0]
+
+
+def test_stage1_loss_drops_teacher_unchanged_only_bottleneck_trains(setup):
+    _ds, teacher, feats, _logits, _labels, head, tail, comp = setup
+    before_teacher = state_fingerprint(teacher)
+    body_before = state_fingerprint(head.body)
+    tail_body_before = state_fingerprint(tail.body)
+    cls_before = state_fingerprint(tail.classifier)
+    red_before = state_fingerprint(head.reduction)
+    rest_before = state_fingerprint(tail.restoration)
+    cfg = BottleFitConfig(stage1_epochs=12, batch_size=16, stage1_lr=1e-2)
+    hist = stage1_head_distillation(head, tail, comp, feats, cfg)
+    assert len(hist.losses) == 12
+    assert hist.losses[-1] < 0.6 * hist.losses[0], hist.losses
+    np.testing.assert_array_equal(state_fingerprint(teacher), before_teacher)
+    np.testing.assert_array_equal(state_fingerprint(head.body), body_before)
+    np.testing.assert_array_equal(state_fingerprint(tail.body), tail_body_before)
+    np.testing.assert_array_equal(state_fingerprint(tail.classifier), cls_before)
+    assert not np.array_equal(state_fingerprint(head.reduction), red_before)
+    assert not np.array_equal(state_fingerprint(tail.restoration), rest_before)
+
+
+def test_stage2_loss_drops_and_head_stays_frozen(setup):
+    _ds, _teacher, feats, logits, labels, head, tail, comp = setup
+    head_before = state_fingerprint(head)
+    wire = wire_tensors(head, comp, feats)
+    cfg = BottleFitConfig(stage2_epochs=8, batch_size=16, stage2_lr=3e-3, kd_weight=0.5)
+    hist = stage2_finetune(tail, wire, logits, labels, cfg)
+    assert hist.losses[-1] < 0.8 * hist.losses[0], hist.losses
+    np.testing.assert_array_equal(state_fingerprint(head), head_before)
+
+
+def test_kd_loss_zero_when_matching_and_uses_labels():
+    t = torch.randn(5, 4)
+    y = torch.tensor([0, 1, -1, 2, 3])
+    assert float(kd_loss(t, t, y, 2.0, 1.0)) == pytest.approx(0.0, abs=1e-6)
+    assert float(kd_loss(t, t, y, 2.0, 0.5)) > 0.1  # CE half remains on labelled rows
+    assert float(kd_loss(t, t, torch.full((5,), -1), 2.0, 0.5)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="temperature"):
+        BottleFitConfig(temperature=0)
+    with pytest.raises(ValueError, match="kd_weight"):
+        BottleFitConfig(kd_weight=1.5)
+    with pytest.raises(ValueError, match="stage2_train"):
+        BottleFitConfig(stage2_train="everything")
+
+
+def test_export_loads_in_fresh_process(setup, tmp_path):
+    ds, _teacher, _feats, _logits, _labels, head, tail, _comp = setup
+    exported = export_split(
+        head,
+        tail,
+        tmp_path,
+        labels=list(ds.labels),
+        mean=ds.mean,
+        std=ds.std,
+        codec=CodecConfig("jpeg", 8, {"quality": 80}),
+        extra={"training": "bottlefit"},
+    )
+    x = ds[0][0].unsqueeze(0)
+    with torch.no_grad():
+        expected = tail(head(x)).argmax(1).item()
+    torch.save(x, tmp_path / "x.pt")
+    code = (
+        "import json, sys, torch\n"
+        f"d = {str(tmp_path)!r}\n"
+        "h = torch.jit.load(d + '/head.pt'); t = torch.jit.load(d + '/tail.pt')\n"
+        "m = json.load(open(d + '/tail.json'))\n"
+        "x = torch.load(d + '/x.pt')\n"
+        "print(m['model_id'], int(t(h(x)).argmax(1)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    model_id, pred = out.stdout.split()
+    assert model_id == exported.model_id
+    assert int(pred) == expected
