@@ -152,9 +152,7 @@ class TailServer:
         self.metrics_port: int | None = None
         self.public_key: bytes | None = None  # CURVE server public key, when auth is on
         self._outbox: queue.SimpleQueue[tuple[bytes, list[bytes]]] = queue.SimpleQueue()
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
+        self._wake_r = self._wake_w = -1  # wake-up pipe, opened by start()/serve_forever()
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._start_error: BaseException | None = None
@@ -189,6 +187,7 @@ class TailServer:
         """Bind and start all threads; returns once the ROUTER is listening."""
         if self._thread is not None or self._closed:
             raise RuntimeError("a TailServer can be started once")
+        self._open_wake_pipe()
         self._thread = threading.Thread(target=self._io_main, name="splitfit-io", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout):
@@ -201,11 +200,18 @@ class TailServer:
 
     def serve_forever(self) -> None:
         """Run the IO loop in the calling thread until request_stop() (e.g. from SIGTERM)."""
-        if self._thread is not None or self._closed:
+        if self._thread is not None or self._closed or self._wake_r >= 0:
             raise RuntimeError("a TailServer can be started once")
+        self._open_wake_pipe()
         self._io_main()
         if self._start_error is not None:
             raise ServerStartError(str(self._start_error)) from self._start_error
+
+    def _open_wake_pipe(self) -> None:
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_r, False)
+        os.set_blocking(wake_w, False)
+        self._wake_r, self._wake_w = wake_r, wake_w
 
     def request_stop(self) -> None:
         """Ask the IO loop to stop; safe from signal handlers and any thread."""

@@ -357,7 +357,10 @@ def test_ping_without_session_still_reports_load(server) -> None:
 
 
 def test_stop_leaves_no_threads_and_frees_the_port(tails, tmp_path: Path) -> None:
+    import os
+
     before = {t.ident for t in threading.enumerate()}
+    fds_before = len(os.listdir("/proc/self/fd"))
     cfg = server_config([tails["model-a"][0]], tmp_path)
     srv = TailServer(cfg).start()
     endpoint, metrics_port = srv.endpoints[0], srv.metrics_port
@@ -372,6 +375,7 @@ def test_stop_leaves_no_threads_and_frees_the_port(tails, tmp_path: Path) -> Non
             break
         time.sleep(0.05)
     assert leaked == []
+    assert len(os.listdir("/proc/self/fd")) <= fds_before  # sockets, pipes, HTTP all closed
     # The ports are free again: a new ROUTER can bind the same endpoint.
     ctx = zmq.Context()
     s = ctx.socket(zmq.ROUTER)
