@@ -239,6 +239,7 @@ hello_timeout_s = 2.0
 [power]
 monitor = "sim"
 rate_hz = 1000.0
+log_path = "{paths.power_log}"
 
 [gpio]
 status_led = 17
@@ -360,7 +361,11 @@ def load_frames(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-STAGES = ("capture", "head", "encode", "network", "server", "total")
+# Stages of one frame. "frame age": how long the captured frame sat in the camera's
+# latest-frame slot before the pipeline took it (the previous frame was still in flight);
+# "pipeline" = pickup -> reply; "total" = capture -> reply (the daemon's latency_ms).
+STAGES = ("frame age", "preprocess", "head", "encode", "network", "server", "pipeline", "total")
+PIPELINE_STAGES = ("preprocess", "head", "encode", "network", "server")
 
 
 def stage_latencies(frames: list[dict]) -> dict[str, np.ndarray]:
@@ -378,14 +383,14 @@ def stage_latencies(frames: list[dict]) -> dict[str, np.ndarray]:
             for k in ("server_decode_ms", "server_queue_ms", "server_compute_ms")
         )
 
-    # "capture" is the frame's age when the pipeline picked it up (the latest-frame slot holds
-    # it while the previous frame is in flight) plus preprocessing: capture -> head input.
     return {
-        "capture": col(lambda f: f["capture_ms"] + f.get("preprocess_ms", 0.0)),
+        "frame age": col(lambda f: f["capture_ms"]),
+        "preprocess": col(lambda f: f.get("preprocess_ms", 0.0)),
         "head": col(lambda f: f["head_ms"]),
         "encode": col(lambda f: f["encode_ms"]),
         "network": col(lambda f: max(0.0, f["rtt_ms"] - server_ms(f))),
         "server": col(server_ms),
+        "pipeline": col(lambda f: f["latency_ms"] - f["capture_ms"]),
         "total": col(lambda f: f["latency_ms"]),
     }
 
@@ -427,7 +432,7 @@ def print_table(s: dict, image_bytes: float | None) -> None:
     if image_bytes:
         rows.append(("  vs a q85 JPEG of the 224² input", f"{image_bytes:.0f} B "
                      f"({image_bytes / s['bytes_per_frame_mean']:.0f}× more)"))  # fmt: skip
-    names = {"capture": "capture (frame age + preprocess)", "total": "total (capture -> reply)"}
+    names = {"pipeline": "pipeline (pickup -> reply)", "total": "total (capture -> reply)"}
     for k in STAGES:
         v = s["latency_ms"][k]
         rows.append((f"latency {names.get(k, k)} p50/p99", f"{v['p50']:.2f} / {v['p99']:.2f} ms"))
@@ -466,6 +471,7 @@ def q85_jpeg_bytes(camera: Path, size: int = 224) -> float | None:
 
 
 def load_power_trace(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """The daemon's own INA226 samples (monotonic clock, same as the frame metrics)."""
     if not path.is_file():
         return None
     from hardware.powerlog import read_power_log
@@ -473,7 +479,7 @@ def load_power_trace(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
     log = read_power_log(path)
     if len(log.t) == 0:
         return None
-    return np.asarray(log.t) - float(log.t[0]), np.asarray(log.power_w)
+    return np.asarray(log.t), np.asarray(log.power_w)
 
 
 def plot(
@@ -485,7 +491,7 @@ def plot(
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [1, 2]})
-    parts = [k for k in STAGES if k != "total"]
+    parts = PIPELINE_STAGES
     left = 0.0
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, k in enumerate(parts):
@@ -493,16 +499,28 @@ def plot(
         ax1.barh(["split"], [v], left=left, color=colors[i % len(colors)], label=f"{k} {v:.1f} ms")
         left += v
     ax1.set_xlabel("latency p50 (ms)")
-    ax1.set_title(f"per-stage latency (total p50 {s['latency_ms']['total']['p50']:.1f} ms)")
+    ax1.set_title(
+        f"per-stage latency, pickup -> reply (p50 {s['latency_ms']['pipeline']['p50']:.1f} ms)"
+    )
     ax1.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3)
-    if trace is not None:
+    ok = [f for f in frames if f.get("status") == "ok" and f.get("reply_mono")]
+    if trace is not None and ok:
+        # Streaming window only (start-up loads models and waits for the server), with each
+        # frame's head inference shaded: that is where the board's power goes up.
+        t0 = min(f["capture_mono"] for f in ok) - 0.2
+        t1 = max(f["reply_mono"] for f in ok) + 0.2
         t, p = trace
-        ax2.plot(t, p, lw=0.6)
-        ax2.set_xlabel("time (s)")
+        keep = (t >= t0) & (t <= t1)
+        ax2.plot(t[keep] - t0, p[keep], lw=0.6, label="board power")
+        for i, f in enumerate(ok):
+            ax2.axvspan(f["head_t0"] - t0, f["head_t1"] - t0, color="C1", alpha=0.25,
+                        label="head inference" if i == 0 else None)  # fmt: skip
+        ax2.set_xlabel("time since the first frame (s)")
         ax2.set_ylabel("board power (W)")
-        ax2.set_title("INA226 (simulated) power trace during the run")
+        ax2.set_title("INA226 (simulated) power trace while streaming")
+        ax2.legend(fontsize=8, loc="upper right")
     else:
-        ok = [f for f in frames if f.get("energy_frame_mj") and f.get("latency_ms")]
+        ok = [f for f in ok if f.get("energy_frame_mj")]
         ax2.plot([f["seq"] for f in ok], [f["energy_frame_mj"] for f in ok], "o-", ms=3)
         ax2.set_xlabel("frame")
         ax2.set_ylabel("energy per inference (mJ)")

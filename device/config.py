@@ -86,6 +86,7 @@ class PowerSection:
     rate_hz: float = 500.0
     capacity: int = 65536
     params: dict[str, Any] = field(default_factory=dict)
+    log_path: Path | None = None  # crash-safe power log (hardware.powerlog CSV), optional
 
 
 @dataclass(frozen=True)
@@ -332,12 +333,14 @@ def _codec_names() -> tuple[str, ...]:
     return tuple(CODEC_NAMES)
 
 
-def _power(t: _Table) -> PowerSection:
+def _power(t: _Table, base: Path) -> PowerSection:
+    log_path = t.get("log_path", str, None)
     s = PowerSection(
         monitor=t.choice("monitor", POWER_KINDS, "none"),
         rate_hz=t.positive("rate_hz", float, 500.0),
         capacity=t.positive("capacity", int, 65536),
         params=dict(t.get("params", dict, {})),
+        log_path=_resolve(base, log_path) if log_path else None,
     )
     t.finish()
     return s
@@ -398,7 +401,7 @@ def parse_config(data: dict[str, Any], base: Path, path: Path | None = None) -> 
         heads=heads,
         server=_server(root.table("server")),
         codec=_codec(root.table("codec")),
-        power=_power(root.table("power")),
+        power=_power(root.table("power"), base),
         gpio=_gpio(root.table("gpio")),
         logging=_logging(root.table("logging")),
         metrics=_metrics(root.table("metrics"), base),

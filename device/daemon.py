@@ -372,6 +372,7 @@ class Daemon:
         if now >= timers.status:
             timers.status = now + 1.0
             self._update_status(now)
+            self.power.drain_log()
         if now >= timers.summary:
             self._summary_line(now, timers.summary_from)
             timers.summary_from = now

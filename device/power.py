@@ -19,6 +19,7 @@ from typing import Any
 from device.config import PowerSection
 from device.jsonlog import JsonLog
 from hardware.power import PowerSampler, open_power_monitor
+from hardware.powerlog import PowerLogWriter, SamplerDrain
 from hardware.sim import simulated_load_of
 
 
@@ -30,6 +31,7 @@ class PowerMeter:
         self.log = log
         self.kind = cfg.monitor
         self._sampler: PowerSampler | None = None
+        self._drain: SamplerDrain | None = None
         self._load: Any = None
         self._busy_lock = threading.Lock()
         self._busy_count = 0
@@ -38,6 +40,12 @@ class PowerMeter:
             return
         self._load = simulated_load_of(reader)
         self._sampler = PowerSampler(reader, rate_hz=cfg.rate_hz, capacity=cfg.capacity)
+        if cfg.log_path is not None:
+            cfg.log_path.parent.mkdir(parents=True, exist_ok=True)
+            writer = PowerLogWriter(
+                cfg.log_path, meta={"source": cfg.monitor, "rate_hz": cfg.rate_hz, **cfg.params}
+            )
+            self._drain = SamplerDrain(self._sampler, writer)
 
     @property
     def enabled(self) -> bool:
@@ -55,6 +63,15 @@ class PowerMeter:
     def stop(self) -> None:
         if self._sampler is not None:
             self._sampler.stop()
+        if self._drain is not None:
+            self._drain()
+            self._drain.writer.close()
+            self._drain = None
+
+    def drain_log(self) -> None:
+        """Append the samples taken since the last call to the power log (if configured)."""
+        if self._drain is not None:
+            self._drain()
 
     def covered(self, t0: float, t1: float) -> bool:
         """True once the sampler has samples through ``t1`` (energy over the window is whole)."""

@@ -256,6 +256,35 @@ class PowerLogWriter:
         self.close()
 
 
+class SamplerDrain:
+    """Moves what a running ``PowerSampler`` stored since the last call into a log.
+
+    Shared by ``power-log record`` and the device daemon's optional power log, so both write
+    the same samples and the same coalesced gap lines. Call it periodically (well within the
+    sampler's ring capacity); samples overwritten before a call are logged as one gap.
+    """
+
+    def __init__(self, sampler: Any, writer: PowerLogWriter) -> None:
+        self.sampler = sampler
+        self.writer = writer
+        self._seq = 0
+        self._gap_seq = 0
+
+    def __call__(self) -> None:
+        self._seq, cols, lost = self.sampler.since(self._seq)
+        self.writer.write_arrays(cols)
+        if lost:
+            self.writer.gap(time.monotonic(), f"{lost} samples overwritten before they were logged")
+        self._gap_seq, events = self.sampler.gap_events_since(self._gap_seq)
+        run: list[Any] = []  # coalesce consecutive identical failures into one line
+        for e in [*events, None]:
+            if run and (e is None or e.error != run[0].error):
+                self.writer.gap(run[0].t, run[0].error, count=len(run), t_last=run[-1].t)
+                run = []
+            if e is not None:
+                run.append(e)
+
+
 def append_mark(path: str | Path, name: str, t: float | None = None, **info: Any) -> None:
     """Append one mark line to an existing log from another process (O_APPEND, one write)."""
     p = Path(path)

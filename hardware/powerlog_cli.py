@@ -141,7 +141,7 @@ class _Stop:
 
 def _record(args: argparse.Namespace) -> int:
     from hardware.power import PowerSampler, open_power_monitor
-    from hardware.powerlog import PowerLogWriter
+    from hardware.powerlog import PowerLogWriter, SamplerDrain
     from hardware.sim import simulated_load_of
 
     params: dict[str, Any] = {
@@ -210,7 +210,6 @@ def _record(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stop)
     load = simulated_load_of(reader)
     drain_s = max(0.02, min(0.1, args.fsync_interval / 2 if args.fsync_interval else 0.1))
-    seq = gseq = 0
     marks = 0
     scripted_until = time.monotonic()
     t_start = time.monotonic()
@@ -219,20 +218,7 @@ def _record(args: argparse.Namespace) -> int:
     next_stats = t_start + args.stats_every
     _log_json("start", out=str(args.out), source=source, rate_hz=args.rate, timing=meta["timing"])
 
-    def drain() -> None:
-        nonlocal seq, gseq
-        seq, cols, lost = sampler.since(seq)
-        writer.write_arrays(cols)
-        if lost:
-            writer.gap(time.monotonic(), f"{lost} samples overwritten before they were logged")
-        gseq, events = sampler.gap_events_since(gseq)
-        run: list[Any] = []  # coalesce consecutive identical failures into one line
-        for e in [*events, None]:
-            if run and (e is None or e.error != run[0].error):
-                writer.gap(run[0].t, run[0].error, count=len(run), t_last=run[-1].t)
-                run = []
-            if e is not None:
-                run.append(e)
+    drain = SamplerDrain(sampler, writer)
 
     try:
         if load is not None:  # stand-in for a daemon: random inference-like bursts

@@ -21,7 +21,7 @@ def test_example_config_parses_with_paths_resolved_against_its_directory():
     assert cfg.heads[0].model == ROOT / "examples" / "heads/rb1/head.tflite"
     assert cfg.heads[0].manifest == ROOT / "examples" / "heads/rb1/head.json"
     assert cfg.heads[0].num_threads == 2
-    assert cfg.metrics.path == ROOT / "examples" / "metrics/frames.jsonl"
+    assert cfg.metrics.path == Path("/var/log/splitfit/frames.jsonl")  # writable under systemd
     assert cfg.server.endpoints == ("tcp://127.0.0.1:5555",)
     assert cfg.camera.source == "synthetic" and cfg.camera.params["fps"] == 15.0
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from test_device_support import cached_head, free_port, start_peer, write_config
 
@@ -64,3 +65,36 @@ def test_bad_power_params_name_the_key(head, tmp_path):
     )
     with pytest.raises(ConfigError, match=r"power\.params.*idle_watts"):
         Daemon(cfg)
+
+
+def test_power_log_holds_the_trace_behind_the_frames_energy(head, tmp_path):
+    """With ``power.log_path`` the daemon's own samples land in a power-log CSV whose
+    integral over each frame's window matches the energy the metrics report."""
+    from hardware.powerlog import read_power_log
+
+    port = free_port()
+    peer = start_peer(f"tcp://127.0.0.1:{port}", "--delay-ms", "20")
+    log_path = tmp_path / "logs" / "power.csv"
+    extra = (
+        f'[metrics]\npath = "{tmp_path / "m.jsonl"}"\n'
+        f'[power]\nmonitor = "sim"\nrate_hz = 1000.0\nlog_path = "{log_path}"\n'
+        "[power.params]\nidle_w = 1.0\nbusy_w = 4.0\nnoise_w = 0.0\n"
+    )
+    cfg = load_config(write_config(tmp_path / "d.toml", head[0], port, extra))
+    assert cfg.power.log_path == log_path
+    try:
+        assert Daemon(cfg, max_frames=10, log=JsonLog("info")).run() == 0
+    finally:
+        peer.kill()
+    log = read_power_log(log_path)
+    assert len(log) > 100
+    assert log.power_w.min() >= 0.9 and log.power_w.max() <= 4.2
+    rows = [json.loads(ln) for ln in (tmp_path / "m.jsonl").read_text().splitlines()]
+    for r in rows:
+        t0, t1 = r["capture_mono"], r["reply_mono"]
+        inside = (log.t >= t0) & (log.t <= t1)
+        assert inside.sum() > 5
+        t, p = log.t[inside], log.power_w[inside]
+        from_log_mj = float(np.sum((p[1:] + p[:-1]) / 2 * np.diff(t))) * 1e3
+        # the log's samples strictly inside the window miss at most a sample period per edge
+        assert from_log_mj == pytest.approx(r["energy_frame_mj"], rel=0.1, abs=8.0)
