@@ -42,10 +42,10 @@ import torch
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
+from device.jsonlog import JsonLog
 from server.auth import CurveGuard
 from server.batcher import DynamicBatcher
 from server.config import ServerConfig
-from server.jsonlog import JsonLogger
 from server.metrics import ServerMetrics
 from server.registry import ModelRegistry, TailModel, load_tail, pick_device
 from server.sessions import Session, SessionTable
@@ -107,9 +107,9 @@ class ServerStartError(RuntimeError):
 class TailServer:
     """One server instance: registry + sockets + threads, with explicit start/stop."""
 
-    def __init__(self, config: ServerConfig, *, log: JsonLogger | None = None) -> None:
+    def __init__(self, config: ServerConfig, *, log: JsonLog | None = None) -> None:
         self.config = config
-        self.log = log or JsonLogger(level=config.log.level)
+        self.log = log or JsonLog(config.log.level, name="splitfit-server")
         self.metrics = ServerMetrics()
         compute = config.compute
         if compute.threads:

@@ -13,8 +13,8 @@ import pytest
 import torch
 from test_server_support import CHW, make_tail
 
+from device.jsonlog import JsonLog
 from server.batcher import DynamicBatcher
-from server.jsonlog import JsonLogger
 from server.registry import ModelRegistry, RegistryError, load_tail
 from server.sessions import SessionTable
 
@@ -278,7 +278,7 @@ def test_sessions_evict_least_recently_used_and_expire_when_idle() -> None:
 
 def test_json_log_lines_and_rate_limit() -> None:
     stream = io.StringIO()
-    log = JsonLogger(level="info", stream=stream, max_per_second=3)
+    log = JsonLog(level="info", stream=stream, max_per_second=3)
     log.debug("hidden")
     log.info("hello", answer=42)
     for i in range(50):
