@@ -301,6 +301,14 @@ def write_markdown(result: dict, path: Path) -> None:
             f"{'met' if t['aware_within_2_points'] else 'NOT met'} "
             f"(aware gap {t['aware_gap_points']:.2f} pts, naive gap {t['naive_gap_points']:.2f} pts).",
         ]
+        at20 = next(r for r in result["rows"] if r["quality"] == 20)
+        split_only = result["plain_split_top1_no_codec"]
+        lines += [
+            f"Of the aware gap, {100 * (result['baseline_top1'] - split_only):.2f} pts is the "
+            "bottleneck itself (split model without any codec) and "
+            f"{100 * (split_only - at20['aware']['top1']):.2f} pts the JPEG codec; naive "
+            f"insertion loses {100 * (split_only - at20['naive']['top1']):.2f} pts to the codec.",
+        ]
     lines += [
         "",
         f"Run: `{result['command']}` — total {result['timings_s']['total']:.0f} s "
