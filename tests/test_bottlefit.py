@@ -126,3 +126,57 @@ def test_export_loads_in_fresh_process(setup, tmp_path):
     model_id, pred = out.stdout.split()
     assert model_id == exported.model_id
     assert int(pred) == expected
+
+
+def test_stage1_deeper_target_trains_first_tail_segment_only():
+    torch.manual_seed(1)
+    ds = SyntheticShapes(n=48, size=32, num_classes=4, seed=1)
+    teacher = frozen_copy(create_model("resnet_small", num_classes=4))
+    feats, _, _ = cache_teacher(teacher, "rb1", DataLoader(ds, batch_size=48))
+    head, tail = split_model(teacher, "rb1", channels=4, stride=1, input_size=(32, 32))
+    for p in (*head.parameters(), *tail.parameters()):
+        p.requires_grad_(True)
+    seg0, seg1 = state_fingerprint(tail.body[0]), state_fingerprint(tail.body[1])
+    before_teacher = state_fingerprint(teacher)
+    cfg = BottleFitConfig(stage1_epochs=6, batch_size=16, stage1_lr=1e-2, distill_depth=1)
+    hist = stage1_head_distillation(head, tail, make_compressor(head, None), feats, cfg)
+    assert hist.losses[-1] < hist.losses[0], hist.losses
+    assert not np.array_equal(state_fingerprint(tail.body[0]), seg0)
+    np.testing.assert_array_equal(state_fingerprint(tail.body[1]), seg1)
+    np.testing.assert_array_equal(state_fingerprint(teacher), before_teacher)
+    with pytest.raises(ValueError, match="distill_depth"):
+        stage1_head_distillation(
+            head, tail, make_compressor(head, None), feats,
+            BottleFitConfig(distill_depth=len(tail.body) + 1),
+        )  # fmt: skip
+
+
+@pytest.mark.slow  # each case starts a fresh interpreter that imports torch (~20 s loaded)
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--after", "stage99"], "unknown split point"),
+        (["--temperature", "0"], "temperature"),
+        (["--quality", "0"], "quality"),
+    ],
+)
+def test_cli_bad_input_exits_with_one_line(args, message, tmp_path):
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "training.cli",
+            "bottlefit",
+            "--no-progress",
+            "--out",
+            str(tmp_path),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert out.returncode == 2, out.stderr
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and message in lines[0], out.stderr
+    assert not (tmp_path / "tail.pt").exists()

@@ -51,6 +51,9 @@ class BottleFitConfig:
     temperature: float = 2.0
     kd_weight: float = 1.0  # loss = kd_weight * KD + (1 - kd_weight) * CE (CE on labelled rows)
     stage2_train: str = "tail"  # "tail": restoration + tail; "restoration": restoration only
+    # Stage 1 matches the teacher this many segments *after* the split (0 = at the split),
+    # training those tail segments too: the decoder side gets the capacity of a real stage.
+    distill_depth: int = 0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -62,6 +65,8 @@ class BottleFitConfig:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if not 0.0 <= self.kd_weight <= 1.0:
             raise ValueError(f"kd_weight must be in [0, 1], got {self.kd_weight}")
+        if self.distill_depth < 0:
+            raise ValueError(f"distill_depth must be >= 0, got {self.distill_depth}")
         if self.stage2_train not in ("tail", "restoration"):
             raise ValueError(
                 f"stage2_train must be 'tail' or 'restoration', got {self.stage2_train!r}"
@@ -144,9 +149,20 @@ def _batches(n: int, batch_size: int, gen: torch.Generator) -> list[torch.Tensor
     return [perm[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
-def stage1_parameters(head: SplitHead, tail: SplitTail) -> list[nn.Parameter]:
-    """What stage 1 trains: the bottleneck only (reduction on the head, restoration on the tail)."""
-    return [*head.reduction.parameters(), *tail.restoration.parameters()]
+def stage1_parameters(head: SplitHead, tail: SplitTail, depth: int = 0) -> list[nn.Parameter]:
+    """What stage 1 trains: the bottleneck (reduction on the head, restoration on the tail)
+    plus the first ``depth`` tail segments when distilling deeper than the split."""
+    extra = [p for seg in list(tail.body)[:depth] for p in seg.parameters()]
+    return [*head.reduction.parameters(), *tail.restoration.parameters(), *extra]
+
+
+@torch.no_grad()
+def deeper_targets(tail: SplitTail, feats: torch.Tensor, depth: int, bs: int = 64) -> torch.Tensor:
+    """Teacher features ``depth`` segments after the split (tail segments are still the teacher's)."""
+    if depth == 0:
+        return feats
+    segs = nn.Sequential(*list(tail.body)[:depth]).eval()
+    return torch.cat([segs(feats[i : i + bs]) for i in range(0, len(feats), bs)])
 
 
 def stage2_parameters(tail: SplitTail, which: str) -> list[nn.Parameter]:
@@ -189,8 +205,13 @@ def stage1_head_distillation(
 ) -> StageHistory:
     """Train reduction + restoration so restoration(codec(reduction(f))) ≈ f (MSE)."""
     hist = StageHistory("stage1_head_distillation")
+    depth = cfg.distill_depth
+    if depth > len(tail.body):
+        raise ValueError(f"distill_depth {depth} > {len(tail.body)} segments after the split")
+    targets = deeper_targets(tail, feats, depth)  # before any tail weight moves
     match_output_statistics(tail, feats)
-    params = stage1_parameters(head, tail)
+    deeper = nn.Sequential(*list(tail.body)[:depth])
+    params = stage1_parameters(head, tail, depth)
     _freeze_all_but((head, tail), params)
     opt = torch.optim.AdamW(params, lr=cfg.stage1_lr, weight_decay=1e-4)
     n_steps = max(1, cfg.stage1_epochs * math.ceil(len(feats) / cfg.batch_size))
@@ -204,13 +225,14 @@ def stage1_head_distillation(
         total, count = 0.0, 0
         for idx in _batches(len(feats), cfg.batch_size, gen):
             f = feats[idx]
-            rec = tail.restoration(compressor(head.reduction(f)))
-            loss = F.mse_loss(rec, f)
+            deeper.eval()  # frozen BN statistics; weights train when depth > 0
+            rec = deeper(tail.restoration(compressor(head.reduction(f))))
+            loss = F.mse_loss(rec, targets[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
             count += len(idx)
         hist.losses.append(total / max(count, 1))
     hist.wall_s = time.perf_counter() - t0
@@ -281,7 +303,7 @@ def stage2_finetune(
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
             count += len(idx)
         hist.losses.append(total / max(count, 1))
     hist.wall_s = time.perf_counter() - t0

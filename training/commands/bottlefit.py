@@ -39,6 +39,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--kd-weight", type=float, default=1.0, help="KD weight; 1-w goes to CE on labelled rows"
     )
+    p.add_argument(
+        "--distill-depth",
+        type=int,
+        default=0,
+        help="stage 1 matches the teacher this many segments after the split (0 = at it)",
+    )
     p.add_argument("--stage2-train", default="tail", choices=("tail", "restoration"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
@@ -84,7 +90,7 @@ def explicit_command(args: argparse.Namespace, out: str | None = None) -> str:
     for key in (
         "model", "after", "channels", "stride", "codec", "bits", "quality", "train_crops",
         "heldout_crops", "stage1_epochs", "stage2_epochs", "stage1_lr", "stage2_lr",
-        "batch_size", "temperature", "kd_weight", "stage2_train", "seed", "threads",
+        "batch_size", "temperature", "kd_weight", "stage2_train", "distill_depth", "seed", "threads",
     ):  # fmt: skip
         parts += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
     parts += ["--out", out or str(args.out)]
@@ -147,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
         temperature=args.temperature,
         kd_weight=args.kd_weight,
         stage2_train=args.stage2_train,
+        distill_depth=args.distill_depth,
         seed=args.seed,
     )
     job = BottleFitJob(
