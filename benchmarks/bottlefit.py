@@ -269,7 +269,8 @@ def write_results(result: dict, out: Path, quality: int | None) -> None:
         )
     lines += [
         "",
-        f"Training wall time of BottleFit stages 1+2: {budget:.0f} s (baselines get the same).",
+        f"Training wall time of BottleFit stages 1+2: {budget:.0f} s"
+        + ("." if result.get("not_run") else " (each baseline got the same wall budget)."),
     ]
     if result.get("not_run"):
         lines.append(f"Not run in this result (time): {', '.join(result['not_run'])}.")
