@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-limit", type=int, default=20000)
     p.add_argument("--test-limit", type=int, default=5000)
     p.add_argument("--baseline-epochs", type=int, default=5)
-    p.add_argument("--plain-epochs", type=int, default=2)
+    p.add_argument("--plain-epochs", type=int, default=4)
     p.add_argument("--aware", choices=("multi", "per-quality"), default="multi")
     p.add_argument("--aware-epochs", type=int, default=3)
     p.add_argument("--aware-limit", type=int, default=None, help="train images per aware fine-tune")
