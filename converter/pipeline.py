@@ -17,10 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,11 +33,9 @@ import torch
 from converter.errors import (
     CalibrationError,
     ConversionError,
-    ConverterBackendError,
     InputSizeError,
     InvalidModelError,
     SourceModelError,
-    UnsupportedOpError,
     VerificationError,
 )
 from converter.images import (
@@ -50,21 +45,22 @@ from converter.images import (
     split_holdout,
     synthetic_images,
 )
+from converter.model_check import check_integer_model, run_probe
 from converter.normalize import wrap_for_export
 from converter.onnx_export import export_onnx
 from converter.onnx_graph import op_counts
+from converter.outputs import install_outputs
 from converter.source import SourceModel, load_source_model
 from converter.source_manifest import find_source_manifest
+from converter.tensorflow_stage import run_worker
 from converter.verify import Verification, compare, dequantize, top1_agreement
 from wire.errors import ManifestError
-from wire.manifest import HeadManifest, HeadSourceManifest, TensorSpec, save_manifest, sha256_file
+from wire.manifest import HeadManifest, HeadSourceManifest, TensorSpec, sha256_file
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_INPUT_HW = (224, 224)
 DEFAULT_CODEC = {"name": "jpeg", "bits": 8, "params": {"quality": 20}}
-WORKER_TIMEOUT_S = 900
-PROBE_TIMEOUT_S = 300
 
 Warn = Callable[[str], None]
 
@@ -251,146 +247,6 @@ def _calibration_set(opts: ConvertOptions, hw: tuple[int, int], warn: Warn) -> I
     return synthetic_images(int(opts.calib_synthetic), hw, seed=opts.seed)
 
 
-def _run_worker(job: Path, progress: bool) -> dict:
-    cmd = [sys.executable, "-m", "converter.tf_worker", str(job)]
-    if progress:
-        cmd.append("--progress")
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-    try:
-        proc = subprocess.run(cmd, env=env, timeout=WORKER_TIMEOUT_S, cwd=job)
-    except subprocess.TimeoutExpired:
-        raise ConverterBackendError(
-            f"the TensorFlow conversion did not finish within {WORKER_TIMEOUT_S} s"
-        ) from None
-    result_path = job / "result.json"
-    if not result_path.is_file():
-        log = (
-            (job / "worker.log").read_text(errors="replace")
-            if (job / "worker.log").exists()
-            else ""
-        )
-        last = [ln for ln in log.splitlines() if ln.strip()][-1:] or ["no log"]
-        raise ConverterBackendError(
-            f"the TensorFlow conversion process died (exit {proc.returncode}): {last[0][:300]}"
-        )
-    result = json.loads(result_path.read_text())
-    if not result.get("ok"):
-        _raise_worker_failure(result, onnx.load(str(job / "model.onnx")))
-    return result
-
-
-def _same_op(a: str, b: str) -> bool:
-    """'tf.Erf' ~ 'Erf', 'CUMSUM' ~ 'CumSum': op names across ONNX / TF / TFLite."""
-
-    def norm(x: str) -> str:
-        return x.split(".", 1)[-1].replace("_", "").lower()
-
-    return norm(a) == norm(b)
-
-
-def _onnx_nodes_of(model: onnx.ModelProto, op: str) -> list[str]:
-    return [n.name or n.op_type for n in model.graph.node if _same_op(n.op_type, op)]
-
-
-def _raise_worker_failure(result: dict, model: onnx.ModelProto) -> None:
-    kind = result.get("kind")
-    if kind == "onnx2tf_op":
-        name = result.get("onnx_op_name")
-        op_type = result.get("onnx_op_type")
-        if op_type is None and name is not None:
-            op_type = next((n.op_type for n in model.graph.node if n.name == name), "?")
-        raise UnsupportedOpError(
-            op_type or "?",
-            f"ONNX node {name}" if name else "an ONNX node",
-            "ONNX -> TensorFlow (onnx2tf)",
-            result.get("detail", ""),
-        )
-    if kind == "pin_output":
-        raise UnsupportedOpError(
-            result["op"], "the head's last op", "fixing the output range", result["message"]
-        )
-    if kind == "tflite_op":
-        tf_op = result["tf_op"]
-        nodes = _onnx_nodes_of(model, tf_op)
-        if nodes:
-            where = "ONNX node " + ", ".join(nodes[:3])
-        elif result.get("layer"):
-            where = f"TensorFlow layer {result['layer']}"
-        else:
-            where = "the TensorFlow graph"
-        raise UnsupportedOpError(
-            tf_op, where, "TensorFlow -> full-int8 TFLite", result.get("detail", "")
-        )
-    raise ConverterBackendError(
-        f"conversion failed at {result.get('stage')}: {result.get('message', '')}"
-    )
-
-
-def run_probe(
-    model: Path, pixels: np.ndarray, workdir: Path, threads: int = 1, python: str | None = None
-) -> tuple[np.ndarray, dict]:
-    """Load + run ``model`` on ``pixels`` in a child process; a crash becomes InvalidModelError."""
-    inputs = workdir / "probe_inputs.npz"
-    np.savez(inputs, pixels=pixels)
-    cmd = [python or sys.executable, "-m", "converter.probe", str(model), str(inputs), str(workdir)]
-    cmd += ["--threads", str(threads)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        raise InvalidModelError(
-            f"the converted model did not run within {PROBE_TIMEOUT_S} s"
-        ) from None
-    stages = [
-        ln.split(":", 1)[1].strip() for ln in proc.stdout.splitlines() if ln.startswith("stage:")
-    ]
-    if proc.returncode != 0 or (stages and stages[-1] != "done"):
-        at = stages[-1] if stages else "start-up"
-        if proc.returncode < 0:
-            how = f"crashed with {signal.Signals(-proc.returncode).name}"
-        else:
-            err = [ln for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
-            how = f"failed ({err[-1][:300] if err else 'exit ' + str(proc.returncode)})"
-        raise InvalidModelError(f"the converted model {how} in the TFLite interpreter at {at}")
-    return np.load(workdir / "outputs.npy"), json.loads((workdir / "details.json").read_text())
-
-
-def _check_integer_model(details: dict, hw: tuple[int, int], model: onnx.ModelProto) -> None:
-    if details["float_ops"]:
-        first = details["float_ops"][0]
-        nodes = _onnx_nodes_of(model, first["op"])
-        where = f"ONNX node {', '.join(nodes[:3])}" if nodes else f"tensor {first['tensor']!r}"
-        raise UnsupportedOpError(
-            first["op"],
-            where,
-            "full-int8 TFLite",
-            "it has no int8 kernel, so the converter left it in float "
-            f"({len(details['non_integer_tensors'])} float tensors)",
-        )
-    bad = details["non_integer_tensors"]
-    if bad:
-        first = bad[0]
-        raise InvalidModelError(
-            f"the converted model still holds {len(bad)} non-integer tensor(s), e.g. "
-            f"{first['tensor']!r} ({first['dtype']}, produced by {first['produced_by']})"
-        )
-    inp, out = details["input"], details["output"]
-    if details["n_inputs"] != 1 or details["n_outputs"] != 1:
-        raise InvalidModelError("the converted model must have exactly one input and one output")
-    if inp["dtype"] != "uint8" or inp["shape"] != [1, hw[0], hw[1], 3]:
-        raise InvalidModelError(
-            f"the converted input is {inp['dtype']} {inp['shape']}, expected uint8 [1, {hw[0]}, {hw[1]}, 3]"
-        )
-    if abs(inp["scale"] * 255.0 - 1.0) > 1e-4 or inp["zero_point"] != 0:
-        raise InvalidModelError(
-            f"the converted input has scale {inp['scale']} zero point {inp['zero_point']}; raw "
-            "pixels need 1/255 and 0"
-        )
-    if out["dtype"] != "int8" or len(out["shape"]) != 4:
-        raise InvalidModelError(
-            f"the converted output is {out['dtype']} {out['shape']}, expected int8 NHWC"
-        )
-
-
 def _resolve_output_range(
     opts: ConvertOptions, sm: HeadSourceManifest | None, sm_name: str
 ) -> tuple[tuple[float, float] | None, str]:
@@ -477,6 +333,13 @@ def convert_head(opts: ConvertOptions, warn: Warn = _stderr_warn) -> ConvertResu
             f"input size mismatch: at {hw[0]}x{hw[1]} the head outputs {bottleneck_chw} but "
             f"{sm_name} says the bottleneck is {sm.bottleneck_chw}"
         )
+    logits_float = None
+    if tail_src is not None:  # before the slow part, so a tail/label mismatch fails fast
+        logits_float = _run_tail(tail_src.module, reference)
+        if labels and logits_float.shape[1] != len(labels):
+            raise SourceModelError(
+                f"{len(labels)} labels but the tail outputs {logits_float.shape[1]} classes"
+            )
     timings["load_and_reference_s"] = time.perf_counter() - t_start
 
     with tempfile.TemporaryDirectory(prefix="convert-head-") as tmp:
@@ -496,14 +359,14 @@ def convert_head(opts: ConvertOptions, warn: Warn = _stderr_warn) -> ConvertResu
         (job / "job.json").write_text(json.dumps(job_spec))
 
         t0 = time.perf_counter()
-        worker = _run_worker(job, opts.progress)
+        worker = run_worker(job, opts.progress)
         timings["tensorflow_s"] = time.perf_counter() - t0
         tflite = job / "head_int8.tflite"
 
         t0 = time.perf_counter()
         outputs, details = run_probe(tflite, hold_pixels, job)
         timings["probe_s"] = time.perf_counter() - t0
-        _check_integer_model(details, hw, onnx.load(str(job / "model.onnx")))
+        check_integer_model(details, hw, onnx.load(str(job / "model.onnx")))
         if out_range is not None:
             want_scale, want_zp = output_quant_for(*out_range)
             got = details["output"]
@@ -525,15 +388,10 @@ def convert_head(opts: ConvertOptions, warn: Warn = _stderr_warn) -> ConvertResu
                 f"{list(ref_nhwc.shape[1:])}"
             )
         ver = compare(ref_nhwc, deq, out_spec["scale"])
-        if tail_src is not None:
-            logits_float = _run_tail(tail_src.module, reference)
+        if tail_src is not None and logits_float is not None:
             logits_q = _run_tail(tail_src.module, np.ascontiguousarray(deq.transpose(0, 3, 1, 2)))
             ver.top1_agreement = top1_agreement(logits_float, logits_q)
             ver.tail_images = int(reference.shape[0])
-            if labels and logits_float.shape[1] != len(labels):
-                raise SourceModelError(
-                    f"{len(labels)} labels but the tail outputs {logits_float.shape[1]} classes"
-                )
         if ver.cosine_min < opts.min_cosine:
             raise VerificationError(
                 f"verification failed: cosine similarity vs PyTorch is {ver.cosine_min:.4f} "
@@ -604,35 +462,9 @@ def convert_head(opts: ConvertOptions, warn: Warn = _stderr_warn) -> ConvertResu
             shutil.copyfile(job / "head_float32.tflite", opts.float_tflite)
         manifest_path = opts.manifest_path or opts.output.with_suffix(".json")
         try:
-            _install_outputs(tflite, manifest, opts.output, Path(manifest_path))
+            install_outputs(tflite, manifest, opts.output, Path(manifest_path))
         except ManifestError as exc:
             raise ConversionError(
                 f"internal error: the manifest does not validate: {exc}"
             ) from None
     return ConvertResult(opts.output, Path(manifest_path), manifest, ver, timings)
-
-
-def _umask_mode() -> int:
-    """The mode a normally created file gets (mkstemp would leave 0600)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def _install_outputs(tflite: Path, manifest: HeadManifest, out: Path, manifest_path: Path) -> None:
-    """Both files are complete in temp names in the target folder before either is renamed."""
-    fd, tmp_model = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    tmp_manifest = manifest_path.with_name(f".{manifest_path.name}.{os.getpid()}.tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(tflite.read_bytes())
-            fh.flush()
-            os.fsync(fh.fileno())
-        save_manifest(manifest, tmp_manifest)
-        os.chmod(tmp_model, _umask_mode())
-        os.chmod(tmp_manifest, _umask_mode())
-        os.replace(tmp_model, out)
-        os.replace(tmp_manifest, manifest_path)
-    finally:
-        Path(tmp_model).unlink(missing_ok=True)
-        tmp_manifest.unlink(missing_ok=True)

@@ -286,6 +286,16 @@ def test_labels_json_must_be_a_list_of_strings(env, capsys):
     assert_failed_cleanly(rc, err, 3, "JSON list of strings", out=env["out"])
 
 
+def test_labels_that_do_not_match_the_tail(env, capsys):
+    tail = nn.Sequential(nn.Conv2d(4, 2, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    tail_pt = _ts(tail, env["root"] / "tail.pt")
+    labels = env["root"] / "labels.txt"
+    labels.write_text("cat\ndog\nbird\n")
+    args = [env["tiny"], "-o", env["tflite"], "--calib", env["calib"], "--input-size", "32", "32"]
+    rc, err = run([*args, "--tail", tail_pt, "--labels", labels], capsys)
+    assert_failed_cleanly(rc, err, 3, "3 labels but the tail outputs 2 classes", out=env["out"])
+
+
 def test_output_range_must_contain_zero(env, capsys):
     args = [env["tiny"], "-o", env["tflite"], "--calib", env["calib"], "--output-range", "1", "6"]
     rc, err = run(args, capsys)
