@@ -245,12 +245,11 @@ def run_python(unit: Path, code: str, *args: str, timeout: float = 120):
 # directory is /media/state (WorkingDirectory=). The seccomp filter comes after the mounts,
 # as in systemd, whose filter would forbid mount(2) itself.
 PROTECT_SYSTEM = """
-fs=$1 homes=$2 writable=$3
-shift 3
+fs=$1 homes=$2 writable=$3 tmps=$4
+shift 4
 mount --bind "$fs" /media
 for home in $homes; do mount -t tmpfs -o mode=000,ro tmpfs "$home"; done
-mount -t tmpfs -o mode=1777 tmpfs /tmp
-mount -t tmpfs -o mode=1777 tmpfs /var/tmp
+for tmp in $tmps; do mount -t tmpfs -o mode=1777 tmpfs "$tmp"; done
 for rw in $writable; do mount --bind "/media/$rw" "/media/$rw"; done
 mount -o remount,bind,ro /
 mount -o remount,bind,ro /media
@@ -275,6 +274,14 @@ def hidden_homes() -> list[str]:
     return [h for h in ("/root", "/home") if not python.is_relative_to(h)]
 
 
+def private_tmps() -> list[str]:
+    """PrivateTmp=yes gives the unit a fresh /tmp and /var/tmp, but the checkout and its venv
+    must stay visible to the emulated service: CI may clone into /tmp. (An installed unit's
+    venv lives under /opt, never in /tmp.)"""
+    here = [Path(os.path.realpath(sys.executable)), Path(__file__).resolve()]
+    return [d for d in ("/tmp", "/var/tmp") if not any(p.is_relative_to(d) for p in here)]
+
+
 def with_unit_filesystem(
     fs: Path, writable: tuple[str, ...], cmd: list[str], homes: list[str] | None = None
 ) -> list[str]:
@@ -295,6 +302,7 @@ def with_unit_filesystem(
         str(fs),
         " ".join(hidden_homes() if homes is None else homes),
         " ".join(writable),
+        " ".join(private_tmps()),
         *cmd,
     ]
 
