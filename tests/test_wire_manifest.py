@@ -154,3 +154,24 @@ def test_sha256_file_matches_hashlib_on_multi_chunk_file(tmp_path: Path) -> None
     p = tmp_path / "blob"
     p.write_bytes(data)
     assert sha256_file(p) == hashlib.sha256(data).hexdigest()
+
+
+def test_saved_manifest_is_readable_by_other_users(tmp_path):
+    """The daemon runs as its own user; mkstemp's 0600 would lock it out of head.json."""
+    import os
+    import stat
+
+    from wire.manifest import TailManifest, load_tail_manifest, save_manifest
+
+    m = TailManifest(
+        model_id="ab" * 32, input_chw=[2, 3, 4], num_classes=2, labels=["a", "b"],
+        codec={"name": "raw", "bits": 8, "params": {}}, split={}, extra={},
+    )  # fmt: skip
+    old = os.umask(0o022)
+    try:
+        save_manifest(m, tmp_path / "tail.json")
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE((tmp_path / "tail.json").stat().st_mode)
+    assert mode == 0o644
+    assert load_tail_manifest(tmp_path / "tail.json").model_id == m.model_id

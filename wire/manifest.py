@@ -352,6 +352,17 @@ def manifest_to_dict(manifest: Manifest) -> dict[str, Any]:
     return d
 
 
+def default_file_mode() -> int:
+    """The mode ``open()`` would give a new file under the current umask (mkstemp gives 0600).
+
+    Manifests are read by other users (the board daemon runs as ``splitfit``), so atomic
+    writers must not leave them private.
+    """
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def save_manifest(manifest: Manifest, path: str | os.PathLike) -> None:
     """Validate and write atomically: readers see the old file or the new one, never half."""
     d = manifest_to_dict(manifest)
@@ -359,6 +370,7 @@ def save_manifest(manifest: Manifest, path: str | os.PathLike) -> None:
     p = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
+        os.fchmod(fd, default_file_mode())  # mkstemp's 0600 would hide it from other users
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
