@@ -142,7 +142,14 @@ def convert(head: torch.nn.Module, workdir: Path, n_calib: int) -> dict[str, Any
         Image.fromarray(img).save(calib / f"{i:03d}.png")
     t0 = time.perf_counter()
     result = convert_head(
-        ConvertOptions(model=head_pt, output=workdir / "head.tflite", calib_dir=calib, input_hw=HW),
+        ConvertOptions(
+            model=head_pt,
+            output=workdir / "head.tflite",
+            calib_dir=calib,
+            input_hw=HW,
+            float_tflite=workdir / "head_float32.tflite",
+            progress=False,
+        ),
         warn=lambda m: print(f"warning: {m}", file=sys.stderr),
     )
     seconds = time.perf_counter() - t0
