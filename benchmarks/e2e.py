@@ -1,0 +1,421 @@
+"""`splitfit-bench e2e`: split vs cloud-only vs local-only over emulated links (BottleNet Table 5).
+
+Each link of BottleNet's Table 3 (3G 1.1 Mbit/s, 4G 5.85, Wi-Fi 18.88) is a fresh Linux
+network namespace whose loopback is shaped with ``tc tbf`` (netem is unavailable here; MTU
+1500 or tbf stalls). Inside it, on the same 20 labeled photos:
+
+- split: the real ``splitfit-device`` (int8 TFLite head + codec) and ``splitfit-server``
+  (torch tail) processes, as in the demo;
+- cloud-only: :mod:`benchmarks.e2e_cloud` — the device side JPEG-encodes (q85) the 224² input,
+  the server runs the full float EfficientNet-Lite0;
+- local-only: the full float model in this process (no link at all).
+
+Device energy per inference = compute energy (the simulated INA226 load's busy power over the
+device's compute time) + radio energy from BottleNet Table 3 (P = α·throughput + β over the
+transfer time bytes·8/bandwidth). The server shares the 2-core CPU with the "device", so a
+clearly labelled projection divides the measured server time by a speed-up factor (30).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks import demo
+
+ROOT = demo.ROOT
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+@dataclass(frozen=True)
+class Link:
+    """One row of BottleNet Table 3: bandwidth and the radio power model P = α·Mbps + β."""
+
+    name: str
+    mbps: float
+    alpha_mw_per_mbps: float
+    beta_mw: float
+
+    def transfer_s(self, nbytes: float) -> float:
+        return nbytes * 8 / (self.mbps * 1e6)
+
+    def radio_mj(self, nbytes: float) -> float:
+        p_mw = self.alpha_mw_per_mbps * self.mbps + self.beta_mw
+        return p_mw * self.transfer_s(nbytes)  # mW · s = mJ
+
+
+LINKS = {
+    "3G": Link("3G", 1.1, 868.98, 817.88),
+    "4G": Link("4G", 5.85, 438.39, 1288.04),
+    "WiFi": Link("WiFi", 18.88, 283.17, 132.86),
+}
+
+
+class NetnsUnavailable(RuntimeError):
+    """Namespaces cannot be created here (not root, no iproute2): the benchmark skips."""
+
+
+def netns_available() -> str | None:
+    """None when usable, else the reason."""
+    if os.geteuid() != 0:
+        return "network namespaces need root"
+    for tool in ("ip", "tc"):
+        if shutil.which(tool) is None:
+            return f"`{tool}` (iproute2) is not installed"
+    return None
+
+
+class ShapedNamespace:
+    """A throw-away namespace whose loopback is shaped to ``link``; always deleted on exit."""
+
+    def __init__(self, link: Link | None) -> None:
+        self.link = link
+        self.name = f"splitfit-e2e-{uuid.uuid4().hex[:8]}"
+
+    def __enter__(self) -> ShapedNamespace:
+        reason = netns_available()
+        if reason:
+            raise NetnsUnavailable(reason)
+        subprocess.run(["ip", "netns", "add", self.name], check=True)
+        try:
+            self._ip(["ip", "link", "set", "lo", "mtu", "1500", "up"])
+            if self.link is not None:
+                rate = f"{self.link.mbps * 1000:.0f}kbit"
+                self._ip(["tc", "qdisc", "add", "dev", "lo", "root", "tbf", "rate", rate,
+                          "burst", "16kb", "latency", "400ms"])  # fmt: skip
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def _ip(self, cmd: list[str]) -> None:
+        subprocess.run(self.prefix() + cmd, check=True)
+
+    def prefix(self) -> list[str]:
+        return ["ip", "netns", "exec", self.name]
+
+    def __exit__(self, *exc) -> None:
+        subprocess.run(["ip", "netns", "delete", self.name], check=False)
+
+
+# --------------------------------------------------------------------------------------
+# one configuration
+
+
+def _wait(proc: subprocess.Popen, others: list[subprocess.Popen], log: Path, timeout: float):
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None:
+        for o in others:
+            if o.poll() is not None:
+                raise demo.DemoError(f"a server exited early ({o.returncode}):\n"
+                                     + demo._tail(log))  # fmt: skip
+        if time.monotonic() > deadline:
+            raise demo.DemoError(f"timed out after {timeout:.0f} s:\n" + demo._tail(log))
+        time.sleep(0.2)
+    if proc.returncode != 0:
+        raise demo.DemoError(f"exited with {proc.returncode}:\n" + demo._tail(log))
+
+
+def run_split(ns: ShapedNamespace, paths: demo.DemoPaths, tflite: Path, frames: int,
+              timeout: float) -> list[dict]:  # fmt: skip
+    """The real daemons inside the namespace, as systemd would start them."""
+    endpoint = f"tcp://127.0.0.1:{demo.free_port()}"
+    server_cfg = demo.write_server_config(paths, endpoint)
+    device_cfg = demo.write_device_config(paths, endpoint, tflite, frames)
+    for stale in (paths.metrics, paths.summary, paths.power_log):
+        stale.unlink(missing_ok=True)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.pop("NOTIFY_SOCKET", None)
+    py = sys.executable
+    with demo.process_group() as procs:
+        server = demo._start(procs, [*ns.prefix(), py, "-m", "server.cli", "--config", str(server_cfg)], paths.logs / "server.log", env)  # fmt: skip
+        device = demo._start(procs, [*ns.prefix(), py, "-m", "device.cli", "--config", str(device_cfg), "--frames", str(frames)],
+                             paths.logs / "device.log", env)  # fmt: skip
+        _wait(device, [server], paths.logs / "device.log", timeout)
+    return demo.load_frames(paths.metrics)
+
+
+def run_cloud(ns: ShapedNamespace, out: Path, images: Path, timeout: float) -> list[dict]:
+    endpoint = f"tcp://127.0.0.1:{demo.free_port()}"
+    frames = out / "cloud-frames.jsonl"
+    frames.unlink(missing_ok=True)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    py = sys.executable
+    with demo.process_group() as procs:
+        server = demo._start(procs, [*ns.prefix(), py, "-m", "benchmarks.e2e_cloud", "server", "--endpoint", endpoint], out / "logs" / "cloud-server.log", env)  # fmt: skip
+        client = demo._start(procs, [*ns.prefix(), py, "-m", "benchmarks.e2e_cloud", "client", "--endpoint", endpoint, "--images", str(images), "--out", str(frames)], out / "logs" / "cloud-client.log", env)  # fmt: skip
+        _wait(client, [server], out / "logs" / "cloud-client.log", timeout)
+    return [json.loads(line) for line in frames.read_text().splitlines() if line.strip()]
+
+
+def labeled_images(camera: Path, labels: list[str]) -> list[dict]:
+    index = {name: i for i, name in enumerate(labels)}
+    return [{"path": str(p), "label": p.parent.name, "label_id": index[p.parent.name]}
+            for p in sorted(camera.rglob("*.jpg"))]  # fmt: skip
+
+
+def run_local(images: list[dict]) -> list[dict]:
+    """The full float model on the 'device' (this process): no link, all compute local."""
+    from PIL import Image
+
+    from benchmarks.e2e_cloud import classify, load_teacher
+    from hardware.preprocess import preprocess
+
+    model = load_teacher()
+    classify(model, np.zeros((224, 224, 3), np.uint8))
+    rows = []
+    for item in images:
+        with Image.open(item["path"]) as img:
+            rgb = preprocess(np.asarray(img.convert("RGB")), size=(224, 224))[0]
+        top, ms = classify(model, rgb)
+        rows.append({**item, "top1": top, "compute_ms": ms, "latency_ms": ms, "bytes": 0})
+    return rows
+
+
+# --------------------------------------------------------------------------------------
+# summaries
+
+
+def _pct(v: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(v, dtype=np.float64), q))
+
+
+def summarize_config(kind: str, rows: list[dict], link: Link | None, teacher: dict[str, int],
+                     busy_w: float, speedup: float) -> dict:  # fmt: skip
+    """One row of the Table-5-like result: bytes, latency, floor, accuracy, energy."""
+    if kind == "split":
+        rows = [r for r in rows if r.get("status") == "ok"]
+        compute = [r.get("preprocess_ms", 0.0) + r["head_ms"] + r["encode_ms"] for r in rows]
+        server = [sum(float(r.get(k) or 0.0) for k in
+                      ("server_decode_ms", "server_queue_ms", "server_compute_ms"))
+                  for r in rows]  # fmt: skip
+        latency = [r["latency_ms"] - r["capture_ms"] for r in rows]  # pickup -> reply
+        correct = [bool(r["correct"]) for r in rows if r.get("correct") is not None]
+    elif kind == "cloud":
+        compute = [r["encode_ms"] for r in rows]
+        server = [r["server_ms"] for r in rows]
+        latency = [r["latency_ms"] for r in rows]
+        correct = [r["top1"] == r["label_id"] for r in rows]
+    else:
+        compute = [r["compute_ms"] for r in rows]
+        server = [0.0 for _ in rows]
+        latency = [r["latency_ms"] for r in rows]
+        correct = [r["top1"] == r["label_id"] for r in rows]
+    agree = [r["top1"] == teacher[r["label"]] for r in rows if r.get("label") in teacher]
+    nbytes = float(np.mean([r["bytes"] for r in rows])) if rows else 0.0
+    wire_ms = link.transfer_s(nbytes) * 1e3 if link else 0.0
+    compute_p50, server_p50 = _pct(compute, 50), _pct(server, 50)
+    floor = compute_p50 + wire_ms + server_p50
+    p50 = _pct(latency, 50)
+    compute_mj = busy_w * compute_p50  # W · ms = mJ
+    radio_mj = link.radio_mj(nbytes) if link else 0.0
+    return {
+        "config": kind,
+        "link": link.name if link else None,
+        "frames": len(rows),
+        "bytes_per_frame": nbytes,
+        "latency_ms_p50": p50,
+        "latency_ms_p99": _pct(latency, 99),
+        "device_compute_ms_p50": compute_p50,
+        "server_ms_p50": server_p50,
+        "wire_ms": wire_ms,
+        "floor_ms": floor,
+        "latency_over_floor": p50 / floor if floor > 0 else None,
+        "projected_latency_ms": p50 - server_p50 + server_p50 / speedup,
+        "top1_accuracy": float(np.mean(correct)) if correct else None,
+        "top1_agreement_with_teacher": float(np.mean(agree)) if agree else None,
+        "energy_compute_mj": compute_mj,
+        "energy_radio_mj": radio_mj,
+        "energy_total_mj": compute_mj + radio_mj,
+    }
+
+
+def targets(rows: list[dict]) -> dict:
+    def get(cfg: str, link: str | None) -> dict | None:
+        return next((r for r in rows if r["config"] == cfg and r["link"] == link), None)
+
+    local = get("local", None)
+    out: dict = {}
+    for name in ("3G", "4G", "WiFi"):
+        s, c = get("split", name), get("cloud", name)
+        if not (s and c):
+            continue
+        entry = {
+            "energy_ratio_cloud_over_split": c["energy_total_mj"] / s["energy_total_mj"],
+            "split_faster_than_cloud": s["latency_ms_p50"] < c["latency_ms_p50"],
+            "split_faster_than_local": bool(local)
+            and s["latency_ms_p50"] < local["latency_ms_p50"],
+            "split_latency_over_floor": s["latency_over_floor"],
+            "split_agreement": s["top1_agreement_with_teacher"],
+        }
+        out[name] = entry
+    return out
+
+
+def write_markdown(result: dict, path: Path) -> None:
+    lines = [
+        "# End to end: split vs cloud-only vs local-only (BottleNet Table 5 shape)",
+        "",
+        f"{result['n_images']} labeled ImageNet photos (foolbox), EfficientNet-Lite0; links: "
+        "`tc tbf` on a network namespace's loopback. Latency: device pickup -> reply. "
+        "Energy per inference: compute (sim INA226 busy power × device compute time) + radio "
+        "(BottleNet Table 3 model). *Projected* latency divides the measured server time by "
+        f"{result['server_speedup']:.0f} (a GPU server; a projection, not a measurement).",
+        "",
+        "| link | config | bytes/frame | p50 ms | p99 ms | floor ms | p50/floor | projected ms "
+        "| top-1 acc | agree w/ teacher | compute mJ | radio mJ | energy mJ |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+
+    def f(v, fmt):
+        return "—" if v is None else format(v, fmt)
+
+    for r in result["rows"]:
+        lines.append(
+            f"| {r['link'] or 'none'} | {r['config']} | {r['bytes_per_frame']:.0f} | "
+            f"{r['latency_ms_p50']:.1f} | {r['latency_ms_p99']:.1f} | {r['floor_ms']:.1f} | "
+            f"{f(r['latency_over_floor'], '.2f')} | {r['projected_latency_ms']:.1f} | "
+            f"{f(r['top1_accuracy'], '.0%')} | {f(r['top1_agreement_with_teacher'], '.0%')} | "
+            f"{r['energy_compute_mj']:.1f} | {r['energy_radio_mj']:.1f} | "
+            f"{r['energy_total_mj']:.1f} |"
+        )
+    lines += ["", "## Targets", ""]
+    for link, t in result["targets"].items():
+        lines.append(
+            f"- {link}: cloud/split energy {t['energy_ratio_cloud_over_split']:.1f}× "
+            f"(target ≥ 10× on 3G); split faster than cloud: {t['split_faster_than_cloud']}, "
+            f"than local: {t['split_faster_than_local']} (target on 3G/4G); split p50/floor "
+            f"{f(t['split_latency_over_floor'], '.2f')} (target ≤ 1.15); agreement "
+            f"{f(t['split_agreement'], '.0%')} (target ≥ 95%)"
+        )
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["rows"]
+    names = [f"{r['link'] or '-'}\n{r['config']}" for r in rows]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.2))
+    x = np.arange(len(rows))
+    a1.bar(x - 0.2, [r["latency_ms_p50"] for r in rows], 0.4, label="measured p50")
+    a1.bar(x + 0.2, [r["floor_ms"] for r in rows], 0.4, label="physical floor")
+    a1.set_xticks(x, names, fontsize=7)
+    a1.set_yscale("log")
+    a1.set_ylabel("latency (ms)")
+    a1.legend(fontsize=8)
+    a2.bar(x, [r["energy_compute_mj"] for r in rows], label="compute")
+    a2.bar(x, [r["energy_radio_mj"] for r in rows],
+           bottom=[r["energy_compute_mj"] for r in rows], label="radio")  # fmt: skip
+    a2.set_xticks(x, names, fontsize=7)
+    a2.set_yscale("log")
+    a2.set_ylabel("device energy / inference (mJ)")
+    a2.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> dict:
+    from hardware.sim import SimulatedLoad
+
+    reason = netns_available()
+    if reason:
+        raise NetnsUnavailable(reason)
+    artifacts = Path(args.artifacts).resolve()
+    work = Path(args.work).resolve()
+    paths = demo.DemoPaths(work)
+    work.mkdir(parents=True, exist_ok=True)
+    demo.ensure_artifacts(artifacts)
+    labels = demo._read_json(artifacts / "tail.json")["labels"]
+    demo.prepare_camera_folder(paths.camera, labels)
+    demo.prepare_calibration_folder(paths.calib)
+    tflite = demo.convert_head(artifacts, paths, python=sys.executable)
+    demo.prepare_tail(artifacts, paths)
+    images = labeled_images(paths.camera, labels)[: args.frames]
+    images_json = work / "images.json"
+    images_json.write_text(json.dumps(images))
+    busy_w = SimulatedLoad().busy_w  # the daemon's [power] monitor = "sim" default levels
+
+    print("[local] full float model on the device side", flush=True)
+    local = run_local(images)
+    teacher = {r["label"]: r["top1"] for r in local}
+    rows = [summarize_config("local", local, None, teacher, busy_w, args.speedup)]
+    for name in args.links:
+        link = LINKS[name]
+        with ShapedNamespace(link) as ns:
+            print(f"[{name}] split (splitfit-device -> splitfit-server) in {ns.name}", flush=True)
+            split = run_split(ns, paths, tflite, len(images), args.timeout)
+            rows.append(summarize_config("split", split, link, teacher, busy_w, args.speedup))
+            print(f"[{name}] cloud-only (q85 JPEG -> full model)", flush=True)
+            cloud = run_cloud(ns, work, images_json, args.timeout)
+            rows.append(summarize_config("cloud", cloud, link, teacher, busy_w, args.speedup))
+    return {
+        "n_images": len(images),
+        "server_speedup": args.speedup,
+        "busy_w": busy_w,
+        "links": {k: asdict(LINKS[k]) for k in args.links},
+        "int8_full_model": "not measured (full-model int8 conversion not attempted in this run)",
+        "rows": rows,
+        "targets": targets(rows),
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="splitfit-bench e2e", description=__doc__.splitlines()[0])
+    p.add_argument("--links", nargs="+", default=list(LINKS), choices=list(LINKS))
+    p.add_argument("--frames", type=int, default=20, help="photos per configuration (≤ 20)")
+    p.add_argument("--speedup", type=float, default=30.0, help="server speed-up for projection")
+    p.add_argument("--artifacts", default=str(demo.DEFAULT_ARTIFACTS))
+    p.add_argument("--work", default=str(ROOT / "demo-out" / "e2e"), help="scratch folder")
+    p.add_argument("--out", default=str(RESULTS), help="where e2e.json/.md/.png go")
+    p.add_argument("--timeout", type=float, default=300.0)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.frames < 1 or args.speedup <= 0:
+        print("e2e: --frames must be >= 1 and --speedup > 0", file=sys.stderr)
+        return 2
+    try:
+        result = run(args)
+    except NetnsUnavailable as exc:
+        print(f"e2e: skipped: {exc}", file=sys.stderr)
+        return 0
+    except (demo.DemoError, subprocess.CalledProcessError) as exc:
+        print(f"e2e: {exc}", file=sys.stderr)
+        return 1
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "e2e.json.tmp"
+    tmp.write_text(json.dumps(result, indent=2))
+    os.replace(tmp, out / "e2e.json")
+    write_markdown(result, out / "e2e.md")
+    plot(result, out / "e2e.png")
+    print((out / "e2e.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
