@@ -61,6 +61,12 @@ LINKS = {
 }
 
 
+# tbf bucket: ≥ one MTU-sized packet or tbf stalls, and small, because a 16 kB bucket lets a
+# whole ~14 kB q85 JPEG through at loopback speed after every idle gap (measured: the cloud
+# path then beat its own bytes/bandwidth floor), which would flatter cloud-only.
+BURST = "4kb"
+
+
 class NetnsUnavailable(RuntimeError):
     """Namespaces cannot be created here (not root, no iproute2): the benchmark skips."""
 
@@ -92,7 +98,7 @@ class ShapedNamespace:
             if self.link is not None:
                 rate = f"{self.link.mbps * 1000:.0f}kbit"
                 self._ip(["tc", "qdisc", "add", "dev", "lo", "root", "tbf", "rate", rate,
-                          "burst", "16kb", "latency", "400ms"])  # fmt: skip
+                          "burst", BURST, "latency", "400ms"])  # fmt: skip
         except BaseException:
             self.__exit__(None, None, None)
             raise

@@ -62,5 +62,5 @@ def test_short_run_split_replies_over_shaped_3g(tmp_path):
     # shaping is real: unshaped loopback moves a ~12 kB JPEG in well under a millisecond;
     # at 1.1 Mbit/s it needs ~90 ms, and the measured network part of the latency shows it
     network_ms = cloud["latency_ms_p50"] - cloud["server_ms_p50"] - cloud["device_compute_ms_p50"]
-    assert network_ms >= 0.8 * cloud["wire_ms"] > 20
+    assert network_ms >= 0.6 * cloud["wire_ms"] > 20
     assert (out / "e2e.md").is_file() and (out / "e2e.png").is_file()
