@@ -3,4 +3,4 @@
 Add a module path here to add a subcommand (bottlefit, bottlenetpp, search land later).
 """
 
-COMMAND_MODULES: tuple[str, ...] = ("training.commands.train", "training.commands.bottlefit")
+COMMAND_MODULES: tuple[str, ...] = ("training.commands.train", "training.commands.bottlefit", "training.commands.bottlenetpp")
