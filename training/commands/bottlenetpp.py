@@ -82,7 +82,9 @@ def run(args: argparse.Namespace) -> int:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, kind, xl in zip(axes, ("awgn", "erasure"), ("SNR (dB)", "erasure probability p")):
+    for ax, kind, xl in zip(
+        axes, ("awgn", "erasure"), ("SNR (dB)", "erasure probability p"), strict=True
+    ):
         r = results["channels"][kind]
         xs = [float(k) for k in r["accuracy"]]
         ax.plot(xs, list(r["accuracy"].values()), "o-")
