@@ -3,4 +3,9 @@
 Add a module path here to add a subcommand (bottlefit, bottlenetpp, search land later).
 """
 
-COMMAND_MODULES: tuple[str, ...] = ("training.commands.train", "training.commands.bottlefit", "training.commands.bottlenetpp")
+COMMAND_MODULES: tuple[str, ...] = (
+    "training.commands.train",
+    "training.commands.bottlefit",
+    "training.commands.bottlenetpp",
+    "training.commands.search",
+)

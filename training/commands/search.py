@@ -1,0 +1,346 @@
+"""``splitfit-train search``: BottleNet Algorithm 1 (Sec. 2.3) end to end.
+
+For every split location x C' x s candidate: train it compression-aware with the ``train``
+pipeline (``training.pipeline.run_train``), sweep the wire quantizer's bits 1..8 through the
+real codec (``FeatureCodec.roundtrip_float``) and keep the fewest bits within the accuracy
+budget of the unsplit baseline (``training.search.fewest_bits``), profile head latency (torch
+on CPU — no TFLite conversion here, the output says so), measure bytes/frame from real wire
+payloads, then cost each candidate on every link of a links TOML and ``select`` the partition
+minimizing latency or device energy. Every candidate's head/tail is exported (with its
+chosen bits in the manifests) so a runtime can switch partitions when the link changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+NAME = "search"
+HELP = "BottleNet Algorithm 1: train split x C' x s candidates, pick bits, cost on links, select"
+
+LATENCY_BACKEND = "torch-cpu"  # head latency is measured with torch on this CPU, not int8 TFLite
+
+
+def _csv(kind):
+    def parse(text: str) -> list:
+        try:
+            vals = [kind(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated values, got {text!r}"
+            ) from None
+        if not vals:
+            raise argparse.ArgumentTypeError("empty list")
+        return vals
+
+    return parse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default="fashion-mnist", help="fashion-mnist | synthetic | folder")
+    p.add_argument("--fashion-root", default=None)
+    p.add_argument("--model", default="resnet_small")
+    p.add_argument("--splits", type=_csv(str), default=["rb1", "rb2", "rb3"])
+    p.add_argument("--channels", type=_csv(int), default=[2, 4], help="C' values, e.g. 2,4")
+    p.add_argument("--strides", type=_csv(int), default=[1, 2], help="s values, e.g. 1,2")
+    p.add_argument("--codec", default="jpeg", choices=("jpeg", "png", "zstd", "raw"))
+    p.add_argument("--quality", type=int, default=20, help="JPEG quality")
+    p.add_argument("--train-bits", type=int, default=8, help="bits used while training")
+    p.add_argument("--budget", type=float, default=2.0, help="accuracy budget, points")
+    p.add_argument("--baseline-acc", type=float, default=None, help="skip baseline training (%%)")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--limit-train", type=int, default=4000)
+    p.add_argument("--limit-val", type=int, default=1000)
+    p.add_argument("--bytes-samples", type=int, default=200, help="frames encoded for bytes")
+    p.add_argument("--latency-runs", type=int, default=30)
+    p.add_argument("--head-power-mw", type=float, default=2000.0, help="device power running head")
+    p.add_argument("--links", type=Path, default=Path("examples/links.toml"))
+    p.add_argument("--objective", default="both", choices=("latency", "energy", "both"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", type=Path, default=Path("runs/search"), help="per-candidate exports")
+    p.add_argument("--results", type=Path, default=Path("benchmarks/results/search.json"))
+    p.add_argument("--note", default="", help="free text added to the Markdown report")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def candidate_name(split: str, channels: int, stride: int) -> str:
+    return f"{split}_c{channels}_s{stride}"
+
+
+def _accuracy_with(net, comp, roundtrip, val_loader) -> float:
+    from training.trainer import evaluate
+
+    old = comp.roundtrip
+    comp.roundtrip, comp.enabled = roundtrip, True
+    try:
+        return 100.0 * evaluate(net, val_loader)[1]
+    finally:
+        comp.roundtrip = old
+
+
+def _head_ms(head, input_hw, runs: int) -> float:
+    """Median wall time of one batch-1 head forward (torch, CPU)."""
+    import torch
+
+    x = torch.rand(1, 3, *input_hw)
+    head.eval()
+    with torch.no_grad():
+        for _ in range(3):
+            head(x)
+        times = []
+        for _ in range(max(1, runs)):
+            t0 = time.perf_counter()
+            head(x)
+            times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def _wire_bytes(head, spec, codec_cfg, val_set, n: int) -> float:
+    """Mean payload size of real FeatureCodec.encode_int8 output over n validation frames."""
+    import numpy as np
+    import torch
+
+    from training.compressor import quant_params_for
+    from wire.codecs import FeatureCodec
+    from wire.quant import quantize_float_to_int8
+
+    qp = quant_params_for(spec.out_max, codec_cfg.bits)
+    fc = FeatureCodec(tuple(spec.bottleneck_chw), qp, codec_cfg.name, dict(codec_cfg.params))
+    sizes = []
+    head.eval()
+    with torch.no_grad():
+        for i in range(min(n, len(val_set))):
+            x = val_set[i][0].unsqueeze(0)
+            z = head(x)[0].numpy().astype(np.float32)
+            sizes.append(len(fc.encode_int8(quantize_float_to_int8(z, qp), layout="CHW")))
+    return float(np.mean(sizes))
+
+
+def _baseline(args, progress: bool) -> float:
+    """Unsplit backbone trained on the same schedule: the accuracy the budget is measured from."""
+    import torch
+
+    from training.data import build_dataset
+    from training.models import create_model
+    from training.pipeline import loaders
+    from training.trainer import FitConfig, evaluate, fit
+
+    torch.manual_seed(args.seed)
+    bundle = build_dataset(
+        args.data,
+        limit_train=args.limit_train,
+        limit_val=args.limit_val,
+        fashion_root=args.fashion_root,
+        seed=args.seed,
+    )
+    model = create_model(args.model, num_classes=len(bundle.labels))
+    train, val = loaders(bundle, args.batch_size, args.seed)
+    fit(model, train, val, FitConfig(epochs=args.epochs, lr=args.lr, progress=progress))
+    return 100.0 * evaluate(model, val)[1]
+
+
+def cost_table(
+    cands: list, links: list, objectives: tuple[str, ...], feasible: list | None = None
+) -> tuple[list, dict]:
+    """Rows with latency/energy per link, and the selected candidate per link x objective.
+
+    Selection is among ``feasible`` (candidates within the accuracy budget) when any are,
+    as Algorithm 1 only costs partitions that met the budget; otherwise among all.
+    """
+    from training.search import cost, select
+
+    pool = feasible or cands
+    rows = []
+    for c in cands:
+        costs = {
+            ln.name: {"latency_ms": cost(c, ln).latency_ms, "energy_mj": cost(c, ln).energy_mj}
+            for ln in links
+        }
+        rows.append({**asdict(c), "name": candidate_name(c.split, c.channels, c.stride), **costs})
+    chosen = {
+        ln.name: {
+            obj: candidate_name(*(lambda s: (s.split, s.channels, s.stride))(select(pool, ln, obj)))
+            for obj in objectives
+        }
+        for ln in links
+    }
+    return rows, chosen
+
+
+def render_md(result: dict) -> str:
+    links = result["links"]
+    lines = [
+        "# Algorithm 1 search (BottleNet Sec. 2.3)",
+        "",
+        f"Data {result['data']}, model {result['model']}, schedule: {result['schedule']}. "
+        f"Unsplit baseline top-1 {result['baseline_acc']:.2f}%, budget {result['budget']} points; "
+        f"codec {result['codec']}. Head latency: {result['latency_backend']} "
+        "(torch on this shared CPU, not int8 TFLite on a board); "
+        f"head power assumed {result['head_power_mw']} mW. Bytes: mean real wire payload.",
+        "",
+    ]
+    if result.get("note"):
+        lines += [result["note"], ""]
+    hdr = ["candidate", "bits", "top-1 %", "head ms", "bytes"]
+    for ln in links:
+        hdr += [f"{ln} ms", f"{ln} mJ"]
+    lines += ["| " + " | ".join(hdr) + " |", "|" + "---|" * len(hdr)]
+    for r in result["candidates"]:
+        cells = [
+            r["name"] + ("" if r["within_budget"] else " (over budget)"),
+            str(r["bits"]),
+            f"{r['accuracy']:.2f}",
+            f"{r['head_ms']:.2f}",
+            f"{r['nbytes']:.0f}",
+        ]
+        for ln in links:
+            cells += [f"{r[ln]['latency_ms']:.2f}", f"{r[ln]['energy_mj']:.3f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Chosen partition:", "", "| link | objective | candidate |", "|---|---|---|"]
+    for ln, by_obj in result["chosen"].items():
+        for obj, name in by_obj.items():
+            lines.append(f"| {ln} | {obj} | {name} |")
+    lines += ["", "Accuracy (%) per bits, through the wire codec:", ""]
+    bits = list(range(1, 9))
+    lines += ["| candidate | " + " | ".join(map(str, bits)) + " |", "|---|" + "---|" * len(bits)]
+    for r in result["candidates"]:
+        accs = " | ".join(f"{r['acc_by_bits'][str(b)]:.1f}" for b in bits)
+        lines.append(f"| {r['name']} | {accs} |")
+    return "\n".join(lines) + "\n"
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from training.compressor import CodecConfig, wire_roundtrip
+    from training.export import export_split
+    from training.linkmodel import load_links
+    from training.pipeline import TrainJob, loaders, run_train
+    from training.search import Candidate, fewest_bits
+    from training.trainer import log_json
+    from wire.codecs import normalize_params
+
+    links = load_links(args.links)  # validate inputs before any training
+    params = {"quality": args.quality} if args.codec == "jpeg" else {}
+    normalize_params(args.codec, params)
+    if not 1 <= args.train_bits <= 8:
+        raise ValueError(f"--train-bits must be 1..8, got {args.train_bits}")
+    objectives = ("latency", "energy") if args.objective == "both" else (args.objective,)
+    progress = not args.no_progress
+    torch.set_num_threads(max(1, args.threads))
+
+    baseline = args.baseline_acc
+    if baseline is None:
+        baseline = _baseline(args, progress)
+        log_json("search_baseline", acc=baseline)
+
+    grid = [(s, c, st) for s in args.splits for c in args.channels for st in args.strides]
+    cands, extra = [], {}
+    for split, ch, st in tqdm(grid, desc="search", disable=not progress):
+        name = candidate_name(split, ch, st)
+        job = TrainJob(
+            data=args.data,
+            model=args.model,
+            after=split,
+            channels=ch,
+            stride=st,
+            codec=CodecConfig(args.codec, args.train_bits, params),
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            limit_train=args.limit_train,
+            limit_val=args.limit_val,
+            seed=args.seed,
+            threads=args.threads,
+            progress=progress,
+            fashion_root=args.fashion_root,
+            device="cpu",
+        )
+        res = run_train(job, args.out / name)
+        net, spec = res.net, res.net.spec
+        comp = net.compressor
+        _, val_loader = loaders(res.bundle, args.batch_size, args.seed)
+        acc_by_bits: dict[int, float] = {}
+        for b in range(1, 9):  # full sweep for the report; fewest_bits reads the results
+            rt = wire_roundtrip(
+                spec.bottleneck_chw, spec.out_max, CodecConfig(args.codec, b, params)
+            )
+            acc_by_bits[b] = _accuracy_with(net, comp, rt, val_loader)
+        found = fewest_bits(acc_by_bits.__getitem__, baseline, args.budget)
+        within = found is not None
+        bits, acc = found if within else max(acc_by_bits.items(), key=lambda kv: (kv[1], -kv[0]))
+        codec = CodecConfig(args.codec, bits, params)
+        head_ms = _head_ms(net.head, spec.input_hw, args.latency_runs)
+        nbytes = _wire_bytes(net.head, spec, codec, res.bundle.val, args.bytes_samples)
+        exported = export_split(
+            net.head,
+            net.tail,
+            args.out / name,
+            labels=list(res.bundle.labels),
+            mean=res.bundle.mean,
+            std=res.bundle.std,
+            codec=codec,
+            extra={"search": {"accuracy_by_bits": acc_by_bits, "baseline": baseline}},
+        )
+        cand = Candidate(split, ch, st, bits, acc, head_ms, args.head_power_mw, nbytes)
+        cands.append(cand)
+        extra[name] = {
+            "within_budget": within,
+            "acc_by_bits": {str(k): v for k, v in acc_by_bits.items()},
+            "bottleneck_chw": list(spec.bottleneck_chw),
+            "model_id": exported.model_id,
+            "export_dir": str(args.out / name),
+        }
+        log_json("search_candidate", name=name, bits=bits, acc=acc, head_ms=head_ms, nbytes=nbytes)
+
+    feasible = [
+        c for c in cands if extra[candidate_name(c.split, c.channels, c.stride)]["within_budget"]
+    ]
+    rows, chosen = cost_table(cands, links, objectives, feasible)
+    for r in rows:
+        r.update(extra[r["name"]])
+    result = {
+        "data": args.data,
+        "model": args.model,
+        "schedule": {
+            "epochs": args.epochs,
+            "limit_train": args.limit_train,
+            "limit_val": args.limit_val,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+        },
+        "codec": {"name": args.codec, "params": params, "train_bits": args.train_bits},
+        "baseline_acc": baseline,
+        "budget": args.budget,
+        "latency_backend": LATENCY_BACKEND,
+        "head_power_mw": args.head_power_mw,
+        "links": {ln.name: asdict(ln) for ln in links},
+        "candidates": rows,
+        "chosen": chosen,
+        "selected_from": "within_budget" if feasible else "all (none within budget)",
+        "note": args.note,
+    }
+    _atomic_write(args.results, json.dumps(result, indent=2) + "\n")
+    _atomic_write(args.results.with_suffix(".md"), render_md(result))
+    for ln, by_obj in chosen.items():
+        print(f"{ln}: " + ", ".join(f"{o} -> {n}" for o, n in by_obj.items()))
+    print(f"results -> {args.results} (+ .md); exports -> {args.out}/<candidate>/")
+    return 0
