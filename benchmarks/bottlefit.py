@@ -244,6 +244,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def codec_label(codec: dict) -> str:
+    """'JPEG q30' / 'zstd 4-bit' for titles (the codec dict of CodecConfig.to_dict)."""
+    if codec["name"] == "jpeg":
+        return f"JPEG q{codec['params'].get('quality')}"
+    return f"{codec['name']} {codec['bits']}-bit"
+
+
 def write_results(result: dict, out: Path, quality: int | None) -> None:
     """bottlefit.json + bottlefit.md table + bottlefit.png bars (atomic writes)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -253,7 +260,7 @@ def write_results(result: dict, out: Path, quality: int | None) -> None:
     spec = m["spec"]
     lines = [
         f"# BottleFit vs baselines — EfficientNet-Lite0 split after {spec['after']}, "
-        f"C'={spec['channels']}, s={spec['stride']}, JPEG q{args.quality}",
+        f"C'={spec['channels']}, s={spec['stride']}, {codec_label(result['codec'])}",
         "",
         f"bytes/frame {m['bytes']['wire_mean']:.0f} vs q85 JPEG {m['bytes']['jpeg_q85_mean']:.0f}"
         f" (ratio {m['bytes']['ratio_vs_jpeg_q85']:.3f}); teacher top-1 on the 20 samples "

@@ -80,6 +80,23 @@ def test_stage2_loss_drops_and_head_stays_frozen(setup):
     np.testing.assert_array_equal(state_fingerprint(head), head_before)
 
 
+def test_stage2_restoration_only_keeps_teacher_tail_frozen(setup):
+    """The shipped recipe (--stage2-train restoration): only the restoration unit moves, so
+    the server tail stays the ImageNet teacher's and cannot overfit the few training photos."""
+    _ds, _teacher, feats, logits, labels, head, tail, comp = setup
+    body_before = state_fingerprint(tail.body)
+    cls_before = state_fingerprint(tail.classifier)
+    rest_before = state_fingerprint(tail.restoration)
+    wire = wire_tensors(head, comp, feats)
+    cfg = BottleFitConfig(
+        stage2_epochs=4, batch_size=16, stage2_lr=3e-3, stage2_train="restoration"
+    )
+    stage2_finetune(tail, wire, logits, labels, cfg)
+    np.testing.assert_array_equal(state_fingerprint(tail.body), body_before)
+    np.testing.assert_array_equal(state_fingerprint(tail.classifier), cls_before)
+    assert not np.array_equal(state_fingerprint(tail.restoration), rest_before)
+
+
 def test_kd_loss_zero_when_matching_and_uses_labels():
     t = torch.randn(5, 4)
     y = torch.tensor([0, 1, -1, 2, 3])
