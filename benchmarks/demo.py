@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from wire.atomicfile import write_atomic, write_json_atomic
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_ARTIFACTS = ROOT / "artifacts" / "efficientnet_lite0-bottlefit"
 DEFAULT_OUT = ROOT / "demo-out"
@@ -526,10 +528,8 @@ def plot(
         ax2.set_ylabel("energy per inference (mJ)")
         ax2.set_title("energy per inference (simulated INA226)")
     fig.tight_layout()
-    tmp = out.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120)
+    write_atomic(out, lambda tmp: fig.savefig(tmp, dpi=120))
     plt.close(fig)
-    os.replace(tmp, out)
 
 
 # --------------------------------------------------------------------------------------
@@ -567,9 +567,7 @@ def run(args: argparse.Namespace) -> int:
     png = paths.out / "demo.png"
     plot(s, frames, load_power_trace(paths.power_log), png)
     result = paths.out / "demo-summary.json"
-    tmp = result.with_suffix(".tmp")
-    tmp.write_text(json.dumps(s, indent=2))
-    os.replace(tmp, result)
+    write_json_atomic(result, s)
     print(f"\nwrote {_show(png)} and {_show(result)}")
     return 0
 

@@ -11,14 +11,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from wire.atomicfile import default_file_mode
 from wire.manifest import HeadManifest, save_manifest
-
-
-def _umask_mode() -> int:
-    """The mode a normally created file gets (mkstemp would leave 0600)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
 
 
 def install_outputs(tflite: Path, manifest: HeadManifest, out: Path, manifest_path: Path) -> None:
@@ -31,8 +25,8 @@ def install_outputs(tflite: Path, manifest: HeadManifest, out: Path, manifest_pa
             fh.flush()
             os.fsync(fh.fileno())
         save_manifest(manifest, tmp_manifest)
-        os.chmod(tmp_model, _umask_mode())
-        os.chmod(tmp_manifest, _umask_mode())
+        os.chmod(tmp_model, default_file_mode())
+        os.chmod(tmp_manifest, default_file_mode())
         os.replace(tmp_model, out)
         os.replace(tmp_manifest, manifest_path)
     finally:

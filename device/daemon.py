@@ -12,7 +12,6 @@ it needs locks.
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import resource
@@ -37,6 +36,7 @@ from device.policy import PartitionPolicy
 from device.power import PowerMeter
 from hardware.camera import CameraError
 from hardware.preprocess import preprocess
+from wire.atomicfile import write_json_atomic
 
 _SEQ_MAX = (1 << 32) - 1
 
@@ -555,7 +555,4 @@ def _mean(d: deque[float]) -> float | None:
 
 
 def _atomic_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    write_json_atomic(path, data, default=str)

@@ -6,9 +6,6 @@ measures is exactly what users run.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,6 +20,7 @@ from training.export import ExportedSplit, export_split
 from training.models import create_model
 from training.plots import save_curves
 from training.trainer import FitConfig, evaluate, fit, log_json
+from wire.atomicfile import write_json_atomic
 
 MODES = ("aware", "plain")
 
@@ -79,12 +77,7 @@ class TrainResult:
 
 
 def _write_json(obj: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+    write_json_atomic(path, obj, sort_keys=True)
 
 
 def build_split_net(job: TrainJob, bundle: DatasetBundle) -> tuple[SplitNet, CompressorLayer]:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from training.trainer import EpochRecord
+from wire.atomicfile import write_atomic
 
 
 def save_curves(history: list[EpochRecord], path: Path, title: str = "") -> Path:
@@ -30,11 +29,6 @@ def save_curves(history: list[EpochRecord], path: Path, title: str = "") -> Path
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
-    os.close(fd)
-    fig.savefig(tmp, dpi=110)
+    path = write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=110))
     plt.close(fig)
-    os.replace(tmp, path)
     return path

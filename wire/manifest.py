@@ -19,11 +19,11 @@ import json
 import math
 import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wire.atomicfile import write_text_atomic
 from wire.codecs import CODEC_NAMES, FeatureCodec, normalize_params
 from wire.errors import CodecError, ManifestError
 from wire.quant import QuantParams
@@ -352,33 +352,11 @@ def manifest_to_dict(manifest: Manifest) -> dict[str, Any]:
     return d
 
 
-def default_file_mode() -> int:
-    """The mode ``open()`` would give a new file under the current umask (mkstemp gives 0600).
-
-    Manifests are read by other users (the board daemon runs as ``splitfit``), so atomic
-    writers must not leave them private.
-    """
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
 def save_manifest(manifest: Manifest, path: str | os.PathLike) -> None:
     """Validate and write atomically: readers see the old file or the new one, never half."""
     d = manifest_to_dict(manifest)
     text = json.dumps(d, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-    p = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        os.fchmod(fd, default_file_mode())  # mkstemp's 0600 would hide it from other users
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, text)
 
 
 def sha256_file(path: str | os.PathLike) -> str:

@@ -9,12 +9,10 @@ tail.pt, tail.json) into ``--out``.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import tempfile
 from pathlib import Path
 
 from training.compressor import CodecConfig
+from wire.atomicfile import write_atomic, write_json_atomic
 
 NAME = "bottlefit"
 HELP = "BottleFit: head distillation (stage 1) + KD fine-tuning (stage 2), then export"
@@ -53,11 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _write_json(obj: dict, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(suffix=".json", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+    write_json_atomic(path, obj, sort_keys=True)
 
 
 def save_stage_curves(history: dict[str, list[float]], path: Path, title: str) -> None:
@@ -77,11 +71,8 @@ def save_stage_curves(history: dict[str, list[float]], path: Path, title: str) -
         ax.set_title(name)
     fig.suptitle(title)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
-    os.close(fd)
-    fig.savefig(tmp, dpi=100)
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=100))
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def explicit_command(args: argparse.Namespace, out: str | None = None) -> str:

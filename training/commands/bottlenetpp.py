@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from pathlib import Path
+
+from wire.atomicfile import write_text_atomic
 
 NAME = "bottlenetpp"
 HELP = "BottleNet++: encoder -> AWGN/erasure channel -> decoder; accuracy vs SNR / erasure rate"
@@ -27,12 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/bottlenetpp.json"))
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+_atomic_write = write_text_atomic
 
 
 def run(args: argparse.Namespace) -> int:
