@@ -70,7 +70,12 @@ def test_search_end_to_end(tmp_path, capsys):
         assert r["accuracy"] == pytest.approx(r["acc_by_bits"][str(r["bits"])])
         c = Candidate(**{k: r[k] for k in Candidate.__dataclass_fields__})
         cands.append((c, r))
-    pool = [c for c, r in cands if r["within_budget"]] or [c for c, _ in cands]
+    pool = [c for c, r in cands if r["eligible"]]
+    if any(r["within_budget"] for _, r in cands):
+        assert all(r["eligible"] == r["within_budget"] for _, r in cands)
+    else:
+        best = max(c.accuracy for c, _ in cands)
+        assert pool == [c for c, _ in cands if c.accuracy >= best - 2.0]
     for ln in links:
         for obj in ("latency", "energy"):
             best = select(pool, ln, obj)
