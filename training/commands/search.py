@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -73,11 +71,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _atomic_write(path: Path, text: str) -> None:
+    from wire.atomicfile import write_text_atomic  # the project's one temp+rename writer
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    write_text_atomic(path, text)
 
 
 def candidate_name(split: str, channels: int, stride: int) -> str:
