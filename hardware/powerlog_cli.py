@@ -20,10 +20,11 @@ import math
 import os
 import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from wire.atomicfile import write_atomic
 
 __all__ = ["build_parser", "main"]
 
@@ -427,15 +428,10 @@ def _plot(args: argparse.Namespace) -> int:
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     out: Path = args.output
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".png", dir=out.parent or ".")
-    os.close(fd)
     try:
-        fig.savefig(tmp)
-        os.replace(tmp, out)
+        write_atomic(out, fig.savefig)
     finally:
         plt.close(fig)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
     print(out)
     return 0
 

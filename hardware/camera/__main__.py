@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import tomllib
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
+
+from wire.atomicfile import write_atomic
 
 from . import SOURCES, CameraError, CameraTimeout, open_camera
 
@@ -43,14 +43,7 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
 
 def save_png(image: Any, path: Path) -> None:
     """Write atomically: a half-written snapshot must not be mistaken for a broken camera."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    try:
-        Image.fromarray(image).save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    write_atomic(path, lambda tmp: Image.fromarray(image).save(tmp, format="PNG"))
 
 
 def check(

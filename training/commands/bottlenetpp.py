@@ -27,9 +27,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/bottlenetpp.json"))
 
 
-_atomic_write = write_text_atomic
-
-
 def run(args: argparse.Namespace) -> int:
     import torch
     from torch.utils.data import DataLoader
@@ -70,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
             "accuracy": accs,
         }
         print(json.dumps({"channel": kind, "accuracy": accs}))
-    _atomic_write(args.out, json.dumps(results, indent=2))
+    write_text_atomic(args.out, json.dumps(results, indent=2))
     import matplotlib
 
     matplotlib.use("Agg")

@@ -13,11 +13,12 @@ chosen bits in the manifests) so a runtime can switch partitions when the link c
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from dataclasses import asdict
 from pathlib import Path
+
+from wire.atomicfile import write_json_atomic, write_text_atomic
 
 NAME = "search"
 HELP = "BottleNet Algorithm 1: train split x C' x s candidates, pick bits, cost on links, select"
@@ -68,13 +69,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", type=Path, default=Path("benchmarks/results/search.json"))
     p.add_argument("--note", default="", help="free text added to the Markdown report")
     p.add_argument("--no-progress", action="store_true")
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    from wire.atomicfile import write_text_atomic  # the project's one temp+rename writer
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, text)
 
 
 def candidate_name(split: str, channels: int, stride: int) -> str:
@@ -366,8 +360,8 @@ def run(args: argparse.Namespace) -> int:
         "selected_from": selected_from,
         "note": args.note,
     }
-    _atomic_write(args.results, json.dumps(result, indent=2) + "\n")
-    _atomic_write(args.results.with_suffix(".md"), render_md(result))
+    write_json_atomic(args.results, result)
+    write_text_atomic(args.results.with_suffix(".md"), render_md(result))
     for ln, by_obj in chosen.items():
         print(f"{ln}: " + ", ".join(f"{o} -> {n}" for o, n in by_obj.items()))
     print(f"results -> {args.results} (+ .md); exports -> {args.out}/<candidate>/")
