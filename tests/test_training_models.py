@@ -157,3 +157,22 @@ def test_split_probe_does_not_touch_batchnorm_statistics() -> None:
     assert torch.equal(model.bn1.running_mean, before)
     assert head.training and tail.training  # mode follows the backbone
     assert split_model(model, after="rb5", channels=2, stride=1)[0].spec.after == "rb5"
+
+
+def test_eval_mode_classifier_has_no_dropout_noise() -> None:
+    """classify() builds a fresh wrapper; it must follow the model's mode, or an eval()'d
+    teacher's logits are dropout draws (this silently capped BottleFit agreement once)."""
+    torch.manual_seed(0)
+    model = create_model("efficientnet_lite0", num_classes=7).eval()
+    model._dropout = 0.5  # the shipped 0.2, made loud enough to see in four rows
+    feats = torch.randn(4, 320, 3, 3)
+    with torch.no_grad():
+        first, second = model.classify(feats), model.classify(feats)
+        pooled = model._bn1(model._conv_head(feats))
+        pooled = torch.flatten(torch.nn.functional.adaptive_avg_pool2d(model.act(pooled), 1), 1)
+        ref = model._fc(pooled)
+    assert torch.equal(first, second)
+    assert torch.allclose(first, ref, atol=1e-5)
+    model.train()
+    with torch.no_grad():
+        assert not torch.allclose(model.classify(feats), ref, atol=1e-3)  # dropout in training

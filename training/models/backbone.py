@@ -41,7 +41,12 @@ class SplittableBackbone(nn.Module):
         raise NotImplementedError
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier_module()(x)
+        # classifier_module() builds a fresh wrapper, and a fresh nn.Module is in training
+        # mode: without this its dropout would fire inside an eval()'d teacher and make
+        # every "teacher logit" a random draw.
+        head = self.classifier_module()
+        head.train(self.training)
+        return head(x)
 
     def split_points(self) -> list[str]:
         """Names valid for ``split_model(after=...)``: after the stem and after every block
