@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from converter.errors import ConverterBackendError, UnsupportedOpError
+from converter.narrow_conv import split_narrow_convs
 from converter.onnx_graph import RewriteReport, zero_pad_maxpools
 
 OPSET = 17
@@ -79,8 +80,15 @@ def _torch_location(text: str, op: str) -> str:
     return f"node {node.group(1)}" if node else "the head's forward"
 
 
-def export_onnx(wrapped: nn.Module, kind: str, hw: tuple[int, int], path: Path) -> RewriteReport:
-    """Export and apply the int8-safety rewrites; returns what was rewritten."""
+def export_onnx(
+    wrapped: nn.Module,
+    kind: str,
+    hw: tuple[int, int],
+    path: Path,
+    split_convs: bool = True,
+) -> RewriteReport:
+    """Export, apply the int8-safety rewrites and (``split_convs``) the int8-speed rewrite
+    of wide convs on few channels (``converter.narrow_conv``); returns what was rewritten."""
     example = (torch.rand(1, 3, *hw),)
     buf = io.StringIO()
     try:
@@ -127,6 +135,8 @@ def export_onnx(wrapped: nn.Module, kind: str, hw: tuple[int, int], path: Path) 
         raise ConverterBackendError(f"ONNX export failed: {_first_line(exc)}") from None
     model = simplify(onnx.load(str(path)))
     report = zero_pad_maxpools(model)
+    if split_convs:
+        report.narrow_conv_split = split_narrow_convs(model)
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return report

@@ -24,6 +24,8 @@ _NONNEGATIVE_PRODUCERS = {"Relu", "Sigmoid", "Softmax", "Abs", "Exp"}
 class RewriteReport:
     maxpool_zero_padded: list[str] = field(default_factory=list)
     maxpool_left_padded: list[str] = field(default_factory=list)
+    # speed, not correctness: convs split into an im2col row + column conv (narrow_conv)
+    narrow_conv_split: list[str] = field(default_factory=list)
 
 
 def _constant_value(graph: onnx.GraphProto, name: str) -> np.ndarray | None:

@@ -4,7 +4,7 @@ Steps (docs/converter.md explains the choices):
   1. load the model and the source manifest beside it; resolve input size, mean/std, labels
   2. read calibration images (resize + centre crop like the board), hold some out
   3. wrap the head with the folded normalisation; float reference outputs in PyTorch
-  4. PyTorch -> ONNX (+ max-pool zero-padding rewrite)
+  4. PyTorch -> ONNX (+ max-pool zero-padding rewrite, stem-conv split for int8 speed)
   5. ONNX -> onnx2tf -> TFLiteConverter full int8 (subprocess, ``converter.tf_worker``)
   6. load + run the result with ai-edge-litert (subprocess, ``converter.probe``)
   7. check: integer tensors only, uint8 pixel input (1/255, 0), int8 NHWC output
@@ -81,6 +81,9 @@ class ConvertOptions:
     manifest_path: Path | None = None
     # also write a float32 TFLite of the same graph here (benchmarks compare against it)
     float_tflite: Path | None = None
+    # split wide-kernel convs on few channels for XNNPACK's int8 kernels (converter.narrow_conv);
+    # off only to measure what the rewrite buys (benchmarks/converter.py)
+    split_narrow_convs: bool = True
     progress: bool = True
     seed: int = 0
 
@@ -346,7 +349,9 @@ def convert_head(opts: ConvertOptions, warn: Warn = _stderr_warn) -> ConvertResu
         job = Path(tmp)
         t0 = time.perf_counter()
         wrapped = wrap_for_export(src.module, src.kind, mean, std)
-        rewrites = export_onnx(wrapped, src.kind, hw, job / "model.onnx")
+        rewrites = export_onnx(
+            wrapped, src.kind, hw, job / "model.onnx", split_convs=opts.split_narrow_convs
+        )
         onnx_ops = op_counts(onnx.load(str(job / "model.onnx")))
         timings["onnx_export_s"] = time.perf_counter() - t0
         for name in rewrites.maxpool_left_padded:
@@ -451,7 +456,10 @@ def convert_head(opts: ConvertOptions, warn: Warn = _stderr_warn) -> ConvertResu
                 "ops": details["ops"],
                 "tensor_dtypes": details["tensor_dtypes"],
                 "onnx_ops": onnx_ops,
-                "rewrites": {"maxpool_zero_padded": rewrites.maxpool_zero_padded},
+                "rewrites": {
+                    "maxpool_zero_padded": rewrites.maxpool_zero_padded,
+                    "narrow_conv_split": rewrites.narrow_conv_split,
+                },
                 "tflite_bytes": tflite.stat().st_size,
             },
         )

@@ -59,14 +59,16 @@ class ResNetHead(nn.Module):
 
     def __init__(self, bottleneck_channels: int = 8) -> None:
         super().__init__()
+        # 32 stem channels: wide enough that the 7x7 RGB stem is split for int8 speed
+        # (converter.narrow_conv), as ResNet-50's 64-channel stem is
         self.stem = nn.Sequential(
-            nn.Conv2d(3, 16, 7, 2, 3, bias=False),
-            nn.BatchNorm2d(16),
+            nn.Conv2d(3, 32, 7, 2, 3, bias=False),
+            nn.BatchNorm2d(32),
             nn.ReLU(inplace=True),
             nn.MaxPool2d(3, 2, 1),
         )
-        self.layer1 = BasicBlock(16, 16)
-        self.layer2 = BasicBlock(16, 32, stride=2)
+        self.layer1 = BasicBlock(32, 32)
+        self.layer2 = BasicBlock(32, 32, stride=2)
         self.reduction = nn.Sequential(
             nn.Conv2d(32, bottleneck_channels, 1),
             nn.Conv2d(bottleneck_channels, bottleneck_channels, 3, 2, 1, bias=False),
@@ -223,7 +225,11 @@ def run_tflite(model: Path, pixels: np.ndarray) -> tuple[np.ndarray, dict, objec
 
     it = Interpreter(model_path=str(model), num_threads=1)
     # before allocate_tensors: afterwards XNNPACK has replaced ops by a DELEGATE node
-    ops = Counter(op["op_name"] for op in it._get_ops_details())
+    details = it._get_ops_details()
+    ops = Counter(op["op_name"] for op in details)
+    shapes = {t["index"]: [int(d) for d in t["shape"]] for t in it.get_tensor_details()}
+    # CONV_2D filters as [C_out, k_h, k_w, C_in]
+    conv_filters = [shapes[op["inputs"][1]] for op in details if op["op_name"] == "CONV_2D"]
     it.allocate_tensors()
     inp, out = it.get_input_details()[0], it.get_output_details()[0]
     ys = []
@@ -231,7 +237,7 @@ def run_tflite(model: Path, pixels: np.ndarray) -> tuple[np.ndarray, dict, objec
         it.set_tensor(inp["index"], pixels[i : i + 1])
         it.invoke()
         ys.append(it.get_tensor(out["index"])[0].copy())
-    return np.stack(ys), {"input": inp, "output": out, "ops": ops}, it
+    return np.stack(ys), {"input": inp, "output": out, "ops": ops, "convs": conv_filters}, it
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -268,7 +274,7 @@ def check_converted(head: nn.Module, tflite: Path, hw: tuple[int, int], mean=MEA
     deq = (q.astype(np.float32) - zp) * scale
     cos = cosine(ref, deq)
     assert cos.min() >= 0.99, f"cosine vs PyTorch {cos}"
-    return {"manifest": manifest, "cosine": cos, "ops": ops}
+    return {"manifest": manifest, "cosine": cos, "ops": ops, "convs": io["convs"]}
 
 
 def outputs_in(folder: Path) -> list[str]:
@@ -321,6 +327,16 @@ def test_torchscript_resnet_head_converts_to_full_int8_that_matches_pytorch(resn
     assert result["ops"]["ADD"] >= 2 and result["ops"]["CONV_2D"] >= 7
     # the stem's MaxPool(padding=1) was rewritten to zero-pad + unpadded pool
     assert len(m.extra["rewrites"]["maxpool_zero_padded"]) == 1
+    # int8 speed (converter.narrow_conv): the 7x7 stem on 3 channels, which XNNPACK's int8
+    # kernels would pad to 8 channels per tap, became a 1x7 im2col row conv (3 -> 21
+    # channels) + a 7x1 conv on 21 channels; no conv left reads < 8 channels over > 1 row
+    assert len(m.extra["rewrites"]["narrow_conv_split"]) == 1
+    narrow = [f for f in result["convs"] if f[3] < 8]
+    assert narrow == [[21, 1, 7, 3]], result["convs"]
+    assert [32, 7, 1, 21] in result["convs"]
+    # the normalisation is one per-channel conv, not an int8 SUB + MUL pair
+    assert result["ops"]["DEPTHWISE_CONV_2D"] == 1
+    assert "SUB" not in result["ops"] and "MUL" not in result["ops"]
     assert m.extra["versions"]["onnx2tf"] == "1.29.24"
     assert set(m.extra["tensor_dtypes"]) <= {"int8", "uint8", "int32"}
 
