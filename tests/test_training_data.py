@@ -15,7 +15,7 @@ from PIL import Image  # noqa: E402
 
 from training.data import build_dataset  # noqa: E402
 from training.data.fashion_mnist import DatasetMissing, FashionMNIST, load_arrays  # noqa: E402
-from training.data.photos import shipped_photos  # noqa: E402
+from training.data.photos import MixedPhotoCrops, PhotoCrops, shipped_photos  # noqa: E402
 from training.data.synthetic import SyntheticShapes  # noqa: E402
 
 
@@ -89,6 +89,27 @@ def test_shipped_photos_are_found_with_licences_and_labels() -> None:
     labelled = [p for p in photos if p.label is not None]
     assert len(labelled) == 20 and all(0 <= p.label < 1000 for p in labelled)
     assert all(p.licence and p.path.is_file() for p in photos)
+
+
+def _tiny_crop(seed: int):
+    from training.bottlefit import CropJitter
+
+    return CropJitter((32, 32), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), seed=seed)
+
+
+def test_mixed_crops_blend_two_different_photos_deterministically() -> None:
+    plain = PhotoCrops(_tiny_crop, 3, seed=5, sources=("skimage", "sklearn"))
+    mixed = MixedPhotoCrops(_tiny_crop, 3, seed=5, sources=("skimage", "sklearn"))
+    assert len(mixed) == len(plain) and len(mixed.photos) >= 2
+    a, label = mixed[4]
+    assert label == -1 and a.shape == plain[4][0].shape
+    assert torch.equal(a, mixed[4][0])  # deterministic per (seed, index)
+    # the blend is none of the plain crops of this photo: another photo went into it
+    assert all(not torch.allclose(a, plain[j][0]) for j in range(3, 6))
+    # and it stays within the parents' value range (convex blend or pasted box)
+    lo = min(float(plain[j][0].min()) for j in range(len(plain)))
+    hi = max(float(plain[j][0].max()) for j in range(len(plain)))
+    assert lo - 1e-6 <= float(a.min()) and float(a.max()) <= hi + 1e-6
 
 
 def test_synthetic_is_seeded_and_class_dependent() -> None:

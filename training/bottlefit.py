@@ -406,6 +406,7 @@ class BottleFitJob:
     stride: int = 2
     codec: CodecConfig = field(default_factory=lambda: CodecConfig("jpeg", 8, {"quality": 60}))
     train_crops: int = 64  # per training photo
+    mixed_crops: int = 0  # per training photo: mixup/CutMix blends of two photos' crops
     heldout_crops: int = 8  # per training photo, another seed
     input_size: int = 224
     threads: int = 2
@@ -466,7 +467,14 @@ def run_bottlefit(job: BottleFitJob, *, naive_baseline: bool = True) -> dict:
 
     Returns a dict with ``head``, ``tail``, ``teacher``, ``compressor`` and ``metrics``.
     """
-    from training.data.photos import LabeledImageNetSamples, PhotoCrops, shipped_photos
+    from torch.utils.data import ConcatDataset
+
+    from training.data.photos import (
+        LabeledImageNetSamples,
+        MixedPhotoCrops,
+        PhotoCrops,
+        shipped_photos,
+    )
     from training.data.transforms import ImageTransform
     from training.models import create_model
 
@@ -482,7 +490,16 @@ def run_bottlefit(job: BottleFitJob, *, naive_baseline: bool = True) -> dict:
             lambda s: CropJitter(size, mean, std, seed=s), n, seed=seed, sources=TRAIN_SOURCES
         )
 
-    train_ds = crops(job.train_crops, job.fit.seed + 1)
+    plain_ds = crops(job.train_crops, job.fit.seed + 1)
+    train_ds = plain_ds
+    if job.mixed_crops > 0:
+        mixed = MixedPhotoCrops(
+            lambda s: CropJitter(size, mean, std, seed=s),
+            job.mixed_crops,
+            seed=job.fit.seed + 2,
+            sources=TRAIN_SOURCES,
+        )
+        train_ds = ConcatDataset([plain_ds, mixed])
     held_ds = crops(job.heldout_crops, job.fit.seed + 1000)
     t0 = time.perf_counter()
     feats, logits, labels = cache_teacher(
@@ -542,8 +559,9 @@ def run_bottlefit(job: BottleFitJob, *, naive_baseline: bool = True) -> dict:
         "total": time.perf_counter() - t_start,
     }
     metrics["data"] = {
-        "train_photos": len(train_ds.photos),
-        "train_crops": len(train_ds),
+        "train_photos": len(plain_ds.photos),
+        "train_crops": len(plain_ds),
+        "mixed_crops": len(train_ds) - len(plain_ds),
         "heldout_crops": len(held_ds),
         "eval_samples": len(eval_y),
         "sources_train": list(TRAIN_SOURCES),

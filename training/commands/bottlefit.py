@@ -27,6 +27,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bits", type=int, default=8, help="n-bit quantizer before the codec (1..8)")
     p.add_argument("--quality", type=int, default=50, help="JPEG quality of the wire codec")
     p.add_argument("--train-crops", type=int, default=24, help="augmented crops per photo")
+    p.add_argument(
+        "--mixed-crops",
+        type=int,
+        default=0,
+        help="extra mixup/CutMix blends of two photos' crops, per photo (function matching)",
+    )
     p.add_argument("--heldout-crops", type=int, default=4, help="held-out crops per photo")
     p.add_argument("--stage1-epochs", type=int, default=60)
     p.add_argument("--stage2-epochs", type=int, default=3)
@@ -48,6 +54,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     p.add_argument("--out", type=Path, default=Path("runs/bottlefit"), help="output folder")
     p.add_argument("--no-progress", action="store_true")
+    from training.commands.bottlefit_dataset import add_dataset_arguments
+
+    add_dataset_arguments(p)  # --dataset fashion-mnist: the labelled three-way comparison
 
 
 def _write_json(obj: dict, path: Path) -> None:
@@ -80,7 +89,7 @@ def explicit_command(args: argparse.Namespace, out: str | None = None) -> str:
     parts = ["splitfit-train", "bottlefit"]
     for key in (
         "model", "after", "channels", "stride", "codec", "bits", "quality", "train_crops",
-        "heldout_crops", "stage1_epochs", "stage2_epochs", "stage1_lr", "stage2_lr",
+        "mixed_crops", "heldout_crops", "stage1_epochs", "stage2_epochs", "stage1_lr", "stage2_lr",
         "batch_size", "temperature", "kd_weight", "stage2_train", "distill_depth", "seed", "threads",
     ):  # fmt: skip
         parts += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
@@ -128,6 +137,10 @@ Wall time: teacher caching {t["teacher_cache"]:.0f} s, stage 1 {t["stage1"]:.0f}
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "dataset", "imagenet") != "imagenet":
+        from training.commands.bottlefit_dataset import run_dataset
+
+        return run_dataset(args)
     from training.bottlefit import BottleFitConfig, BottleFitJob, run_bottlefit
     from training.data.photos import imagenet_labels
     from training.export import export_split
@@ -154,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
         stride=args.stride,
         codec=CodecConfig(args.codec, args.bits, params),
         train_crops=args.train_crops,
+        mixed_crops=args.mixed_crops,
         heldout_crops=args.heldout_crops,
         threads=args.threads,
         progress=not args.no_progress,

@@ -135,3 +135,49 @@ class PhotoCrops(Dataset):
                 self._cache[k] = img.convert("RGB")
         transform = self.transform_factory(self.seed * 1_000_003 + i)
         return transform(self._cache[k]), -1
+
+
+class MixedPhotoCrops(Dataset):
+    """Crops of two different photos blended into one input (mixup or CutMix); label -1.
+
+    Why: distillation from a dozen photos sees a dozen scenes. Blends of crops are new
+    inputs whose teacher outputs differ from either parent's, so the student has to match
+    the teacher's *function* rather than memorise a few scenes ("function matching",
+    Beyer et al., CVPR 2022). The teacher is run on the blended image itself, so no label
+    arithmetic is involved. Deterministic per (seed, index) like ``PhotoCrops``.
+    """
+
+    def __init__(
+        self,
+        transform_factory: Callable[[int], Callable[[Image.Image], torch.Tensor]],
+        crops_per_photo: int,
+        seed: int = 0,
+        sources: tuple[str, ...] = ("skimage", "sklearn"),
+    ) -> None:
+        self.base = PhotoCrops(transform_factory, crops_per_photo, seed, sources)
+        if len(self.base.photos) < 2:
+            raise ValueError("mixing needs at least two photos")
+        self.photos = self.base.photos
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        import random
+
+        rng = random.Random(self.seed * 7_919 + i)
+        a, _ = self.base[i]
+        n_photos, crops = len(self.base.photos), self.base.crops
+        k = i // crops
+        other = (k + rng.randrange(1, n_photos)) % n_photos  # always another photo
+        b, _ = self.base[other * crops + rng.randrange(crops)]
+        lam = rng.uniform(0.25, 0.75)
+        if rng.random() < 0.5:  # mixup
+            return lam * a + (1.0 - lam) * b, -1
+        h, w = a.shape[-2:]  # CutMix: paste a box of b covering 1 - lam of the area
+        bh, bw = int(h * (1.0 - lam) ** 0.5), int(w * (1.0 - lam) ** 0.5)
+        y0, x0 = rng.randrange(h - bh + 1), rng.randrange(w - bw + 1)
+        out = a.clone()
+        out[..., y0 : y0 + bh, x0 : x0 + bw] = b[..., y0 : y0 + bh, x0 : x0 + bw]
+        return out, -1
