@@ -137,10 +137,10 @@ Wall time: teacher caching {t["teacher_cache"]:.0f} s, stage 1 {t["stage1"]:.0f}
 
 
 def run(args: argparse.Namespace) -> int:
-    if getattr(args, "dataset", "imagenet") != "imagenet":
-        from training.commands.bottlefit_dataset import run_dataset
+    from training.commands.bottlefit_dataset import dispatch
 
-        return run_dataset(args)
+    if (rc := dispatch(args)) is not None:  # --dataset fashion-mnist: the labelled comparison
+        return rc
     from training.bottlefit import BottleFitConfig, BottleFitJob, run_bottlefit
     from training.data.photos import imagenet_labels
     from training.export import export_split
