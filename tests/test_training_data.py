@@ -91,6 +91,16 @@ def test_shipped_photos_are_found_with_licences_and_labels() -> None:
     assert all(p.licence and p.path.is_file() for p in photos)
 
 
+def test_extra_photo_sources_are_opt_in_and_named() -> None:
+    default = shipped_photos()
+    extra = shipped_photos(("skimage-gray", "matplotlib"))
+    assert {p.source for p in extra} == {"skimage-gray", "matplotlib"}
+    assert not {p.path for p in extra} & {p.path for p in default}
+    assert all(p.licence and p.label is None for p in extra)
+    with pytest.raises(ValueError, match="unknown photo source"):
+        shipped_photos(("skimage", "imagenet"))
+
+
 def _tiny_crop(seed: int):
     from training.bottlefit import CropJitter
 

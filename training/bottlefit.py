@@ -396,6 +396,13 @@ def state_fingerprint(model: nn.Module) -> np.ndarray:
 # ---------------------------------------------------------------- the end-to-end job
 
 
+# foolbox's labelled ImageNet samples are evaluation only, never training inputs.
+TRAIN_SOURCES = ("skimage", "sklearn")
+# Held-out crops always come from the 11 colour photos, whatever the job trains on, so
+# agreement numbers stay comparable across jobs with different training sources.
+HELDOUT_SOURCES = ("skimage", "sklearn")
+
+
 @dataclass(frozen=True)
 class BottleFitJob:
     """One BottleFit run on an ImageNet backbone with shipped photos (CLI/benchmark input)."""
@@ -407,6 +414,7 @@ class BottleFitJob:
     codec: CodecConfig = field(default_factory=lambda: CodecConfig("jpeg", 8, {"quality": 60}))
     train_crops: int = 64  # per training photo
     mixed_crops: int = 0  # per training photo: mixup/CutMix blends of two photos' crops
+    sources: tuple[str, ...] = TRAIN_SOURCES  # shipped photo sets the crops come from
     heldout_crops: int = 8  # per training photo, another seed
     input_size: int = 224
     threads: int = 2
@@ -417,9 +425,6 @@ class BottleFitJob:
         d = asdict(self)
         d["codec"] = self.codec.to_dict()
         return d
-
-
-TRAIN_SOURCES = ("skimage", "sklearn")  # foolbox's labelled ImageNet samples: evaluation only
 
 
 def _tqdm(enabled: bool, desc: str):
@@ -485,9 +490,12 @@ def run_bottlefit(job: BottleFitJob, *, naive_baseline: bool = True) -> dict:
     mean, std = tuple(teacher.mean), tuple(teacher.std)
     size = (job.input_size, job.input_size)
 
-    def crops(n: int, seed: int) -> PhotoCrops:
+    if "foolbox" in job.sources:
+        raise ValueError("foolbox's labelled samples are the evaluation set, not training data")
+
+    def crops(n: int, seed: int, sources: tuple[str, ...] = job.sources) -> PhotoCrops:
         return PhotoCrops(
-            lambda s: CropJitter(size, mean, std, seed=s), n, seed=seed, sources=TRAIN_SOURCES
+            lambda s: CropJitter(size, mean, std, seed=s), n, seed=seed, sources=sources
         )
 
     plain_ds = crops(job.train_crops, job.fit.seed + 1)
@@ -497,10 +505,10 @@ def run_bottlefit(job: BottleFitJob, *, naive_baseline: bool = True) -> dict:
             lambda s: CropJitter(size, mean, std, seed=s),
             job.mixed_crops,
             seed=job.fit.seed + 2,
-            sources=TRAIN_SOURCES,
+            sources=job.sources,
         )
         train_ds = ConcatDataset([plain_ds, mixed])
-    held_ds = crops(job.heldout_crops, job.fit.seed + 1000)
+    held_ds = crops(job.heldout_crops, job.fit.seed + 1000, HELDOUT_SOURCES)
     t0 = time.perf_counter()
     feats, logits, labels = cache_teacher(
         teacher, job.after, _loader(train_ds), _tqdm(job.progress, "teacher: train crops")
@@ -564,7 +572,8 @@ def run_bottlefit(job: BottleFitJob, *, naive_baseline: bool = True) -> dict:
         "mixed_crops": len(train_ds) - len(plain_ds),
         "heldout_crops": len(held_ds),
         "eval_samples": len(eval_y),
-        "sources_train": list(TRAIN_SOURCES),
+        "sources_train": list(job.sources),
+        "sources_heldout": list(HELDOUT_SOURCES),
     }
     return {
         "head": head,

@@ -34,6 +34,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="extra mixup/CutMix blends of two photos' crops, per photo (function matching)",
     )
     p.add_argument("--heldout-crops", type=int, default=4, help="held-out crops per photo")
+    p.add_argument(
+        "--sources",
+        default="skimage,sklearn",
+        help="comma-separated shipped photo sets to train on "
+        "(skimage, sklearn, skimage-gray, matplotlib; foolbox is the evaluation set)",
+    )
     p.add_argument("--stage1-epochs", type=int, default=60)
     p.add_argument("--stage2-epochs", type=int, default=3)
     p.add_argument("--stage1-lr", type=float, default=1e-2)
@@ -89,7 +95,7 @@ def explicit_command(args: argparse.Namespace, out: str | None = None) -> str:
     parts = ["splitfit-train", "bottlefit"]
     for key in (
         "model", "after", "channels", "stride", "codec", "bits", "quality", "train_crops",
-        "mixed_crops", "heldout_crops", "stage1_epochs", "stage2_epochs", "stage1_lr", "stage2_lr",
+        "mixed_crops", "sources", "heldout_crops", "stage1_epochs", "stage2_epochs", "stage1_lr", "stage2_lr",
         "batch_size", "temperature", "kd_weight", "stage2_train", "distill_depth", "seed", "threads",
     ):  # fmt: skip
         parts += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
@@ -168,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
         codec=CodecConfig(args.codec, args.bits, params),
         train_crops=args.train_crops,
         mixed_crops=args.mixed_crops,
+        sources=tuple(x.strip() for x in args.sources.split(",") if x.strip()),
         heldout_crops=args.heldout_crops,
         threads=args.threads,
         progress=not args.no_progress,

@@ -2,6 +2,10 @@
 
 * scikit-image ``skimage/data``: 9 colour photographs (public domain / CC0 / see below)
 * scikit-learn ``load_sample_images``: china.jpg, flower.jpg (CC BY 2.0, danielbuechele / vultilion)
+* scikit-image grayscale photographs (``skimage-gray``): brick, camera, clock, coins, grass,
+  gravel — natural textures and scenes, replicated to RGB. Colourless, but they are more
+  scenes for label-free distillation, which is data-starved here.
+* matplotlib ``sample_data``: grace_hopper.jpg (public domain, U.S. Navy photograph)
 * foolbox ``foolbox/data``: 20 ImageNet validation samples, true class in the file name
   (``imagenet_07_609.jpg`` -> class 609) — the only labelled ones; evaluation only.
 
@@ -32,6 +36,15 @@ _SKIMAGE = {
     "retina.jpg": "CC0 (Mikael Häggström)",
     "rocket.jpg": "public domain (SpaceX)",
 }
+_SKIMAGE_GRAY = {
+    "brick.png": "CC0 (CC0Textures Bricks25)",
+    "camera.png": "CC0 (Lav Varshney)",
+    "clock_motion.png": "public domain (Stefan van der Walt)",
+    "coins.png": "no known copyright restrictions (Walters Art Museum)",
+    "grass.png": "CC0 (CC0Textures)",
+    "gravel.png": "CC0 (CC0Textures Gravel04)",
+}
+_MATPLOTLIB = {"grace_hopper.jpg": "public domain (U.S. Navy photograph)"}
 _SKLEARN = {"china.jpg": "CC BY 2.0 (danielbuechele)", "flower.jpg": "CC BY 2.0 (vultilion)"}
 _FOOLBOX_RE = re.compile(r"^imagenet_(\d+)_(\d+)\.jpg$")
 
@@ -39,7 +52,7 @@ _FOOLBOX_RE = re.compile(r"^imagenet_(\d+)_(\d+)\.jpg$")
 @dataclass(frozen=True)
 class Photo:
     path: Path
-    source: str  # "skimage" | "sklearn" | "foolbox"
+    source: str  # one of PHOTO_SOURCES
     licence: str
     label: int | None  # ImageNet-1k class id for the foolbox samples, else None
 
@@ -52,8 +65,14 @@ def _pkg_dir(module: str, *sub: str) -> Path | None:
     return Path(mod.__file__).resolve().parent.joinpath(*sub)
 
 
+PHOTO_SOURCES = ("skimage", "sklearn", "foolbox", "skimage-gray", "matplotlib")
+
+
 def shipped_photos(sources: tuple[str, ...] = ("skimage", "sklearn", "foolbox")) -> list[Photo]:
     """All photos found in the installed packages, in a stable order."""
+    unknown = sorted(set(sources) - set(PHOTO_SOURCES))
+    if unknown:
+        raise ValueError(f"unknown photo source(s) {unknown}; known: {', '.join(PHOTO_SOURCES)}")
     photos: list[Photo] = []
     if "skimage" in sources and (d := _pkg_dir("skimage", "data")) is not None:
         photos += [
@@ -63,6 +82,13 @@ def shipped_photos(sources: tuple[str, ...] = ("skimage", "sklearn", "foolbox"))
         photos += [
             Photo(d / n, "sklearn", lic, None) for n, lic in _SKLEARN.items() if (d / n).is_file()
         ]
+    extra = (("skimage-gray", ("skimage", "data"), _SKIMAGE_GRAY),
+             ("matplotlib", ("matplotlib", "mpl-data", "sample_data"), _MATPLOTLIB))  # fmt: skip
+    for name, (module, *sub), files in extra:
+        if name in sources and (d := _pkg_dir(module, *sub)) is not None:
+            photos += [
+                Photo(d / n, name, lic, None) for n, lic in files.items() if (d / n).is_file()
+            ]
     if "foolbox" in sources and (d := _pkg_dir("foolbox", "data")) is not None:
         for p in sorted(d.glob("imagenet_*.jpg")):
             if m := _FOOLBOX_RE.match(p.name):
