@@ -72,8 +72,11 @@ def test_labelled_run_writes_every_method_with_curves(synthetic_run):
     assert s["codec"] == {"name": "raw", "bits": 4, "params": {}}  # explicit flags win
     assert s["data"]["train_size"] == 192 and s["data"]["val_size"] == 64
     assert "--dataset synthetic" in s["command"] and "--codec raw" in s["command"]
+    assert s["job"]["fit"]["distill_depth"] == 2  # recipe value for a flag not given
     for name, m in s["methods"].items():
-        assert len(m["curve"]) == 1 + 6, name  # epoch 0 + 6 epochs, every method
+        # epoch 0 + 3 + 3 epochs for every method: "--stage2-epochs 3" equals the ImageNet
+        # parser default and must still count as given (not be replaced by the recipe's 2)
+        assert len(m["curve"]) == 1 + 6, name
         assert all(0.0 <= a <= 1.0 for a in m["curve"]) and m["test_top1"] == m["curve"][-1]
         assert m["train_s"] > 0 and m["bytes_mean"] > 0
     # raw 4-bit payload of a 2x8x8 bottleneck: exactly 2*8*8*4/8 bytes
@@ -214,3 +217,13 @@ def test_imagenet_section_through_the_writer_has_the_keys(tmp_path):
     assert "not_run" not in im
     md = (tmp_path / "bottlefit.md").read_text()
     assert "| no_distillation |" in md and "| scratch |" in md
+
+
+def test_imagenet_dispatch_strips_default_marks():
+    from training.cli import build_parser as cli_parser
+    from training.commands.bottlefit_dataset import dispatch, is_default
+
+    args = cli_parser().parse_args(["bottlefit", "--channels", "8"])
+    assert is_default(args.after) and not is_default(args.channels)
+    assert dispatch(args) is None  # ImageNet: the caller goes on
+    assert type(args.after) is str and type(args.stride) is int and args.channels == 8

@@ -12,10 +12,11 @@ ordering the BottleFit paper claims. Here every method is scored on a real test 
    - **naive insertion** (BottleNet-style): the whole bottlenecked model fine-tuned end to
      end with cross-entropy, the wire codec in the loop (straight-through);
    - **from scratch**: the same bottlenecked architecture, random init, cross-entropy;
-   - **BottleFit**: stage 1 head distillation (MSE to the frozen teacher's features at the
-     split, only reduction + restoration train) then stage 2 (head frozen, restoration +
-     tail trained with KD from the teacher + CE) — ``training.bottlefit``'s own stage
-     functions, unchanged.
+   - **BottleFit**: stage 1 head distillation (MSE to the frozen teacher's features
+     ``distill_depth`` blocks after the split; reduction + restoration + those blocks
+     train, so the bottlenecked section replaces a run of teacher layers) then stage 2
+     (head frozen, restoration + tail trained with KD from the teacher + CE) —
+     ``training.bottlefit``'s own stage functions, unchanged.
 
 Test accuracy after every epoch is recorded for each method (the per-epoch evaluation time
 is measured and subtracted, so ``train_s`` is training only), as are bytes/frame of the real
@@ -65,6 +66,7 @@ def default_fit() -> BottleFitConfig:
         temperature=2.0,
         kd_weight=0.5,
         stage2_train="tail",
+        distill_depth=2,
     )
 
 
@@ -153,8 +155,17 @@ def _trainable(head: SplitHead, tail: SplitTail) -> None:
         p.requires_grad_(True)
 
 
-def run_compare(job: CompareJob) -> dict:
-    """Train the teacher and the three methods; return the ``fashion_mnist`` results section."""
+def run_compare(
+    job: CompareJob, *, methods: tuple[str, ...] = METHODS, teacher_state: dict | None = None
+) -> dict:
+    """Train the teacher and the methods; return the results section (``fashion_mnist``).
+
+    ``teacher_state``: a state_dict of a teacher trained earlier with the same job (pilots
+    comparing bottlenecks reuse one teacher); ``methods``: a subset of ``METHODS``.
+    """
+    unknown = set(methods) - set(METHODS)
+    if unknown:
+        raise ValueError(f"unknown methods {sorted(unknown)}; valid: {', '.join(METHODS)}")
     t_start = time.perf_counter()
     torch.set_num_threads(max(1, job.threads))
     seed = job.fit.seed
@@ -169,7 +180,6 @@ def run_compare(job: CompareJob) -> dict:
     train_loader, test_plain = loaders(bundle, job.fit.batch_size, seed)
     test = TimedLoader(test_plain)
     n_classes = len(bundle.labels)
-    fit_cfg = FitConfig(epochs=job.epochs, lr=job.lr, progress=job.progress)
 
     def test_acc(model: nn.Module) -> float:
         return evaluate(model, test)[1]
@@ -177,12 +187,15 @@ def run_compare(job: CompareJob) -> dict:
     # 1. the teacher (unsplit, trained with the training core)
     t0 = time.perf_counter()
     teacher_net = create_model(job.model, num_classes=n_classes)
-    fit(
-        teacher_net,
-        train_loader,
-        None,
-        FitConfig(epochs=job.teacher_epochs, lr=job.lr, progress=job.progress),
-    )
+    if teacher_state is not None:
+        teacher_net.load_state_dict(teacher_state)
+    else:
+        fit(
+            teacher_net,
+            train_loader,
+            None,
+            FitConfig(epochs=job.teacher_epochs, lr=job.lr, progress=job.progress),
+        )
     teacher_train_s = time.perf_counter() - t0
     teacher = frozen_copy(teacher_net)
     teacher_acc = test_acc(teacher)
@@ -216,22 +229,69 @@ def run_compare(job: CompareJob) -> dict:
             "bytes_max": int(np.max(sizes)),
         }
 
-    methods: dict[str, dict] = {}
+    results: dict[str, dict] = {}
+    if "naive_insertion" in methods:
+        results["naive_insertion"] = _naive(
+            job, base_head, base_tail, untrained_acc, train_loader, test, summary
+        )
+    if "scratch" in methods:
+        results["scratch"] = _scratch(job, bundle, n_classes, train_loader, test, summary)
+    if "bottlefit" in methods:
+        results["bottlefit"] = _bottlefit(
+            job, bundle, teacher, base_head, base_tail, untrained_acc, test, summary
+        )
 
-    # 3a. naive insertion: fine-tune everything end to end with CE (codec in the loop)
+    return {
+        "dataset": job.data,
+        "model": job.model,
+        "job": job.to_dict(),
+        "data": {**bundle.describe(), "train_augment": "random horizontal flip"},
+        "spec": base_head.spec.to_dict(),  # type: ignore[attr-defined]
+        "codec": job.codec.to_dict(),
+        "teacher": {
+            "test_top1": teacher_acc,
+            "epochs": job.teacher_epochs,
+            "train_s": teacher_train_s,
+            "reused": teacher_state is not None,
+        },
+        "untrained_insertion": {"test_top1": untrained_acc},
+        "methods": {k: results[k] for k in METHODS if k in results},
+        "bytes": {
+            "image_raw": int(np.prod(bundle.input_hw)) * (1 if job.data == "fashion-mnist" else 3),
+            "measured_on": f"the first {len(x_bytes)} test images",
+        },
+        "timing_s": {"total": time.perf_counter() - t_start},
+        "host": {"machine": platform.machine(), "threads": torch.get_num_threads()},
+    }
+
+
+def _fit_cfg(job: CompareJob) -> FitConfig:
+    return FitConfig(epochs=job.epochs, lr=job.lr, progress=job.progress)
+
+
+def _fit_and_summarise(job, net, acc0, train_loader, test, summary) -> dict:
+    test.seconds, t0 = 0.0, time.perf_counter()
+    hist = fit(net, train_loader, test, _fit_cfg(job))
+    train_s = time.perf_counter() - t0 - test.seconds
+    out = summary(
+        net.head, [acc0] + [r.val_acc for r in hist], [r.train_loss for r in hist], train_s
+    )
+    out["epochs_label"] = f"{job.epochs}"
+    return out
+
+
+def _naive(job, base_head, base_tail, untrained_acc, train_loader, test, summary) -> dict:
+    """BottleNet-style: the bottlenecked teacher fine-tuned end to end with CE (codec in)."""
     head, tail = copy.deepcopy(base_head), copy.deepcopy(base_tail)
     net = SplitNet(head, tail, make_compressor(head, job.codec))
-    test.seconds, t0 = 0.0, time.perf_counter()
-    hist = fit(net, train_loader, test, fit_cfg)
-    train_s = time.perf_counter() - t0 - test.seconds
-    methods["naive_insertion"] = summary(
-        head, [untrained_acc] + [r.val_acc for r in hist], [r.train_loss for r in hist], train_s
-    )
-    methods["naive_insertion"]["epochs_label"] = f"{job.epochs}"
-    log_json("naive_insertion", test_top1=methods["naive_insertion"]["test_top1"], train_s=train_s)
+    out = _fit_and_summarise(job, net, untrained_acc, train_loader, test, summary)
+    log_json("naive_insertion", test_top1=out["test_top1"], train_s=out["train_s"])
+    return out
 
-    # 3b. from scratch: same architecture, random init, CE
-    torch.manual_seed(seed + 7)
+
+def _scratch(job, bundle, n_classes, train_loader, test, summary) -> dict:
+    """The same bottlenecked architecture from random init, CE."""
+    torch.manual_seed(job.fit.seed + 7)
     scratch = create_model(job.model, num_classes=n_classes)
     head, tail = split_model(
         scratch,
@@ -242,29 +302,26 @@ def run_compare(job: CompareJob) -> dict:
         model_name=job.model,
     )
     net = SplitNet(head, tail, make_compressor(head, job.codec))
-    acc0 = test_acc(net)
-    test.seconds, t0 = 0.0, time.perf_counter()
-    hist = fit(net, train_loader, test, fit_cfg)
-    train_s = time.perf_counter() - t0 - test.seconds
-    methods["scratch"] = summary(
-        head, [acc0] + [r.val_acc for r in hist], [r.train_loss for r in hist], train_s
-    )
-    methods["scratch"]["epochs_label"] = f"{job.epochs}"
-    log_json("scratch", test_top1=methods["scratch"]["test_top1"], train_s=train_s)
+    acc0 = evaluate(net, test)[1]
+    out = _fit_and_summarise(job, net, acc0, train_loader, test, summary)
+    log_json("scratch", test_top1=out["test_top1"], train_s=out["train_s"])
+    return out
 
-    # 3c. BottleFit: stage 1 (head distillation) then stage 2 (KD + CE fine-tune)
+
+def _bottlefit(job, bundle, teacher, base_head, base_tail, untrained_acc, test, summary) -> dict:
+    """Stage 1 (head distillation) then stage 2 (KD + CE), training.bottlefit's functions."""
     head, tail = copy.deepcopy(base_head), copy.deepcopy(base_tail)
     bcomp = make_compressor(head, job.codec)
     net = SplitNet(head, tail, bcomp).eval()  # evaluate() restores this mode; stages set theirs
     t0 = time.perf_counter()
-    cache_loader = DataLoader(bundle.train, batch_size=256, shuffle=False)  # type: ignore[arg-type]
+    cache_loader = DataLoader(bundle.train, batch_size=256, shuffle=False)
     feats, logits, labels = cache_teacher(teacher, job.after, cache_loader)
     cache_s = time.perf_counter() - t0
     curve = [untrained_acc]
     test.seconds = 0.0
 
     def record() -> None:
-        curve.append(test_acc(net))
+        curve.append(evaluate(net, test)[1])
 
     h1 = stage1_head_distillation(
         head,
@@ -275,7 +332,7 @@ def run_compare(job: CompareJob) -> dict:
         _evaluating_progress("stage 1 (head distillation)", job.progress, record),
     )
     stage1_eval_s, test.seconds = test.seconds, 0.0
-    stage1_acc = curve[-1] if job.fit.stage1_epochs else untrained_acc
+    stage1_acc = curve[-1]
     t0 = time.perf_counter()
     wire = wire_tensors(head, bcomp, feats)
     wire_s = time.perf_counter() - t0
@@ -301,27 +358,5 @@ def run_compare(job: CompareJob) -> dict:
             "teacher_cache_s": cache_s,
         }
     )
-    methods["bottlefit"] = bf
     log_json("bottlefit", test_top1=bf["test_top1"], train_s=bf["train_s"])
-
-    return {
-        "dataset": job.data,
-        "model": job.model,
-        "job": job.to_dict(),
-        "data": {**bundle.describe(), "train_augment": "random horizontal flip"},
-        "spec": base_head.spec.to_dict(),  # type: ignore[attr-defined]
-        "codec": job.codec.to_dict(),
-        "teacher": {
-            "test_top1": teacher_acc,
-            "epochs": job.teacher_epochs,
-            "train_s": teacher_train_s,
-        },
-        "untrained_insertion": {"test_top1": untrained_acc},
-        "methods": {k: methods[k] for k in METHODS},
-        "bytes": {
-            "image_raw": int(np.prod(bundle.input_hw)) * (1 if job.data == "fashion-mnist" else 3),
-            "measured_on": f"the first {len(x_bytes)} test images",
-        },
-        "timing_s": {"total": time.perf_counter() - t_start},
-        "host": {"machine": platform.machine(), "threads": torch.get_num_threads()},
-    }
+    return bf

@@ -130,7 +130,7 @@ def labelled_markdown(m: dict) -> list[str]:
         "model fine-tuned end to end with cross-entropy, codec in the loop (BottleNet-style).",
         "- **scratch**: the same bottlenecked architecture from random init, cross-entropy.",
         f"- **bottlefit**: stage 1 head distillation ({fit['stage1_epochs']} epochs, MSE to the "
-        f"frozen teacher's {spec['after']} features, only reduction + restoration train), then "
+        f"frozen teacher's features {_depth_text(fit.get('distill_depth', 0), spec['after'])}), then "
         f"stage 2 ({fit['stage2_epochs']} epochs, head frozen, restoration + tail trained with "
         f"{fit['kd_weight']}·KD(T={fit['temperature']}) + {1 - fit['kd_weight']:.2g}·CE). "
         f"After stage 1 alone: {100 * b['stage1_test_top1']:.2f}%. Its train wall time "
@@ -144,6 +144,15 @@ def labelled_markdown(m: dict) -> list[str]:
     if m.get("note"):
         lines += ["", m["note"]]
     return lines
+
+
+def _depth_text(depth: int, after: str) -> str:
+    if depth == 0:
+        return f"at {after}; only reduction + restoration train"
+    return (
+        f"{depth} block(s) after the {after} split; reduction + restoration + those blocks "
+        "train, so the bottleneck replaces a run of teacher layers as in BottleFit"
+    )
 
 
 def markdown(doc: dict) -> str:

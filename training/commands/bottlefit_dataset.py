@@ -35,6 +35,7 @@ _LABELLED = {
     "temperature": 2.0,
     "kd_weight": 0.5,
     "stage2_train": "tail",
+    "distill_depth": 2,  # stage 1 matches the teacher at rb3 (two blocks past the rb1 split)
     "threads": 1,
 }
 RECIPES: dict[str, dict] = {"fashion-mnist": _LABELLED, "synthetic": _LABELLED}
@@ -44,7 +45,7 @@ COMMAND_KEYS = (
     "dataset", "model", "after", "channels", "stride", "codec", "bits", "quality",
     "teacher_epochs", "lr", "limit_train", "limit_test", "stage1_epochs", "stage2_epochs",
     "stage1_lr", "stage2_lr", "batch_size", "temperature", "kd_weight", "stage2_train",
-    "seed", "threads",
+    "distill_depth", "seed", "threads",
 )  # fmt: skip
 
 
@@ -145,6 +146,7 @@ def run_dataset(args: argparse.Namespace) -> int:
         temperature=args.temperature,
         kd_weight=args.kd_weight,
         stage2_train=args.stage2_train,
+        distill_depth=args.distill_depth,
         seed=args.seed,
     )
     job = CompareJob(
