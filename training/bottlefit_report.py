@@ -204,12 +204,25 @@ def _title(dataset: str) -> str:
 
 
 def _labelled_panel(ax, m: dict) -> None:
+    """Test accuracy per epoch from epoch 1 (epoch 0, the untrained bottleneck, is at chance
+    and would squash the few points that separate the methods; it is in the JSON/table)."""
     spec = m["spec"]
+    lows = []
     for name, v in m["methods"].items():
-        curve = v["curve"]
-        ax.plot(range(len(curve)), [100 * a for a in curve], "o-", ms=3, label=name)
-    ax.axhline(100 * m["teacher"]["test_top1"], ls="--", c="k", lw=1, label="teacher (unsplit)")
-    ax.set_xlabel("epoch (0 = before training)")
+        curve = v["curve"][1:]
+        lows.append(min(curve))
+        ax.plot(
+            range(1, len(curve) + 1),
+            [100 * a for a in curve],
+            "o-",
+            ms=4,
+            label=f"{name}: {100 * v['test_top1']:.1f}%, {v['train_s']:.0f} s train",
+        )
+    teacher = 100 * m["teacher"]["test_top1"]
+    ax.axhline(teacher, ls="--", c="k", lw=1, label=f"teacher (unsplit) {teacher:.1f}%")
+    ax.set_ylim(max(0.0, 100 * min(lows) - 3), min(100.0, teacher + 3))
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_xlabel("epoch (BottleFit: stage 1 epochs, then stage 2)")
     ax.set_ylabel(f"{_title(m['dataset'])} test top-1 (%)")
     ax.set_title(
         f"{_title(m['dataset'])}, {m['model']} after {spec['after']}, C'={spec['channels']}, "
