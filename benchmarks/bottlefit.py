@@ -50,7 +50,6 @@ from training.bottlefit import (
     make_compressor,
     match_output_statistics,
     run_bottlefit,
-    stage2_parameters,
 )
 from training.bottlefit_report import write_section
 from training.bottleneck import SplitHead, SplitTail, split_model
@@ -95,11 +94,14 @@ def job_from_args(args: argparse.Namespace) -> BottleFitJob:
         **{f.name: getattr(args, f.name) for f in fields(BottleFitConfig) if hasattr(args, f.name)}
     )
     skip = {"codec", "fit", "progress"}
-    kw = {
-        f.name: getattr(args, f.name)
-        for f in fields(BottleFitJob)
-        if f.name not in skip and hasattr(args, f.name)
-    }
+    kw = {}
+    for f in fields(BottleFitJob):
+        if f.name in skip or not hasattr(args, f.name):
+            continue
+        value = getattr(args, f.name)
+        if isinstance(f.default, tuple) and isinstance(value, str):  # "a,b" -> ("a", "b")
+            value = tuple(x.strip() for x in value.split(",") if x.strip())
+        kw[f.name] = value
     return BottleFitJob(
         **kw,
         codec=CodecConfig(args.codec, args.bits, params),
@@ -135,7 +137,8 @@ def train_kd_budget(
     trains in train mode — the from-scratch baseline.
     """
     if from_feats:
-        params = [*head.reduction.parameters(), *stage2_parameters(tail, stage2_train)]
+        decoder = tail if stage2_train == "tail" else tail.restoration
+        params = [*head.reduction.parameters(), *decoder.parameters()]
     else:
         params = [p for m in (head, tail) for p in m.parameters()]
     keep = {id(p) for p in params}
@@ -232,6 +235,7 @@ def imagenet_section(
 
 
 def run_imagenet(args: argparse.Namespace) -> dict:
+    import training.bottlefit as bottlefit_module
     from training.bottlefit import TRAIN_SOURCES, CropJitter, _loader, cache_teacher
     from training.data.photos import LabeledImageNetSamples, PhotoCrops
     from training.data.transforms import ImageTransform
@@ -250,12 +254,16 @@ def run_imagenet(args: argparse.Namespace) -> dict:
     with torch.no_grad():
         teacher_eval = teacher(eval_x)
 
-    def crops(n: int, seed: int) -> PhotoCrops:  # the very crops run_bottlefit used
+    train_sources = tuple(getattr(job, "sources", TRAIN_SOURCES))
+    heldout_sources = tuple(getattr(bottlefit_module, "HELDOUT_SOURCES", TRAIN_SOURCES))
+
+    def crops(n: int, seed: int, sources: tuple[str, ...]) -> PhotoCrops:
+        # the very crops run_bottlefit used (same seeds and sources)
         return PhotoCrops(
-            lambda s: CropJitter(size, mean, std, seed=s), n, seed=seed, sources=TRAIN_SOURCES
+            lambda s: CropJitter(size, mean, std, seed=s), n, seed=seed, sources=sources
         )
 
-    held = crops(job.heldout_crops, job.fit.seed + 1000)
+    held = crops(job.heldout_crops, job.fit.seed + 1000, heldout_sources)
     hfeats, hlogits, _ = cache_teacher(teacher, job.after, _loader(held))
     ev = (hfeats, hlogits, eval_x, eval_y, teacher_eval)
     methods = {
@@ -294,9 +302,12 @@ def run_imagenet(args: argparse.Namespace) -> dict:
             scratch, job.after, job.channels, job.stride, input_size=size, model_name=job.model
         )
         comp = make_compressor(head, job.codec)
-        train = crops(job.train_crops, job.fit.seed + 1)  # plain crops: first in the cache
+        train = crops(job.train_crops, job.fit.seed + 1, train_sources)  # first in the cache
         x = torch.stack([train[i][0] for i in range(len(train))])
         n = len(x)
+        with torch.no_grad():  # the KD targets must belong to these very images
+            if not torch.allclose(teacher(x[:4]), logits[:4], atol=1e-3):
+                raise RuntimeError("rebuilt training crops do not match run_bottlefit's cache")
         runs["scratch"] = train_kd_budget(
             head, tail, comp, x, logits[:n], budget, labels=labels[:n], from_feats=False, **kd
         )

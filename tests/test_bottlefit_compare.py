@@ -196,9 +196,12 @@ def test_benchmark_takes_the_artifact_recipe_flags(tmp_path):
             "restoration",
             "--threads",
             "1",
+            "--sources",
+            "skimage,sklearn,matplotlib",
         ]
     )
     job = job_from_args(args)
+    assert job.sources == ("skimage", "sklearn", "matplotlib")
     assert (job.after, job.channels, job.stride, job.train_crops) == ("stage6", 56, 1, 48)
     assert job.codec == CodecConfig("zstd", 2, {})
     assert job.fit.stage2_train == "restoration" and job.fit.stage1_epochs == 100
