@@ -97,6 +97,24 @@ def test_stage2_restoration_only_keeps_teacher_tail_frozen(setup):
     assert not np.array_equal(state_fingerprint(tail.restoration), rest_before)
 
 
+def test_stage2_bottleneck_trains_reduction_and_restoration_only(setup):
+    """--stage2-train bottleneck: KD reaches the device-side reduction through the codec's
+    straight-through gradient; head body and teacher tail stay untouched; loss goes down."""
+    _ds, _teacher, feats, logits, labels, head, tail, comp = setup
+    frozen = [state_fingerprint(m) for m in (head.body, tail.body, tail.classifier)]
+    red_before = state_fingerprint(head.reduction)
+    rest_before = state_fingerprint(tail.restoration)
+    cfg = BottleFitConfig(stage2_epochs=6, batch_size=16, stage2_lr=3e-3, stage2_train="bottleneck")
+    with pytest.raises(ValueError, match="needs the head"):
+        stage2_finetune(tail, feats, logits, labels, cfg)
+    hist = stage2_finetune(tail, feats, logits, labels, cfg, head=head, compressor=comp)
+    assert hist.losses[-1] < hist.losses[0]
+    for before, m in zip(frozen, (head.body, tail.body, tail.classifier), strict=True):
+        np.testing.assert_array_equal(state_fingerprint(m), before)
+    assert not np.array_equal(state_fingerprint(head.reduction), red_before)
+    assert not np.array_equal(state_fingerprint(tail.restoration), rest_before)
+
+
 def test_kd_loss_zero_when_matching_and_uses_labels():
     t = torch.randn(5, 4)
     y = torch.tensor([0, 1, -1, 2, 3])

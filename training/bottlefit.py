@@ -38,6 +38,8 @@ from training.bottleneck import SplitHead, SplitTail, _resolve_after
 from training.compressor import CodecConfig, CompressorLayer, quant_params_for
 from training.data.transforms import normalize, pil_to_tensor, random_resized_crop
 
+STAGE2_TRAINABLE = ("tail", "restoration", "bottleneck")
+
 
 @dataclass(frozen=True)
 class BottleFitConfig:
@@ -50,7 +52,9 @@ class BottleFitConfig:
     stage2_lr: float = 3e-4
     temperature: float = 2.0
     kd_weight: float = 1.0  # loss = kd_weight * KD + (1 - kd_weight) * CE (CE on labelled rows)
-    stage2_train: str = "tail"  # "tail": restoration + tail; "restoration": restoration only
+    # "tail": restoration + tail; "restoration": restoration only; "bottleneck": reduction +
+    # restoration (the device-side encoder keeps learning, the teacher's tail stays frozen)
+    stage2_train: str = "tail"
     # Stage 1 matches the teacher this many segments *after* the split (0 = at the split),
     # training those tail segments too: the decoder side gets the capacity of a real stage.
     distill_depth: int = 0
@@ -67,9 +71,9 @@ class BottleFitConfig:
             raise ValueError(f"kd_weight must be in [0, 1], got {self.kd_weight}")
         if self.distill_depth < 0:
             raise ValueError(f"distill_depth must be >= 0, got {self.distill_depth}")
-        if self.stage2_train not in ("tail", "restoration"):
+        if self.stage2_train not in STAGE2_TRAINABLE:
             raise ValueError(
-                f"stage2_train must be 'tail' or 'restoration', got {self.stage2_train!r}"
+                f"stage2_train must be one of {STAGE2_TRAINABLE}, got {self.stage2_train!r}"
             )
 
     def to_dict(self) -> dict:
@@ -165,9 +169,15 @@ def deeper_targets(tail: SplitTail, feats: torch.Tensor, depth: int, bs: int = 6
     return torch.cat([segs(feats[i : i + bs]) for i in range(0, len(feats), bs)])
 
 
-def stage2_parameters(tail: SplitTail, which: str) -> list[nn.Parameter]:
+def stage2_parameters(
+    tail: SplitTail, which: str, head: SplitHead | None = None
+) -> list[nn.Parameter]:
     if which == "restoration":
         return list(tail.restoration.parameters())
+    if which == "bottleneck":
+        if head is None:
+            raise ValueError("stage2_train='bottleneck' needs the head (its reduction trains)")
+        return [*head.reduction.parameters(), *tail.restoration.parameters()]
     return list(tail.parameters())
 
 
@@ -282,10 +292,24 @@ def stage2_finetune(
     labels: torch.Tensor,
     cfg: BottleFitConfig,
     progress: Callable[[Iterable], Iterable] = lambda it: it,
+    *,
+    head: SplitHead | None = None,
+    compressor: nn.Module | None = None,
 ) -> StageHistory:
-    """Fine-tune restoration (+ tail) on cached wire tensors with KD (+ CE)."""
+    """Fine-tune restoration (+ tail) on cached wire tensors with KD (+ CE).
+
+    With ``stage2_train == "bottleneck"`` the reduction keeps training too, so ``wire``
+    must then hold the cached *features at the split* and ``head``/``compressor`` are
+    required: the forward pass is ``tail(compressor(head.reduction(f)))``.
+    """
     hist = StageHistory("stage2_finetune")
-    params = stage2_parameters(tail, cfg.stage2_train)
+    params = stage2_parameters(tail, cfg.stage2_train, head)
+    encode: Callable[[torch.Tensor], torch.Tensor] = lambda x: x  # noqa: E731
+    if cfg.stage2_train == "bottleneck":
+        if head is None or compressor is None:
+            raise ValueError("stage2_train='bottleneck' needs head= and compressor=")
+        _freeze_all_but((head,), params)
+        encode = lambda f: compressor(head.reduction(f))  # noqa: E731
     _freeze_all_but((tail,), params)
     opt = torch.optim.AdamW(params, lr=cfg.stage2_lr, weight_decay=1e-4)
     n_steps = max(1, cfg.stage2_epochs * math.ceil(len(wire) / cfg.batch_size))
@@ -295,9 +319,11 @@ def stage2_finetune(
     for _ in progress(range(cfg.stage2_epochs)):
         tail.eval()  # frozen BN statistics and no dropout in the backbone suffix
         tail.restoration.train()
+        if head is not None and cfg.stage2_train == "bottleneck":
+            head.reduction.train()
         total, count = 0.0, 0
         for idx in _batches(len(wire), cfg.batch_size, gen):
-            out = tail(wire[idx])
+            out = tail(encode(wire[idx]))
             loss = kd_loss(out, teacher_logits[idx], labels[idx], cfg.temperature, cfg.kd_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -310,6 +336,10 @@ def stage2_finetune(
     tail.eval()
     for p in tail.parameters():
         p.requires_grad_(True)
+    if head is not None:
+        head.eval()
+        for p in head.reduction.parameters():
+            p.requires_grad_(True)
     return hist
 
 
@@ -544,9 +574,17 @@ def run_bottlefit(job: BottleFitJob, *, naive_baseline: bool = True) -> dict:
         head, tail, compressor, feats, job.fit, _tqdm(job.progress, "stage 1 (head distillation)")
     )
     metrics["after_stage1"] = evaluate_split(teacher, head, tail, compressor, *ev)
-    wire = wire_tensors(head, compressor, feats)
+    bottleneck_trains = job.fit.stage2_train == "bottleneck"
+    wire = feats if bottleneck_trains else wire_tensors(head, compressor, feats)
     h2 = stage2_finetune(
-        tail, wire, logits, labels, job.fit, _tqdm(job.progress, "stage 2 (KD fine-tune)")
+        tail,
+        wire,
+        logits,
+        labels,
+        job.fit,
+        _tqdm(job.progress, "stage 2 (KD fine-tune)"),
+        head=head,
+        compressor=compressor,
     )
     metrics["bottlefit"] = evaluate_split(teacher, head, tail, compressor, *ev)
 

@@ -55,7 +55,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=0,
         help="stage 1 matches the teacher this many segments after the split (0 = at it)",
     )
-    p.add_argument("--stage2-train", default="tail", choices=("tail", "restoration"))
+    p.add_argument(
+        "--stage2-train",
+        default="tail",
+        choices=("tail", "restoration", "bottleneck"),
+        help="what stage 2 fine-tunes: restoration + tail, restoration only, or "
+        "reduction + restoration (teacher tail frozen)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     p.add_argument("--out", type=Path, default=Path("runs/bottlefit"), help="output folder")
