@@ -184,14 +184,16 @@ def run_compare(
     def test_acc(model: nn.Module) -> float:
         return evaluate(model, test)[1]
 
-    # bad split/codec settings fail now, not after minutes of teacher training
-    probe_head, _ = split_model(
-        create_model(job.model, num_classes=n_classes),
-        job.after,
-        job.channels,
-        job.stride,
-        input_size=bundle.input_hw,
-    )
+    # bad split/codec settings fail now, not after minutes of teacher training; the forked
+    # RNG keeps the probe's random init from shifting the teacher's (results stay as recorded)
+    with torch.random.fork_rng():
+        probe_head, _ = split_model(
+            create_model(job.model, num_classes=n_classes),
+            job.after,
+            job.channels,
+            job.stride,
+            input_size=bundle.input_hw,
+        )
     make_compressor(probe_head, job.codec)
 
     # 1. the teacher (unsplit, trained with the training core)
