@@ -106,6 +106,12 @@ def test_writer_keeps_the_other_section(synthetic_run):
     assert set(again) == {"imagenet", "synthetic"}
     assert again["synthetic"] == doc["synthetic"]
     assert "## ImageNet" in (out / "bottlefit.md").read_text()
+    s = doc["synthetic"]
+    reps = [
+        {"seed": k, "teacher": 0.5, "methods": {n: 0.25 * k for n in s["methods"]}} for k in (1, 3)
+    ]
+    write_section(out, "synthetic", {**s, "replicates": reps})
+    assert "| mean | 50.00% | 50.00% | 50.00% | 50.00% |" in (out / "bottlefit.md").read_text()
     with pytest.raises(ValueError, match="unknown section"):
         write_section(out, "cifar", {})
 

@@ -119,6 +119,24 @@ def labelled_markdown(m: dict) -> list[str]:
             f"| {name} | {100 * v['test_top1']:.2f}% | {v['epochs_label']} | "
             f"{v['train_s']:.0f} | {v['bytes_mean']:.1f} |"
         )
+    reps = m.get("replicates")
+    if reps:
+        names = list(methods)
+        lines += [
+            "",
+            "Same command with other `--seed`s (teacher, training subset and inits all change):",
+            "",
+            "| seed | teacher | " + " | ".join(names) + " |",
+            "|---" * (2 + len(names)) + "|",
+        ]
+        for r in reps:
+            cells = " | ".join(f"{100 * r['methods'][n]:.2f}%" for n in names)
+            lines.append(f"| {r['seed']} | {100 * r['teacher']:.2f}% | {cells} |")
+        means = " | ".join(
+            f"{100 * sum(r['methods'][n] for r in reps) / len(reps):.2f}%" for n in names
+        )
+        teacher_mean = 100 * sum(r["teacher"] for r in reps) / len(reps)
+        lines.append(f"| mean | {teacher_mean:.2f}% | {means} |")
     b = methods["bottlefit"]
     lines += [
         "",
