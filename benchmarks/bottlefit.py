@@ -42,7 +42,6 @@ import torch
 from torch import nn
 
 from training.bottlefit import (
-    BottleFitConfig,
     BottleFitJob,
     agreement_and_kl,
     evaluate_split,
@@ -54,7 +53,6 @@ from training.bottlefit import (
 from training.bottlefit_report import write_section
 from training.bottleneck import SplitHead, SplitTail, split_model
 from training.commands.bottlefit import add_arguments, explicit_command
-from training.compressor import CodecConfig
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -84,15 +82,11 @@ def job_from_args(args: argparse.Namespace) -> BottleFitJob:
     Built from the dataclass fields, so a recipe knob added to the job and the command
     reaches the benchmark without another copy of the mapping.
     """
+    from training.commands.bottlefit import codec_from_args, fit_from_args
     from training.commands.bottlefit_dataset import apply_recipe
-    from wire.codecs import normalize_params
 
     apply_recipe(args)  # strips the parser's default marks (ImageNet: no recipe swap)
-    params = {"quality": args.quality} if args.codec == "jpeg" else {}
-    normalize_params(args.codec, params)
-    fit = BottleFitConfig(
-        **{f.name: getattr(args, f.name) for f in fields(BottleFitConfig) if hasattr(args, f.name)}
-    )
+    fit = fit_from_args(args)
     skip = {"codec", "fit", "progress"}
     kw = {}
     for f in fields(BottleFitJob):
@@ -104,7 +98,7 @@ def job_from_args(args: argparse.Namespace) -> BottleFitJob:
         kw[f.name] = value
     return BottleFitJob(
         **kw,
-        codec=CodecConfig(args.codec, args.bits, params),
+        codec=codec_from_args(args),
         progress=not args.no_progress,
         fit=fit,
     )

@@ -71,6 +71,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_dataset_arguments(p)  # --dataset fashion-mnist: the labelled three-way comparison
 
 
+def codec_from_args(args: argparse.Namespace) -> CodecConfig:
+    """The wire codec the flags name (``--quality`` only reaches JPEG), validated."""
+    from wire.codecs import normalize_params
+
+    params = {"quality": args.quality} if args.codec == "jpeg" else {}
+    normalize_params(args.codec, params)
+    return CodecConfig(args.codec, args.bits, params)
+
+
+def fit_from_args(args: argparse.Namespace):
+    """``BottleFitConfig`` from the flags of the same names (one mapping for every caller)."""
+    from dataclasses import fields
+
+    from training.bottlefit import BottleFitConfig
+
+    names = [f.name for f in fields(BottleFitConfig)]
+    return BottleFitConfig(**{n: getattr(args, n) for n in names if hasattr(args, n)})
+
+
 def _write_json(obj: dict, path: Path) -> None:
     write_json_atomic(path, obj, sort_keys=True)
 
@@ -155,31 +174,17 @@ def run(args: argparse.Namespace) -> int:
 
     if (rc := dispatch(args)) is not None:  # --dataset fashion-mnist: the labelled comparison
         return rc
-    from training.bottlefit import BottleFitConfig, BottleFitJob, run_bottlefit
+    from training.bottlefit import BottleFitJob, run_bottlefit
     from training.data.photos import imagenet_labels
     from training.export import export_split
-    from wire.codecs import normalize_params
 
-    params = {"quality": args.quality} if args.codec == "jpeg" else {}
-    normalize_params(args.codec, params)
-    fit = BottleFitConfig(
-        stage1_epochs=args.stage1_epochs,
-        stage2_epochs=args.stage2_epochs,
-        batch_size=args.batch_size,
-        stage1_lr=args.stage1_lr,
-        stage2_lr=args.stage2_lr,
-        temperature=args.temperature,
-        kd_weight=args.kd_weight,
-        stage2_train=args.stage2_train,
-        distill_depth=args.distill_depth,
-        seed=args.seed,
-    )
+    fit = fit_from_args(args)
     job = BottleFitJob(
         model=args.model,
         after=args.after,
         channels=args.channels,
         stride=args.stride,
-        codec=CodecConfig(args.codec, args.bits, params),
+        codec=codec_from_args(args),
         train_crops=args.train_crops,
         mixed_crops=args.mixed_crops,
         sources=tuple(x.strip() for x in args.sources.split(",") if x.strip()),

@@ -126,36 +126,21 @@ def explicit_command(args: argparse.Namespace) -> str:
 
 
 def run_dataset(args: argparse.Namespace) -> int:
-    from training.bottlefit import BottleFitConfig
     from training.bottlefit_compare import CompareJob, run_compare
     from training.bottlefit_report import write_section
-    from training.compressor import CodecConfig
-    from wire.codecs import normalize_params
+    from training.commands.bottlefit import codec_from_args, fit_from_args
 
     apply_recipe(args)
     if args.limit_train < 0 or args.limit_test < 0:
         raise ValueError("--limit-train/--limit-test must be >= 0 (0: all)")
-    params = {"quality": args.quality} if args.codec == "jpeg" else {}
-    normalize_params(args.codec, params)
-    fit = BottleFitConfig(
-        stage1_epochs=args.stage1_epochs,
-        stage2_epochs=args.stage2_epochs,
-        batch_size=args.batch_size,
-        stage1_lr=args.stage1_lr,
-        stage2_lr=args.stage2_lr,
-        temperature=args.temperature,
-        kd_weight=args.kd_weight,
-        stage2_train=args.stage2_train,
-        distill_depth=args.distill_depth,
-        seed=args.seed,
-    )
+    fit = fit_from_args(args)
     job = CompareJob(
         data=args.dataset,
         model=args.model,
         after=args.after,
         channels=args.channels,
         stride=args.stride,
-        codec=CodecConfig(args.codec, args.bits, params),
+        codec=codec_from_args(args),
         limit_train=args.limit_train or None,
         limit_test=args.limit_test or None,
         teacher_epochs=args.teacher_epochs,
