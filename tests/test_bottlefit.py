@@ -14,6 +14,7 @@ from training.bottlefit import (
     BottleFitConfig,
     cache_teacher,
     frozen_copy,
+    jitter,
     kd_loss,
     make_compressor,
     stage1_head_distillation,
@@ -113,6 +114,31 @@ def test_stage2_bottleneck_trains_reduction_and_restoration_only(setup):
         np.testing.assert_array_equal(state_fingerprint(m), before)
     assert not np.array_equal(state_fingerprint(head.reduction), red_before)
     assert not np.array_equal(state_fingerprint(tail.restoration), rest_before)
+
+
+def test_wire_noise_is_bounded_random_and_off_at_zero():
+    z = torch.full((2, 3, 4, 4), 3.0)
+    assert jitter(z, 0.0) is z
+    a, b = jitter(z, 0.05), jitter(z, 0.05)
+    assert not torch.equal(a, b) and not torch.equal(a, z)
+    assert float((a - z).abs().max()) <= 0.05
+    with pytest.raises(ValueError, match="wire_noise"):
+        BottleFitConfig(wire_noise=-0.1)
+
+
+def test_stage1_with_wire_noise_still_learns():
+    """Noise before the codec must not stop head distillation from fitting."""
+    torch.manual_seed(1)
+    ds = SyntheticShapes(n=64, size=32, num_classes=4, seed=1)
+    teacher = frozen_copy(create_model("resnet_small", num_classes=4))
+    feats, _, _ = cache_teacher(teacher, "rb2", DataLoader(ds, batch_size=32))
+    head, tail = split_model(teacher, "rb2", channels=2, stride=2, input_size=(32, 32))
+    for p in (*head.parameters(), *tail.parameters()):
+        p.requires_grad_(True)
+    comp = make_compressor(head, CodecConfig("zstd", 2, {}))
+    cfg = BottleFitConfig(stage1_epochs=10, batch_size=16, stage1_lr=1e-2, wire_noise=0.2)
+    hist = stage1_head_distillation(head, tail, comp, feats, cfg)
+    assert hist.losses[-1] < 0.8 * hist.losses[0], hist.losses
 
 
 def test_kd_loss_zero_when_matching_and_uses_labels():

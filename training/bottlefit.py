@@ -58,6 +58,12 @@ class BottleFitConfig:
     # Stage 1 matches the teacher this many segments *after* the split (0 = at the split),
     # training those tail segments too: the decoder side gets the capacity of a real stage.
     distill_depth: int = 0
+    # Half-width of uniform noise added to the reduction's output before the wire codec while
+    # the reduction trains (stage 1, and stage 2 with "bottleneck"). The board runs an int8
+    # head whose output differs from the float head's by a few int8 steps (6/255 each); with
+    # 1-2-bit codes that flips the values sitting near a threshold. Noise during training
+    # pushes values off the thresholds and teaches the decoder to tolerate the flips.
+    wire_noise: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -69,6 +75,8 @@ class BottleFitConfig:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if not 0.0 <= self.kd_weight <= 1.0:
             raise ValueError(f"kd_weight must be in [0, 1], got {self.kd_weight}")
+        if self.wire_noise < 0:
+            raise ValueError(f"wire_noise must be >= 0, got {self.wire_noise}")
         if self.distill_depth < 0:
             raise ValueError(f"distill_depth must be >= 0, got {self.distill_depth}")
         if self.stage2_train not in STAGE2_TRAINABLE:
@@ -205,6 +213,13 @@ def match_output_statistics(tail: SplitTail, feats: torch.Tensor) -> None:
     bn.bias.copy_(feats.mean(dim=(0, 2, 3)))
 
 
+def jitter(z: torch.Tensor, half_width: float) -> torch.Tensor:
+    """``z`` plus U(-w, w) noise in training (see ``BottleFitConfig.wire_noise``)."""
+    if half_width <= 0:
+        return z
+    return z + (torch.rand_like(z) * 2.0 - 1.0) * half_width
+
+
 def stage1_head_distillation(
     head: SplitHead,
     tail: SplitTail,
@@ -236,7 +251,7 @@ def stage1_head_distillation(
         for idx in _batches(len(feats), cfg.batch_size, gen):
             f = feats[idx]
             deeper.eval()  # frozen BN statistics; weights train when depth > 0
-            rec = deeper(tail.restoration(compressor(head.reduction(f))))
+            rec = deeper(tail.restoration(compressor(jitter(head.reduction(f), cfg.wire_noise))))
             loss = F.mse_loss(rec, targets[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -309,7 +324,7 @@ def stage2_finetune(
         if head is None or compressor is None:
             raise ValueError("stage2_train='bottleneck' needs head= and compressor=")
         _freeze_all_but((head,), params)
-        encode = lambda f: compressor(head.reduction(f))  # noqa: E731
+        encode = lambda f: compressor(jitter(head.reduction(f), cfg.wire_noise))  # noqa: E731
     _freeze_all_but((tail,), params)
     opt = torch.optim.AdamW(params, lr=cfg.stage2_lr, weight_decay=1e-4)
     n_steps = max(1, cfg.stage2_epochs * math.ceil(len(wire) / cfg.batch_size))

@@ -62,6 +62,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="what stage 2 fine-tunes: restoration + tail, restoration only, or "
         "reduction + restoration (teacher tail frozen)",
     )
+    p.add_argument(
+        "--wire-noise",
+        type=float,
+        default=0.0,
+        help="uniform noise half-width added before the codec while the reduction trains "
+        "(robustness to the int8 head's rounding; 0 = off)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     p.add_argument("--out", type=Path, default=Path("runs/bottlefit"), help="output folder")
@@ -121,7 +128,8 @@ def explicit_command(args: argparse.Namespace, out: str | None = None) -> str:
     for key in (
         "model", "after", "channels", "stride", "codec", "bits", "quality", "train_crops",
         "mixed_crops", "sources", "heldout_crops", "stage1_epochs", "stage2_epochs", "stage1_lr", "stage2_lr",
-        "batch_size", "temperature", "kd_weight", "stage2_train", "distill_depth", "seed", "threads",
+        "batch_size", "temperature", "kd_weight", "stage2_train", "distill_depth", "wire_noise", "seed",
+        "threads",
     ):  # fmt: skip
         parts += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
     parts += ["--out", out or str(args.out)]
