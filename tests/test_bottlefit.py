@@ -29,18 +29,23 @@ from training.export import export_split
 from training.models import create_model
 
 
-@pytest.fixture(scope="module")
-def setup():
-    torch.manual_seed(0)
-    ds = SyntheticShapes(n=96, size=32, num_classes=4, seed=0)
+def fresh_split(seed: int, n: int, codec: CodecConfig):
+    """A synthetic set, a fixed teacher, its cached outputs and an untrained split of it."""
+    torch.manual_seed(seed)
+    ds = SyntheticShapes(n=n, size=32, num_classes=4, seed=seed)
     teacher = frozen_copy(create_model("resnet_small", num_classes=4))
     # Distillation needs no good teacher: any fixed network defines the targets.
     feats, logits, labels = cache_teacher(teacher, "rb2", DataLoader(ds, batch_size=32))
     head, tail = split_model(teacher, "rb2", channels=2, stride=2, input_size=(32, 32))
     for p in (*head.parameters(), *tail.parameters()):
         p.requires_grad_(True)
-    comp = make_compressor(head, CodecConfig("jpeg", 8, {"quality": 80}))
+    comp = make_compressor(head, codec)
     return ds, teacher, feats, logits, labels, head, tail, comp
+
+
+@pytest.fixture(scope="module")
+def setup():
+    return fresh_split(0, 96, CodecConfig("jpeg", 8, {"quality": 80}))
 
 
 def test_cache_teacher_matches_teacher_forward(setup):
@@ -128,14 +133,7 @@ def test_wire_noise_is_bounded_random_and_off_at_zero():
 
 def test_stage1_with_wire_noise_still_learns():
     """Noise before the codec must not stop head distillation from fitting."""
-    torch.manual_seed(1)
-    ds = SyntheticShapes(n=64, size=32, num_classes=4, seed=1)
-    teacher = frozen_copy(create_model("resnet_small", num_classes=4))
-    feats, _, _ = cache_teacher(teacher, "rb2", DataLoader(ds, batch_size=32))
-    head, tail = split_model(teacher, "rb2", channels=2, stride=2, input_size=(32, 32))
-    for p in (*head.parameters(), *tail.parameters()):
-        p.requires_grad_(True)
-    comp = make_compressor(head, CodecConfig("zstd", 2, {}))
+    _ds, _teacher, feats, _, _, head, tail, comp = fresh_split(1, 64, CodecConfig("zstd", 2, {}))
     cfg = BottleFitConfig(stage1_epochs=10, batch_size=16, stage1_lr=1e-2, wire_noise=0.2)
     hist = stage1_head_distillation(head, tail, comp, feats, cfg)
     assert hist.losses[-1] < 0.8 * hist.losses[0], hist.losses

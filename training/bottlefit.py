@@ -161,6 +161,27 @@ def _batches(n: int, batch_size: int, gen: torch.Generator) -> list[torch.Tensor
     return [perm[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
+def _train_epoch(
+    n: int,
+    batch_size: int,
+    gen: torch.Generator,
+    loss_of: Callable[[torch.Tensor], torch.Tensor],
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+) -> float:
+    """One pass over ``n`` cached samples in shuffled batches; the sample-weighted mean loss."""
+    total, count = 0.0, 0
+    for idx in _batches(n, batch_size, gen):
+        loss = loss_of(idx)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        total += float(loss.detach()) * len(idx)
+        count += len(idx)
+    return total / max(count, 1)
+
+
 def stage1_parameters(head: SplitHead, tail: SplitTail, depth: int = 0) -> list[nn.Parameter]:
     """What stage 1 trains: the bottleneck (reduction on the head, restoration on the tail)
     plus the first ``depth`` tail segments when distilling deeper than the split."""
@@ -247,19 +268,13 @@ def stage1_head_distillation(
         head.body.eval()
         head.reduction.train()
         tail.restoration.train()
-        total, count = 0.0, 0
-        for idx in _batches(len(feats), cfg.batch_size, gen):
-            f = feats[idx]
-            deeper.eval()  # frozen BN statistics; weights train when depth > 0
-            rec = deeper(tail.restoration(compressor(jitter(head.reduction(f), cfg.wire_noise))))
-            loss = F.mse_loss(rec, targets[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
-            count += len(idx)
-        hist.losses.append(total / max(count, 1))
+        deeper.eval()  # frozen BN statistics; weights train when depth > 0
+
+        def loss_of(idx: torch.Tensor) -> torch.Tensor:
+            z = compressor(jitter(head.reduction(feats[idx]), cfg.wire_noise))
+            return F.mse_loss(deeper(tail.restoration(z)), targets[idx])
+
+        hist.losses.append(_train_epoch(len(feats), cfg.batch_size, gen, loss_of, opt, sched))
     hist.wall_s = time.perf_counter() - t0
     return hist
 
@@ -336,17 +351,12 @@ def stage2_finetune(
         tail.restoration.train()
         if head is not None and cfg.stage2_train == "bottleneck":
             head.reduction.train()
-        total, count = 0.0, 0
-        for idx in _batches(len(wire), cfg.batch_size, gen):
+
+        def loss_of(idx: torch.Tensor) -> torch.Tensor:
             out = tail(encode(wire[idx]))
-            loss = kd_loss(out, teacher_logits[idx], labels[idx], cfg.temperature, cfg.kd_weight)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
-            count += len(idx)
-        hist.losses.append(total / max(count, 1))
+            return kd_loss(out, teacher_logits[idx], labels[idx], cfg.temperature, cfg.kd_weight)
+
+        hist.losses.append(_train_epoch(len(wire), cfg.batch_size, gen, loss_of, opt, sched))
     hist.wall_s = time.perf_counter() - t0
     tail.eval()
     for p in tail.parameters():
