@@ -229,10 +229,6 @@ def imagenet_section(
 
 
 def run_imagenet(args: argparse.Namespace) -> dict:
-    import training.bottlefit as bottlefit_module
-    from training.bottlefit import TRAIN_SOURCES, CropJitter, _loader, cache_teacher
-    from training.data.photos import LabeledImageNetSamples, PhotoCrops
-    from training.data.transforms import ImageTransform
     from training.models import create_model
 
     job = job_from_args(args)
@@ -241,24 +237,9 @@ def run_imagenet(args: argparse.Namespace) -> dict:
     teacher, feats, logits, labels = r["teacher"], r["feats"], r["logits"], r["labels"]
     budget = m["timing_s"]["stage1"] + m["timing_s"]["stage2"]
     size = (job.input_size, job.input_size)
-    mean, std = tuple(teacher.mean), tuple(teacher.std)
-    eval_ds = LabeledImageNetSamples(ImageTransform(size, mean, std, train=False))
-    eval_x = torch.stack([eval_ds[i][0] for i in range(len(eval_ds))])
-    eval_y = torch.tensor([eval_ds[i][1] for i in range(len(eval_ds))])
-    with torch.no_grad():
-        teacher_eval = teacher(eval_x)
-
-    train_sources = tuple(getattr(job, "sources", TRAIN_SOURCES))
-    heldout_sources = tuple(getattr(bottlefit_module, "HELDOUT_SOURCES", TRAIN_SOURCES))
-
-    def crops(n: int, seed: int, sources: tuple[str, ...]) -> PhotoCrops:
-        # the very crops run_bottlefit used (same seeds and sources)
-        return PhotoCrops(
-            lambda s: CropJitter(size, mean, std, seed=s), n, seed=seed, sources=sources
-        )
-
-    held = crops(job.heldout_crops, job.fit.seed + 1000, heldout_sources)
-    hfeats, hlogits, _ = cache_teacher(teacher, job.after, _loader(held))
+    # the held-out crops, labelled photos and teacher outputs run_bottlefit scored on
+    held, (hfeats, hlogits) = r["heldout_crops"], r["heldout"]
+    eval_x, eval_y, teacher_eval = r["eval"]
     ev = (hfeats, hlogits, eval_x, eval_y, teacher_eval)
     methods = {
         "naive_insertion": m["naive_insertion"],
@@ -296,12 +277,9 @@ def run_imagenet(args: argparse.Namespace) -> dict:
             scratch, job.after, job.channels, job.stride, input_size=size, model_name=job.model
         )
         comp = make_compressor(head, job.codec)
-        train = crops(job.train_crops, job.fit.seed + 1, train_sources)  # first in the cache
+        train = r["plain_crops"]  # the first len(train) rows of the teacher cache
         x = torch.stack([train[i][0] for i in range(len(train))])
         n = len(x)
-        with torch.no_grad():  # the KD targets must belong to these very images
-            if not torch.allclose(teacher(x[:4]), logits[:4], atol=1e-3):
-                raise RuntimeError("rebuilt training crops do not match run_bottlefit's cache")
         runs["scratch"] = train_kd_budget(
             head, tail, comp, x, logits[:n], budget, labels=labels[:n], from_feats=False, **kd
         )

@@ -647,4 +647,9 @@ def run_bottlefit(job: BottleFitJob, *, naive_baseline: bool = True) -> dict:
         "feats": feats,
         "logits": logits,
         "labels": labels,
+        # what the evaluation above ran on, for callers that score more methods on it
+        "plain_crops": plain_ds,  # the first len(plain_ds) rows of feats/logits/labels
+        "heldout_crops": held_ds,
+        "heldout": (hfeats, hlogits),
+        "eval": (eval_x, eval_y, teacher_eval),
     }
