@@ -11,8 +11,9 @@ network namespace whose loopback is shaped with ``tc tbf`` (netem is unavailable
 - local-only: the full float model in this process (no link at all).
 
 Device energy per inference = compute energy (the simulated INA226 load's busy power over the
-device's compute time) + radio energy from BottleNet Table 3 (P = α·throughput + β over the
-transfer time bytes·8/bandwidth). The server shares the 2-core CPU with the "device", so a
+device's compute time, which counts the same 224² preprocess in every configuration plus its
+own work: head + codec, JPEG encode, or the whole model) + radio energy from BottleNet
+Table 3 (P = α·throughput + β over the transfer time bytes·8/bandwidth). The server shares the 2-core CPU with the "device", so a
 clearly labelled projection divides the measured server time by a speed-up factor (30).
 """
 
@@ -170,10 +171,39 @@ def labeled_images(camera: Path, labels: list[str]) -> list[dict]:
             for p in sorted(camera.rglob("*.jpg"))]  # fmt: skip
 
 
-def run_local(images: list[dict]) -> list[dict]:
-    """The full float model on the 'device' (this process): no link, all compute local."""
+def attach_paths(frames: list[dict], camera_images: list[dict]) -> list[dict]:
+    """Name the photo behind each split frame, so agreement is scored per photo, not per label.
+
+    Two of the 20 photos share a class (jeep), so a label cannot key the teacher's answer.
+    The folder camera runs in lockstep over its files sorted by relative path, and counts
+    frames from 0, so ``frame_number % len(files)`` is the file; the label it carries must
+    match, else the frame is left unnamed (and not scored for agreement) rather than guessed.
+    """
+    out = []
+    for f in frames:
+        n = f.get("frame_number")
+        item = (
+            camera_images[n % len(camera_images)] if isinstance(n, int) and camera_images else None
+        )
+        if item is not None and item["label"] == f.get("label"):
+            f = {**f, "path": item["path"]}
+        out.append(f)
+    return out
+
+
+def _frame_rgb(path: str) -> np.ndarray:
+    """The camera frame: decoding the file is the camera's work, not the device pipeline's."""
     from PIL import Image
 
+    with Image.open(path) as img:
+        return np.asarray(img.convert("RGB"))
+
+
+def run_local(images: list[dict]) -> list[dict]:
+    """The full float model on the 'device' (this process): no link, all compute local.
+
+    Timed from frame pickup like splitfit-device: the 224² preprocess, then the model.
+    """
     from benchmarks.e2e_cloud import classify, load_teacher
     from hardware.preprocess import preprocess
 
@@ -181,10 +211,13 @@ def run_local(images: list[dict]) -> list[dict]:
     classify(model, np.zeros((224, 224, 3), np.uint8))
     rows = []
     for item in images:
-        with Image.open(item["path"]) as img:
-            rgb = preprocess(np.asarray(img.convert("RGB")), size=(224, 224))[0]
+        frame = _frame_rgb(item["path"])
+        t0 = time.perf_counter()
+        rgb = preprocess(frame, size=(224, 224))[0]
+        pre_ms = (time.perf_counter() - t0) * 1e3
         top, ms = classify(model, rgb)
-        rows.append({**item, "top1": top, "compute_ms": ms, "latency_ms": ms, "bytes": 0})
+        rows.append({**item, "top1": top, "preprocess_ms": pre_ms, "model_ms": ms,
+                     "latency_ms": pre_ms + ms, "bytes": 0})  # fmt: skip
     return rows
 
 
@@ -196,28 +229,49 @@ def _pct(v: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(v, dtype=np.float64), q))
 
 
+LOCAL_KINDS = ("local", "local-int8")
+
+
+def device_compute_ms(kind: str, row: dict) -> float:
+    """The device's busy time for one frame, from pickup: the same 224² preprocess in every
+    configuration (a missing ``preprocess_ms`` is an error, never a silent 0), plus what
+    that configuration does next — split: int8 head + codec; cloud: the q85 JPEG encode;
+    local: the whole model."""
+    pre = float(row["preprocess_ms"])
+    if kind == "split":
+        return pre + row["head_ms"] + row["encode_ms"]
+    if kind == "cloud":
+        return pre + row["encode_ms"]
+    if kind in LOCAL_KINDS:
+        return pre + row["model_ms"]
+    raise ValueError(f"unknown configuration {kind!r}")
+
+
 def summarize_config(kind: str, rows: list[dict], link: Link | None, teacher: dict[str, int],
                      busy_w: float, speedup: float) -> dict:  # fmt: skip
-    """One row of the Table-5-like result: bytes, latency, floor, accuracy, energy."""
+    """One row of the Table-5-like result: bytes, latency, floor, accuracy, energy.
+
+    ``teacher`` maps a photo's path to the float teacher's top-1 on it.
+    """
     if kind == "split":
         rows = [r for r in rows if r.get("status") == "ok"]
-        compute = [r.get("preprocess_ms", 0.0) + r["head_ms"] + r["encode_ms"] for r in rows]
         server = [sum(float(r.get(k) or 0.0) for k in
                       ("server_decode_ms", "server_queue_ms", "server_compute_ms"))
                   for r in rows]  # fmt: skip
         latency = [r["latency_ms"] - r["capture_ms"] for r in rows]  # pickup -> reply
         correct = [bool(r["correct"]) for r in rows if r.get("correct") is not None]
     elif kind == "cloud":
-        compute = [r["encode_ms"] for r in rows]
         server = [r["server_ms"] for r in rows]
         latency = [r["latency_ms"] for r in rows]
         correct = [r["top1"] == r["label_id"] for r in rows]
-    else:
-        compute = [r["compute_ms"] for r in rows]
+    elif kind in LOCAL_KINDS:
         server = [0.0 for _ in rows]
         latency = [r["latency_ms"] for r in rows]
         correct = [r["top1"] == r["label_id"] for r in rows]
-    agree = [r["top1"] == teacher[r["label"]] for r in rows if r.get("label") in teacher]
+    else:
+        raise ValueError(f"unknown configuration {kind!r}")
+    compute = [device_compute_ms(kind, r) for r in rows]
+    agree = [r["top1"] == teacher[r["path"]] for r in rows if r.get("path") in teacher]
     nbytes = float(np.mean([r["bytes"] for r in rows])) if rows else 0.0
     wire_ms = link.transfer_s(nbytes) * 1e3 if link else 0.0
     compute_p50, server_p50 = _pct(compute, 50), _pct(server, 50)
@@ -275,7 +329,10 @@ def write_markdown(result: dict, path: Path) -> None:
         f"{result['n_images']} labeled ImageNet photos (foolbox), EfficientNet-Lite0; links: "
         "`tc tbf` on a network namespace's loopback. Latency: device pickup -> reply. "
         "Energy per inference: compute (sim INA226 busy power × device compute time) + radio "
-        "(BottleNet Table 3 model). *Projected* latency divides the measured server time by "
+        "(BottleNet Table 3 model). Device compute time charges every configuration the same "
+        "per-frame work from frame pickup — the 224² preprocess (resize + centre crop) — plus "
+        "its own: split = int8 head + feature codec, cloud = q85 JPEG encode, local = the whole "
+        "model. *Projected* latency divides the measured server time by "
         f"{result['server_speedup']:.0f} (a GPU server; a projection, not a measurement).",
         "",
         "| link | config | bytes/frame | p50 ms | p99 ms | floor ms | p50/floor | projected ms "
@@ -372,20 +429,22 @@ def run(args: argparse.Namespace) -> dict:
     demo.prepare_calibration_folder(paths.calib)
     tflite = demo.convert_head(artifacts, paths, python=sys.executable)
     demo.prepare_tail(artifacts, paths)
-    images = labeled_images(paths.camera, labels)[: args.frames]
+    camera_images = labeled_images(paths.camera, labels)  # what the folder camera cycles over
+    images = camera_images[: args.frames]
     images_json = work / "images.json"
     images_json.write_text(json.dumps(images))
     busy_w = SimulatedLoad().busy_w  # the daemon's [power] monitor = "sim" default levels
 
     print("[local] full float model on the device side", flush=True)
     local = run_local(images)
-    teacher = {r["label"]: r["top1"] for r in local}
+    teacher = {r["path"]: r["top1"] for r in local}
     rows = [summarize_config("local", local, None, teacher, busy_w, args.speedup)]
     for name in args.links:
         link = LINKS[name]
         with ShapedNamespace(link) as ns:
             print(f"[{name}] split (splitfit-device -> splitfit-server) in {ns.name}", flush=True)
-            split = run_split(ns, paths, tflite, len(images), args.timeout)
+            split = attach_paths(run_split(ns, paths, tflite, len(images), args.timeout),
+                                 camera_images)  # fmt: skip
             rows.append(summarize_config("split", split, link, teacher, busy_w, args.speedup))
             print(f"[{name}] cloud-only (q85 JPEG -> full model)", flush=True)
             cloud = run_cloud(ns, work, images_json, args.timeout)

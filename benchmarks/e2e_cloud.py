@@ -107,24 +107,30 @@ def client(endpoint: str, images: Path, out: Path, quality: int) -> int:
     rows = []
     for item in items:
         with Image.open(item["path"]) as img:
-            rgb = preprocess(np.asarray(img.convert("RGB")), size=(224, 224))[0]
+            frame = np.asarray(img.convert("RGB"))  # the camera frame (not device work)
+        # From here on it is per-frame device work, as in splitfit-device from frame pickup:
+        # the same 224² preprocess the split head's input goes through, then the JPEG.
         t0 = time.perf_counter()
-        data = encode_jpeg(rgb, quality)
+        rgb = preprocess(frame, size=(224, 224))[0]
         t1 = time.perf_counter()
+        data = encode_jpeg(rgb, quality)
+        t2 = time.perf_counter()
         sock.send(data)
         if not sock.poll(60_000):
             print("cloud client: reply timeout", file=sys.stderr)
             return 1
         reply = json.loads(sock.recv())
-        t2 = time.perf_counter()
+        t3 = time.perf_counter()
         rows.append(
             {
+                "path": item["path"],
                 "label": item["label"],
                 "label_id": item["label_id"],
                 "bytes": len(data),
-                "encode_ms": (t1 - t0) * 1e3,
-                "rtt_ms": (t2 - t1) * 1e3,
-                "latency_ms": (t2 - t0) * 1e3,
+                "preprocess_ms": (t1 - t0) * 1e3,
+                "encode_ms": (t2 - t1) * 1e3,
+                "rtt_ms": (t3 - t2) * 1e3,
+                "latency_ms": (t3 - t0) * 1e3,  # pickup -> reply, like the split rows
                 "server_ms": reply.get("decode_ms", 0.0) + reply.get("compute_ms", 0.0),
                 "top1": reply.get("top1"),
             }

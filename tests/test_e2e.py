@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 
+import numpy as np
 import pytest
 
 from benchmarks import cli, e2e
@@ -64,3 +65,100 @@ def test_short_run_split_replies_over_shaped_3g(tmp_path):
     network_ms = cloud["latency_ms_p50"] - cloud["server_ms_p50"] - cloud["device_compute_ms_p50"]
     assert network_ms >= 0.6 * cloud["wire_ms"] > 20
     assert (out / "e2e.md").is_file() and (out / "e2e.png").is_file()
+
+
+# --------------------------------------------------------------------------------------
+# device-compute accounting: every configuration pays the same 224² preprocess
+
+
+def _rows(kind: str) -> list[dict]:
+    """Hand-made per-frame records, shaped like what each configuration's runner writes."""
+    base = {"path": "p/a.jpg", "label": "a", "label_id": 1, "top1": 1, "preprocess_ms": 1.5}
+    if kind == "split":
+        return [{**base, "status": "ok", "head_ms": 10.0, "encode_ms": 0.5, "bytes": 600,
+                 "capture_ms": 2.0, "latency_ms": 30.0, "server_compute_ms": 5.0,
+                 "correct": True}]  # fmt: skip
+    if kind == "cloud":
+        return [{**base, "encode_ms": 0.4, "bytes": 13000, "latency_ms": 120.0,
+                 "server_ms": 30.0}]  # fmt: skip
+    return [{**base, "model_ms": 25.0, "bytes": 0, "latency_ms": 26.5}]
+
+
+@pytest.mark.parametrize(
+    ("kind", "own_ms"),
+    [("split", 10.0 + 0.5), ("cloud", 0.4), ("local", 25.0), ("local-int8", 25.0)],
+)
+def test_device_compute_includes_preprocess_for_every_kind(kind, own_ms):
+    link = None if kind.startswith("local") else e2e.LINKS["3G"]
+    row = e2e.summarize_config(kind, _rows(kind), link, {"p/a.jpg": 1}, busy_w=3.5, speedup=30)
+    assert row["device_compute_ms_p50"] == pytest.approx(1.5 + own_ms)
+    assert row["energy_compute_mj"] == pytest.approx(3.5 * (1.5 + own_ms))
+    assert row["floor_ms"] == pytest.approx(1.5 + own_ms + row["wire_ms"] + row["server_ms_p50"])
+
+
+def test_missing_preprocess_time_is_an_error_not_zero():
+    rows = _rows("cloud")
+    del rows[0]["preprocess_ms"]
+    with pytest.raises(KeyError, match="preprocess_ms"):
+        e2e.summarize_config("cloud", rows, e2e.LINKS["4G"], {}, busy_w=3.5, speedup=30)
+    with pytest.raises(ValueError, match="unknown configuration"):
+        e2e.device_compute_ms("edge", _rows("local")[0])
+
+
+def test_agreement_is_per_photo_when_two_photos_share_a_label():
+    # the 20 foolbox photos hold two jeeps; the teacher answers differently on each
+    camera = [
+        {"path": "c/jeep/a.jpg", "label": "jeep", "label_id": 609},
+        {"path": "c/jeep/b.jpg", "label": "jeep", "label_id": 609},
+        {"path": "c/yurt/c.jpg", "label": "yurt", "label_id": 915},
+    ]
+    teacher = {"c/jeep/a.jpg": 609, "c/jeep/b.jpg": 656, "c/yurt/c.jpg": 915}
+    frames = [  # the device's frames start mid-pass, as in a real run (frame 4 = file 1)
+        {"frame_number": 4, "label": "jeep", "top1": 656},
+        {"frame_number": 5, "label": "yurt", "top1": 915},
+        {"frame_number": 6, "label": "jeep", "top1": 609},
+        {"frame_number": 7, "label": "yurt", "top1": 1},  # label/file mismatch: not guessed
+    ]
+    named = e2e.attach_paths(frames, camera)
+    assert [f.get("path") for f in named] == ["c/jeep/b.jpg", "c/yurt/c.jpg", "c/jeep/a.jpg", None]
+    rows = [{**f, "status": "ok", "preprocess_ms": 1.0, "head_ms": 1.0, "encode_ms": 1.0,
+             "bytes": 10, "capture_ms": 0.0, "latency_ms": 5.0, "correct": True}
+            for f in named]  # fmt: skip
+    s = e2e.summarize_config("split", rows, e2e.LINKS["WiFi"], teacher, busy_w=1.0, speedup=30)
+    assert s["top1_agreement_with_teacher"] == pytest.approx(1.0)  # 3 of 3 named frames
+
+
+def test_cloud_client_times_the_preprocess_it_does(tmp_path):
+    """The real cloud pair over ZeroMQ on 127.0.0.1 (no shaping): the client's rows carry the
+    224² preprocess as device work, and its latency starts before it, at frame pickup."""
+    import os
+    import sys
+
+    from benchmarks import demo
+    from training.data.photos import shipped_photos
+
+    photos = [p for p in shipped_photos(("foolbox",)) if p.label is not None][:2]
+    if len(photos) < 2:
+        pytest.skip("foolbox photos not installed")
+    images = tmp_path / "images.json"
+    images.write_text(json.dumps([{"path": str(p.path), "label": str(p.label),
+                                   "label_id": int(p.label)} for p in photos]))  # fmt: skip
+    out = tmp_path / "frames.jsonl"
+    endpoint = f"tcp://127.0.0.1:{demo.free_port()}"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    with demo.process_group() as procs:
+        demo._start(procs, [sys.executable, "-m", "benchmarks.e2e_cloud", "server",
+                            "--endpoint", endpoint], tmp_path / "server.log", env)  # fmt: skip
+        client = demo._start(procs, [sys.executable, "-m", "benchmarks.e2e_cloud", "client",
+                                     "--endpoint", endpoint, "--images", str(images),
+                                     "--out", str(out)], tmp_path / "client.log", env)  # fmt: skip
+        assert client.wait(timeout=180) == 0, (tmp_path / "client.log").read_text()
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["path"] for r in rows] == [str(p.path) for p in photos]
+    for r in rows:
+        assert r["preprocess_ms"] > 0 and r["encode_ms"] > 0
+        assert r["latency_ms"] >= r["preprocess_ms"] + r["encode_ms"] + r["rtt_ms"] - 1e-6
+        assert r["top1"] == r["label_id"]  # the float teacher gets these two photos right
+    s = e2e.summarize_config("cloud", rows, e2e.LINKS["WiFi"], {}, busy_w=3.5, speedup=30)
+    want = float(np.median([r["preprocess_ms"] + r["encode_ms"] for r in rows]))
+    assert s["device_compute_ms_p50"] == pytest.approx(want)
