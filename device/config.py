@@ -11,9 +11,11 @@ directory, so a config dir can be moved as a unit.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from wire.tomltable import REQUIRED, TomlTable
 
 CAMERA_SOURCES = ("synthetic", "folder", "video", "opencv", "picamera2")
 POWER_KINDS = ("ina226", "hwmon", "sim", "none")
@@ -131,104 +133,29 @@ class DeviceConfig:
     policy: PolicySection
 
 
-# --- validation helpers ---------------------------------------------------------------------
-
-
-class _Table:
-    """Reads keys from one TOML table, remembering which were used; leftovers are errors."""
-
-    def __init__(self, data: Any, where: str) -> None:
-        if not isinstance(data, dict):
-            raise ConfigError(f"{where or 'config'}: expected a table, got {type(data).__name__}")
-        self.data = data
-        self.where = where
-        self.used: set[str] = set()
-
-    def key(self, name: str) -> str:
-        return f"{self.where}.{name}" if self.where else name
-
-    def get(self, name: str, kinds: type | tuple[type, ...], default: Any) -> Any:
-        self.used.add(name)
-        if name not in self.data:
-            return default
-        value = self.data[name]
-        kinds_t = kinds if isinstance(kinds, tuple) else (kinds,)
-        # TOML ints are acceptable where floats are expected; bools are never numbers.
-        if float in kinds_t and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if isinstance(value, bool) and bool not in kinds_t:
-            raise ConfigError(f"{self.key(name)}: expected {_names(kinds_t)}, got a boolean")
-        if not isinstance(value, kinds_t):
-            raise ConfigError(
-                f"{self.key(name)}: expected {_names(kinds_t)}, got {type(value).__name__}"
-            )
-        return value
-
-    def positive(self, name: str, kinds: type | tuple[type, ...], default: Any, *, zero_ok=False):
-        value = self.get(name, kinds, default)
-        if value is not None and (value < 0 or (value == 0 and not zero_ok)):
-            raise ConfigError(f"{self.key(name)}: must be {'>= 0' if zero_ok else '> 0'}")
-        return value
-
-    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
-        value = self.get(name, str, default)
-        if value not in choices:
-            raise ConfigError(f"{self.key(name)}: {value!r} is not one of {', '.join(choices)}")
-        return value
-
-    def table(self, name: str) -> _Table:
-        return _Table(self.get(name, dict, {}), self.key(name))
-
-    def finish(self) -> None:
-        unknown = sorted(set(self.data) - self.used)
-        if unknown:
-            raise ConfigError(f"unknown key {self.key(unknown[0])!r}")
-
-
-def _names(kinds: tuple[type, ...]) -> str:
-    return " or ".join(
-        {
-            int: "integer",
-            float: "number",
-            str: "string",
-            bool: "boolean",
-            dict: "table",
-            list: "array",
-        }.get(k, k.__name__)
-        for k in kinds
-    )
-
-
-def _resolve(base: Path, value: str) -> Path:
-    p = Path(value).expanduser()
-    return p if p.is_absolute() else (base / p)
-
-
 # --- sections --------------------------------------------------------------------------------
+# Each reads its keys through wire.tomltable.TomlTable (typed, dotted-path errors) and ends
+# with ``finish()``, which turns every key it did not read into an "unknown key" error.
 
 
-def _device(t: _Table, base: Path) -> DeviceSection:
-    summary = t.get("summary_path", str, None)
+def _device(t: TomlTable, base: Path) -> DeviceSection:
+    d = DeviceSection
     s = DeviceSection(
-        name=t.get("name", str, DeviceSection.name),
-        max_frames=t.positive("max_frames", int, 0, zero_ok=True),
-        fps_limit=t.positive("fps_limit", float, 0.0, zero_ok=True),
-        startup_timeout_s=t.positive("startup_timeout_s", float, DeviceSection.startup_timeout_s),
-        drain_timeout_s=t.positive(
-            "drain_timeout_s", float, DeviceSection.drain_timeout_s, zero_ok=True
-        ),
-        stall_timeout_s=t.positive("stall_timeout_s", float, DeviceSection.stall_timeout_s),
-        watchdog_interval_s=t.positive(
-            "watchdog_interval_s", float, DeviceSection.watchdog_interval_s
-        ),
-        summary_path=_resolve(base, summary) if summary else None,
+        name=t.string("name", d.name),
+        max_frames=t.integer("max_frames", 0, lo=0),
+        fps_limit=t.number("fps_limit", 0.0, lo=0),
+        startup_timeout_s=t.number("startup_timeout_s", d.startup_timeout_s, above=0),
+        drain_timeout_s=t.number("drain_timeout_s", d.drain_timeout_s, lo=0),
+        stall_timeout_s=t.number("stall_timeout_s", d.stall_timeout_s, above=0),
+        watchdog_interval_s=t.number("watchdog_interval_s", d.watchdog_interval_s, above=0),
+        summary_path=t.path("summary_path", base),
     )
     t.finish()
     return s
 
 
-def _camera(t: _Table, base: Path) -> CameraSection:
-    source = t.choice("source", CAMERA_SOURCES, "synthetic")
+def _camera(t: TomlTable, base: Path) -> CameraSection:
+    source = t.string("source", "synthetic", choices=CAMERA_SOURCES)
     params = dict(t.get("params", dict, {}))
     for k in _CAMERA_PATH_PARAMS:
         if isinstance(params.get(k), str):
@@ -236,40 +163,37 @@ def _camera(t: _Table, base: Path) -> CameraSection:
     s = CameraSection(
         source=source,
         params=params,
-        frame_timeout_s=t.positive("frame_timeout_s", float, 1.0),
-        retry_min_s=t.positive("retry_min_s", float, 0.5),
-        retry_max_s=t.positive("retry_max_s", float, 10.0),
+        frame_timeout_s=t.number("frame_timeout_s", 1.0, above=0),
+        retry_min_s=t.number("retry_min_s", 0.5, above=0),
+        retry_max_s=t.number("retry_max_s", 10.0, above=0),
     )
     if s.retry_max_s < s.retry_min_s:
-        raise ConfigError(f"{t.key('retry_max_s')}: must be >= camera.retry_min_s")
+        raise t.invalid("retry_max_s", "must be >= camera.retry_min_s")
     t.finish()
     return s
 
 
-def _heads(raw: Any, base: Path) -> tuple[HeadSection, ...]:
-    if raw is None:
+def _resolve(base: Path, value: str) -> Path:
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else (base / p)
+
+
+def _heads(items: list[TomlTable] | None, base: Path) -> tuple[HeadSection, ...]:
+    if items is None:
         raise ConfigError("missing key 'heads' (at least one [[heads]] with model = ...)")
-    if isinstance(raw, dict):  # a single [heads] table is accepted too
-        raw = [raw]
-    if not isinstance(raw, list) or not raw:
+    if not items:
         raise ConfigError("heads: expected an array of tables [[heads]] with at least one entry")
     heads: list[HeadSection] = []
-    for i, item in enumerate(raw):
-        t = _Table(item, f"heads[{i}]")
-        model = t.get("model", str, None)
-        if model is None:
-            raise ConfigError(f"missing key {t.key('model')!r}")
-        model_path = _resolve(base, model)
-        manifest = t.get("manifest", str, None)
-        manifest_path = _resolve(base, manifest) if manifest else model_path.with_suffix(".json")
-        name = t.get("name", str, model_path.stem if len(raw) == 1 else f"head{i}")
+    for i, t in enumerate(items):
+        model = t.path("model", base, REQUIRED)
+        name = t.string("name", model.stem if len(items) == 1 else f"head{i}")
         heads.append(
             HeadSection(
                 name=name,
-                model=model_path,
-                manifest=manifest_path,
-                num_threads=t.positive("num_threads", int, 1),
-                tail_ms=t.positive("tail_ms", float, None, zero_ok=True),
+                model=model,
+                manifest=t.path("manifest", base, model.with_suffix(".json")),
+                num_threads=t.integer("num_threads", 1, lo=1),
+                tail_ms=t.number("tail_ms", None, lo=0),
             )
         )
         t.finish()
@@ -280,47 +204,40 @@ def _heads(raw: Any, base: Path) -> tuple[HeadSection, ...]:
     return tuple(heads)
 
 
-def _server(t: _Table) -> ServerSection:
-    endpoints = t.get("endpoints", (list, str), list(ServerSection.endpoints))
-    if isinstance(endpoints, str):
-        endpoints = [endpoints]
-    if not endpoints:
-        raise ConfigError(f"{t.key('endpoints')}: at least one endpoint is needed")
+def _server(t: TomlTable) -> ServerSection:
+    endpoints = t.strings("endpoints", ServerSection.endpoints)
     for e in endpoints:
-        if not isinstance(e, str) or "://" not in e:
-            raise ConfigError(
-                f"{t.key('endpoints')}: {e!r} is not a ZeroMQ endpoint like tcp://host:port"
+        if "://" not in e:
+            raise t.invalid(
+                "endpoints", f"entry {e!r} is not a ZeroMQ endpoint like tcp://host:port"
             )
     s = ServerSection(
-        endpoints=tuple(endpoints),
-        window=t.positive("window", int, 4),
-        reply_timeout_s=t.positive("reply_timeout_s", float, 5.0),
-        hello_timeout_s=t.positive("hello_timeout_s", float, 1.0),
-        heartbeat_s=t.positive("heartbeat_s", float, 1.0),
-        heartbeat_misses=t.positive("heartbeat_misses", int, 3),
-        reconnect_min_s=t.positive("reconnect_min_s", float, 0.1),
-        reconnect_max_s=t.positive("reconnect_max_s", float, 5.0),
-        outage=t.choice("outage", OUTAGE_MODES, "drop"),
-        outage_buffer=t.positive("outage_buffer", int, 16),
-        token_id=t.get("token_id", str, None),
-        max_payload=t.positive("max_payload", int, 1 << 20),
+        endpoints=endpoints,
+        window=t.integer("window", 4, lo=1),
+        reply_timeout_s=t.number("reply_timeout_s", 5.0, above=0),
+        hello_timeout_s=t.number("hello_timeout_s", 1.0, above=0),
+        heartbeat_s=t.number("heartbeat_s", 1.0, above=0),
+        heartbeat_misses=t.integer("heartbeat_misses", 3, lo=1),
+        reconnect_min_s=t.number("reconnect_min_s", 0.1, above=0),
+        reconnect_max_s=t.number("reconnect_max_s", 5.0, above=0),
+        outage=t.string("outage", "drop", choices=OUTAGE_MODES),
+        outage_buffer=t.integer("outage_buffer", 16, lo=1),
+        token_id=t.string("token_id", None),
+        max_payload=t.integer("max_payload", 1 << 20, lo=1),
     )
     if s.reconnect_max_s < s.reconnect_min_s:
-        raise ConfigError(f"{t.key('reconnect_max_s')}: must be >= server.reconnect_min_s")
+        raise t.invalid("reconnect_max_s", "must be >= server.reconnect_min_s")
     t.finish()
     return s
 
 
-def _codec(t: _Table) -> CodecSection:
-    bits = t.get("bits", int, None)
-    if bits is not None and not 1 <= bits <= 8:
-        raise ConfigError(f"{t.key('bits')}: must be 1..8")
-    name = t.get("name", str, None)
-    if name is not None:
-        known = _codec_names()
-        if known and name not in known:
-            raise ConfigError(f"{t.key('name')}: {name!r} is not one of {', '.join(known)}")
-    s = CodecSection(name=name, bits=bits, params=t.get("params", dict, None))
+def _codec(t: TomlTable) -> CodecSection:
+    known = _codec_names()
+    s = CodecSection(
+        name=t.string("name", None, choices=known or None),
+        bits=t.integer("bits", None, lo=1, hi=8),
+        params=t.get("params", dict, None),
+    )
     t.finish()
     return s
 
@@ -333,72 +250,70 @@ def _codec_names() -> tuple[str, ...]:
     return tuple(CODEC_NAMES)
 
 
-def _power(t: _Table, base: Path) -> PowerSection:
-    log_path = t.get("log_path", str, None)
+def _power(t: TomlTable, base: Path) -> PowerSection:
     s = PowerSection(
-        monitor=t.choice("monitor", POWER_KINDS, "none"),
-        rate_hz=t.positive("rate_hz", float, 500.0),
-        capacity=t.positive("capacity", int, 65536),
+        monitor=t.string("monitor", "none", choices=POWER_KINDS),
+        rate_hz=t.number("rate_hz", 500.0, above=0),
+        capacity=t.integer("capacity", 65536, lo=1),
         params=dict(t.get("params", dict, {})),
-        log_path=_resolve(base, log_path) if log_path else None,
+        log_path=t.path("log_path", base),
     )
     t.finish()
     return s
 
 
-def _gpio(t: _Table) -> GpioSection:
+def _gpio(t: TomlTable) -> GpioSection:
+    factory = t.string("pin_factory", "default", choices=("mock", "default"))
     s = GpioSection(
         status_led=t.get("status_led", (int, str), None),
-        pin_factory=t.choice("pin_factory", ("mock", "default"), "default"),
+        pin_factory=None if factory == "default" else factory,
     )
-    if s.pin_factory == "default":
-        s = GpioSection(status_led=s.status_led, pin_factory=None)
     t.finish()
     return s
 
 
-def _logging(t: _Table) -> LoggingSection:
+def _logging(t: TomlTable) -> LoggingSection:
     s = LoggingSection(
-        level=t.choice("level", LOG_LEVELS, "info"),
-        summary_interval_s=t.positive("summary_interval_s", float, 10.0),
+        level=t.string("level", "info", choices=LOG_LEVELS),
+        summary_interval_s=t.number("summary_interval_s", 10.0, above=0),
     )
     t.finish()
     return s
 
 
-def _metrics(t: _Table, base: Path) -> MetricsSection:
-    path = t.get("path", str, None)
+def _metrics(t: TomlTable, base: Path) -> MetricsSection:
     s = MetricsSection(
-        path=_resolve(base, path) if path else None,
-        max_bytes=t.positive("max_bytes", int, 10_000_000),
-        backups=t.positive("backups", int, 3, zero_ok=True),
+        path=t.path("path", base),
+        max_bytes=t.integer("max_bytes", 10_000_000, lo=1),
+        backups=t.integer("backups", 3, lo=0),
     )
     t.finish()
     return s
 
 
-def _policy(t: _Table) -> PolicySection:
+def _policy(t: TomlTable) -> PolicySection:
     s = PolicySection(
-        switching=t.get("switching", bool, True),
-        hysteresis=t.positive("hysteresis", float, 0.15, zero_ok=True),
-        min_dwell_s=t.positive("min_dwell_s", float, 5.0, zero_ok=True),
-        bandwidth_mbps=t.positive("bandwidth_mbps", float, 10.0),
+        switching=t.boolean("switching", True),
+        hysteresis=t.number("hysteresis", 0.15, lo=0),
+        min_dwell_s=t.number("min_dwell_s", 5.0, lo=0),
+        bandwidth_mbps=t.number("bandwidth_mbps", 10.0, above=0),
     )
     if s.hysteresis >= 1:
-        raise ConfigError(f"{t.key('hysteresis')}: must be < 1 (a fraction)")
+        raise t.invalid("hysteresis", "must be < 1 (a fraction)")
     t.finish()
     return s
 
 
 def parse_config(data: dict[str, Any], base: Path, path: Path | None = None) -> DeviceConfig:
     """Validate an already-parsed TOML document; ``base`` anchors relative paths."""
-    root = _Table(data, "")
-    heads = _heads(root.get("heads", (list, dict), None), base)
+    root = TomlTable(data, error=ConfigError)
+    has_heads = "heads" in root
+    head_tables = root.tables("heads", single_ok=True)  # a single [heads] table is accepted too
     cfg = DeviceConfig(
         path=path,
         device=_device(root.table("device"), base),
         camera=_camera(root.table("camera"), base),
-        heads=heads,
+        heads=(),  # filled in below
         server=_server(root.table("server")),
         codec=_codec(root.table("codec")),
         power=_power(root.table("power"), base),
@@ -407,8 +322,9 @@ def parse_config(data: dict[str, Any], base: Path, path: Path | None = None) -> 
         metrics=_metrics(root.table("metrics"), base),
         policy=_policy(root.table("policy")),
     )
+    # Before the heads checks, so a mistyped [[head]] is named as the unknown key it is.
     root.finish()
-    return cfg
+    return replace(cfg, heads=_heads(head_tables if has_heads else None, base))
 
 
 def load_config(path: str | Path) -> DeviceConfig:

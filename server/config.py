@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wire.tomltable import TomlTable
+
 LOG_LEVELS = ("debug", "info", "warning", "error")
 DEVICES = ("auto", "cpu", "cuda")
 BIND_SCHEMES = ("tcp://", "ipc://", "inproc://")
@@ -119,203 +121,110 @@ class ServerConfig:
     log: LogSection = field(default_factory=LogSection)
 
 
-# --------------------------------------------------------------------------- helpers
-
-
-def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
-    for key in table:
-        if key not in allowed:
-            dotted = f"{where}.{key}" if where else key
-            raise ConfigError(
-                f"unknown config key {dotted!r} (allowed: {', '.join(sorted(allowed))})"
-            )
-
-
-def _table(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    value = data.get(key, {})
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{key!r} must be a table, got {type(value).__name__}")
-    return value
-
-
-def _int(
-    table: Mapping[str, Any], key: str, where: str, default: int, *, lo: int, hi: int | None = None
-) -> int:
-    if key not in table:
-        return default
-    value = table[key]
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{where}.{key} must be an integer, got {value!r}")
-    if value < lo or (hi is not None and value > hi):
-        bound = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-        raise ConfigError(f"{where}.{key} must be {bound}, got {value}")
-    return value
-
-
-def _float(table: Mapping[str, Any], key: str, where: str, default: float, *, lo: float) -> float:
-    if key not in table:
-        return default
-    value = table[key]
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"{where}.{key} must be a number, got {value!r}")
-    if value < lo:
-        raise ConfigError(f"{where}.{key} must be >= {lo}, got {value}")
-    return float(value)
-
-
-def _bool(table: Mapping[str, Any], key: str, where: str, default: bool) -> bool:
-    if key not in table:
-        return default
-    value = table[key]
-    if not isinstance(value, bool):
-        raise ConfigError(f"{where}.{key} must be true or false, got {value!r}")
-    return value
-
-
-def _str(
-    table: Mapping[str, Any],
-    key: str,
-    where: str,
-    default: str,
-    choices: tuple[str, ...] | None = None,
-) -> str:
-    if key not in table:
-        return default
-    value = table[key]
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{where}.{key} must be a non-empty string, got {value!r}")
-    if choices is not None and value not in choices:
-        raise ConfigError(f"{where}.{key} must be one of {', '.join(choices)}; got {value!r}")
-    return value
-
-
-def _path(table: Mapping[str, Any], key: str, where: str, base: Path) -> Path | None:
-    if key not in table:
-        return None
-    value = _str(table, key, where, "")
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else (base / path)
-
-
 # --------------------------------------------------------------------------- sections
+# Each reads its keys through wire.tomltable.TomlTable (typed, dotted-path errors) and ends
+# with ``finish()``, which turns every key it did not read into an "unknown key" error that
+# lists the allowed ones.
 
 
-def _server(data: Mapping[str, Any]) -> ServerSection:
-    t = _table(data, "server")
+def _server(t: TomlTable) -> ServerSection:
     d = ServerSection()
-    _check_keys(t, set(d.__dataclass_fields__), "server")
-    bind = t.get("bind", list(d.bind))
-    if isinstance(bind, str):
-        bind = [bind]
-    if not isinstance(bind, list) or not bind or not all(isinstance(b, str) for b in bind):
-        raise ConfigError(
-            f"server.bind must be a string or a non-empty list of strings, got {bind!r}"
-        )
+    bind = t.strings("bind", d.bind)
     for endpoint in bind:
         if not endpoint.startswith(BIND_SCHEMES):
-            raise ConfigError(
-                f"server.bind entry {endpoint!r} must start with one of {', '.join(BIND_SCHEMES)}"
+            raise t.invalid(
+                "bind", f"entry {endpoint!r} must start with one of {', '.join(BIND_SCHEMES)}"
             )
-    return ServerSection(
-        bind=tuple(bind),
-        max_payload=_int(t, "max_payload", "server", d.max_payload, lo=1, hi=64 << 20),
-        max_sessions=_int(t, "max_sessions", "server", d.max_sessions, lo=1),
-        session_idle_s=_float(t, "session_idle_s", "server", d.session_idle_s, lo=0.001),
-        linger_ms=_int(t, "linger_ms", "server", d.linger_ms, lo=0),
-        decode_threads=_int(t, "decode_threads", "server", d.decode_threads, lo=1, hi=64),
-        sndhwm=_int(t, "sndhwm", "server", d.sndhwm, lo=1),
-        rcvhwm=_int(t, "rcvhwm", "server", d.rcvhwm, lo=1),
-        top_k=_int(t, "top_k", "server", d.top_k, lo=1, hi=1000),
+    s = ServerSection(
+        bind=bind,
+        max_payload=t.integer("max_payload", d.max_payload, lo=1, hi=64 << 20),
+        max_sessions=t.integer("max_sessions", d.max_sessions, lo=1),
+        session_idle_s=t.number("session_idle_s", d.session_idle_s, lo=0.001),
+        linger_ms=t.integer("linger_ms", d.linger_ms, lo=0),
+        decode_threads=t.integer("decode_threads", d.decode_threads, lo=1, hi=64),
+        sndhwm=t.integer("sndhwm", d.sndhwm, lo=1),
+        rcvhwm=t.integer("rcvhwm", d.rcvhwm, lo=1),
+        top_k=t.integer("top_k", d.top_k, lo=1, hi=1000),
     )
+    t.finish()
+    return s
 
 
-def _compute(data: Mapping[str, Any]) -> ComputeSection:
-    t = _table(data, "compute")
+def _compute(t: TomlTable) -> ComputeSection:
     d = ComputeSection()
-    _check_keys(t, set(d.__dataclass_fields__), "compute")
-    return ComputeSection(
-        device=_str(t, "device", "compute", d.device, DEVICES),
-        threads=_int(t, "threads", "compute", d.threads, lo=0, hi=1024),
-        interop_threads=_int(t, "interop_threads", "compute", d.interop_threads, lo=0, hi=1024),
-        warmup=_bool(t, "warmup", "compute", d.warmup),
+    s = ComputeSection(
+        device=t.string("device", d.device, choices=DEVICES),
+        threads=t.integer("threads", d.threads, lo=0, hi=1024),
+        interop_threads=t.integer("interop_threads", d.interop_threads, lo=0, hi=1024),
+        warmup=t.boolean("warmup", d.warmup),
     )
+    t.finish()
+    return s
 
 
-def _batching(t: Mapping[str, Any], where: str, d: BatchingSection) -> BatchingSection:
+def _batching(t: TomlTable, d: BatchingSection) -> BatchingSection:
+    """The batcher limits in ``t`` over defaults ``d``; no ``finish()``: [[models]] entries
+    hold these keys next to their own."""
     return BatchingSection(
-        max_batch=_int(t, "max_batch", where, d.max_batch, lo=1, hi=4096),
-        max_wait_us=_int(t, "max_wait_us", where, d.max_wait_us, lo=0, hi=10_000_000),
-        max_queue=_int(t, "max_queue", where, d.max_queue, lo=1),
+        max_batch=t.integer("max_batch", d.max_batch, lo=1, hi=4096),
+        max_wait_us=t.integer("max_wait_us", d.max_wait_us, lo=0, hi=10_000_000),
+        max_queue=t.integer("max_queue", d.max_queue, lo=1),
     )
 
 
-def _models(
-    data: Mapping[str, Any], base: Path, defaults: BatchingSection
-) -> tuple[ModelEntry, ...]:
-    raw = data.get("models", [])
-    if not isinstance(raw, list):
-        raise ConfigError("'models' must be an array of tables ([[models]])")
-    allowed = {"path", "tail", "manifest", "strict_bits", *BatchingSection.__dataclass_fields__}
-    entries = []
-    for i, t in enumerate(raw):
-        where = f"models[{i}]"
-        if not isinstance(t, Mapping):
-            raise ConfigError(f"{where} must be a table")
-        _check_keys(t, allowed, where)
-        directory = _path(t, "path", where, base)
-        tail = _path(t, "tail", where, base)
-        manifest = _path(t, "manifest", where, base)
-        if directory is not None and (tail is not None or manifest is not None):
-            raise ConfigError(
-                f"{where}: give either 'path' or 'tail' (+ optional 'manifest'), not both"
-            )
-        if directory is not None:
-            tail, manifest = directory / "tail.pt", directory / "tail.json"
-        elif tail is not None:
-            manifest = manifest if manifest is not None else tail.with_name("tail.json")
-        else:
-            raise ConfigError(
-                f"{where}: missing key 'path' (a directory with tail.pt and tail.json)"
-            )
-        entries.append(
-            ModelEntry(
-                tail=tail,
-                manifest=manifest,
-                batching=_batching(t, where, defaults),
-                strict_bits=_bool(t, "strict_bits", where, True),
-            )
+def _model(t: TomlTable, base: Path, defaults: BatchingSection) -> ModelEntry:
+    directory = t.path("path", base)
+    tail = t.path("tail", base)
+    manifest = t.path("manifest", base)
+    if directory is not None and (tail is not None or manifest is not None):
+        raise ConfigError(
+            f"{t.where}: give either 'path' or 'tail' (+ optional 'manifest'), not both"
         )
-    return tuple(entries)
-
-
-def _auth(data: Mapping[str, Any], base: Path) -> AuthSection:
-    t = _table(data, "auth")
-    _check_keys(t, set(AuthSection.__dataclass_fields__), "auth")
-    enabled = _bool(t, "enabled", "auth", False)
-    secret = _path(t, "server_secret_key", "auth", base)
-    clients = _path(t, "client_keys_dir", "auth", base)
-    if enabled and secret is None:
-        raise ConfigError("auth.server_secret_key is required when auth.enabled = true")
-    if enabled and clients is None:
-        raise ConfigError("auth.client_keys_dir is required when auth.enabled = true")
-    return AuthSection(enabled=enabled, server_secret_key=secret, client_keys_dir=clients)
-
-
-def _metrics(data: Mapping[str, Any]) -> MetricsSection:
-    t = _table(data, "metrics")
-    d = MetricsSection()
-    _check_keys(t, set(d.__dataclass_fields__), "metrics")
-    return MetricsSection(
-        enabled=_bool(t, "enabled", "metrics", d.enabled),
-        host=_str(t, "host", "metrics", d.host),
-        port=_int(t, "port", "metrics", d.port, lo=0, hi=65535),
+    if directory is not None:
+        tail, manifest = directory / "tail.pt", directory / "tail.json"
+    elif tail is not None:
+        manifest = manifest if manifest is not None else tail.with_name("tail.json")
+    else:
+        raise ConfigError(f"{t.where}: missing key 'path' (a directory with tail.pt and tail.json)")
+    entry = ModelEntry(
+        tail=tail,
+        manifest=manifest,
+        batching=_batching(t, defaults),
+        strict_bits=t.boolean("strict_bits", True),
     )
+    t.finish()
+    return entry
 
 
-def _log(data: Mapping[str, Any]) -> LogSection:
-    t = _table(data, "log")
-    _check_keys(t, {"level"}, "log")
-    return LogSection(level=_str(t, "level", "log", "info", LOG_LEVELS))
+def _auth(t: TomlTable, base: Path) -> AuthSection:
+    s = AuthSection(
+        enabled=t.boolean("enabled", False),
+        server_secret_key=t.path("server_secret_key", base),
+        client_keys_dir=t.path("client_keys_dir", base),
+    )
+    if s.enabled and s.server_secret_key is None:
+        raise t.invalid("server_secret_key", "is required when auth.enabled = true")
+    if s.enabled and s.client_keys_dir is None:
+        raise t.invalid("client_keys_dir", "is required when auth.enabled = true")
+    t.finish()
+    return s
+
+
+def _metrics(t: TomlTable) -> MetricsSection:
+    d = MetricsSection()
+    s = MetricsSection(
+        enabled=t.boolean("enabled", d.enabled),
+        host=t.string("host", d.host, nonempty=True),
+        port=t.integer("port", d.port, lo=0, hi=65535),
+    )
+    t.finish()
+    return s
+
+
+def _log(t: TomlTable) -> LogSection:
+    s = LogSection(level=t.string("level", "info", choices=LOG_LEVELS))
+    t.finish()
+    return s
 
 
 # --------------------------------------------------------------------------- entry points
@@ -324,22 +233,25 @@ def _log(data: Mapping[str, Any]) -> LogSection:
 def config_from_dict(data: Mapping[str, Any], base_dir: Path | str = ".") -> ServerConfig:
     """Validate a parsed TOML document (or an equivalent dict built in code)."""
     base = Path(base_dir)
-    _check_keys(data, {"server", "compute", "batching", "models", "auth", "metrics", "log"}, "")
-    batching_table = _table(data, "batching")
-    _check_keys(batching_table, set(BatchingSection.__dataclass_fields__), "batching")
-    batching = _batching(batching_table, "batching", BatchingSection())
-    models = _models(data, base, batching)
-    if not models:
-        raise ConfigError("no tails configured: add at least one [[models]] table with a 'path'")
-    return ServerConfig(
-        server=_server(data),
-        compute=_compute(data),
+    root = TomlTable(data, error=ConfigError)
+    batching_t = root.table("batching")
+    batching = _batching(batching_t, BatchingSection())
+    batching_t.finish()
+    models = tuple(_model(t, base, batching) for t in root.tables("models"))
+    cfg = ServerConfig(
+        server=_server(root.table("server")),
+        compute=_compute(root.table("compute")),
         batching=batching,
         models=models,
-        auth=_auth(data, base),
-        metrics=_metrics(data),
-        log=_log(data),
+        auth=_auth(root.table("auth"), base),
+        metrics=_metrics(root.table("metrics")),
+        log=_log(root.table("log")),
     )
+    # Before the "no tails" check, so a mistyped [[model]] is named as the unknown key it is.
+    root.finish()
+    if not models:
+        raise ConfigError("no tails configured: add at least one [[models]] table with a 'path'")
+    return cfg
 
 
 def load_config(path: Path | str) -> ServerConfig:
