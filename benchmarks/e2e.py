@@ -8,7 +8,9 @@ network namespace whose loopback is shaped with ``tc tbf`` (netem is unavailable
   (torch tail) processes, as in the demo;
 - cloud-only: :mod:`benchmarks.e2e_cloud` — the device side JPEG-encodes (q85) the 224² input,
   the server runs the full float EfficientNet-Lite0;
-- local-only: the full float model in this process (no link at all).
+- local-only: the full float model in this process (no link at all);
+- local-int8: the full model converted to int8 TFLite by ``convert-head``, run in a
+  device-side process with the split head's thread count (:mod:`benchmarks.e2e_int8`).
 
 Device energy per inference = compute energy (the simulated INA226 load's busy power over the
 device's compute time, which counts the same 224² preprocess in every configuration plus its
@@ -221,6 +223,34 @@ def run_local(images: list[dict]) -> list[dict]:
     return rows
 
 
+def run_local_int8(work: Path, calib: Path, images_json: Path) -> tuple[list[dict], dict]:
+    """The whole teacher as a full-int8 TFLite model (:mod:`benchmarks.e2e_int8`), run in a
+    device-side process at the split head's thread count; a second pass at 1 thread is
+    recorded beside it. A conversion that fails is reported, not fatal: the other rows stand."""
+    from benchmarks import e2e_int8
+
+    try:
+        model = e2e_int8.ensure_int8_teacher(work, calib)
+        info = model.describe()
+        rows = e2e_int8.run_device_process(images_json, model, e2e_int8.DEVICE_THREADS,
+                                           work / "local-int8-frames.jsonl")  # fmt: skip
+        by_threads = {}
+        for threads, rr in ((e2e_int8.DEVICE_THREADS, rows), (1, None)):
+            if rr is None:
+                rr = e2e_int8.run_device_process(images_json, model, threads,
+                                                 work / f"local-int8-t{threads}.jsonl")  # fmt: skip
+            by_threads[str(threads)] = {
+                "model_ms_p50": _pct([r["model_ms"] for r in rr], 50),
+                "latency_ms_p50": _pct([r["latency_ms"] for r in rr], 50),
+            }
+        info["threads"] = e2e_int8.DEVICE_THREADS
+        info["by_threads"] = by_threads
+        return rows, info
+    except (e2e_int8.Int8Error, subprocess.SubprocessError, OSError) as exc:
+        print(f"[local-int8] not measured: {exc}", flush=True)
+        return [], {"error": f"not measured: {exc}"}
+
+
 # --------------------------------------------------------------------------------------
 # summaries
 
@@ -304,7 +334,7 @@ def targets(rows: list[dict]) -> dict:
     def get(cfg: str, link: str | None) -> dict | None:
         return next((r for r in rows if r["config"] == cfg and r["link"] == link), None)
 
-    local = get("local", None)
+    local, local8 = get("local", None), get("local-int8", None)
     out: dict = {}
     for name in ("3G", "4G", "WiFi"):
         s, c = get("split", name), get("cloud", name)
@@ -315,6 +345,16 @@ def targets(rows: list[dict]) -> dict:
             "split_faster_than_cloud": s["latency_ms_p50"] < c["latency_ms_p50"],
             "split_faster_than_local": bool(local)
             and s["latency_ms_p50"] < local["latency_ms_p50"],
+            # None when the int8 full model was not measured (conversion failed)
+            "split_faster_than_local_int8": (
+                s["latency_ms_p50"] < local8["latency_ms_p50"] if local8 else None
+            ),
+            "split_latency_over_local_int8": (
+                s["latency_ms_p50"] / local8["latency_ms_p50"] if local8 else None
+            ),
+            "energy_ratio_local_int8_over_split": (
+                local8["energy_total_mj"] / s["energy_total_mj"] if local8 else None
+            ),
             "split_latency_over_floor": s["latency_over_floor"],
             "split_agreement": s["top1_agreement_with_teacher"],
         }
@@ -322,9 +362,60 @@ def targets(rows: list[dict]) -> dict:
     return out
 
 
+def int8_markdown(result: dict) -> list[str]:
+    """How the local-int8 row's model was made, or why it is missing."""
+    info = result.get("int8_full_model")
+    if not isinstance(info, dict):
+        return []
+    if "error" in info:
+        return ["", f"local-int8 (full int8 model): {info['error']}"]
+    ver = info.get("verification") or {}
+    cal = info.get("calibration") or {}
+    lo, hi = info["output_range"]
+    clo, chi = info["calib_logit_range"]
+    threads = info.get("by_threads", {})
+    speed = ", ".join(f"{k} thread{'s' if k != '1' else ''} {v['model_ms_p50']:.1f} ms"
+                      for k, v in sorted(threads.items()))  # fmt: skip
+    return [
+        "",
+        "local-int8: the whole EfficientNet-Lite0 teacher converted by `convert-head` (the "
+        "split head's own route: folded normalisation, uint8 pixels in, full int8) and run "
+        f"in a device-side process through ai-edge-litert with {info.get('threads')} threads, "
+        "like the split head. Its final Linear is exported as the equivalent 1×1 conv so the "
+        f"logits (int8, {(info.get('tflite_bytes') or 0) / 1e6:.1f} MB model) can take a fixed "
+        f"output range [{lo:.2f}, {hi:.2f}]: the float logits' range on the "
+        f"{cal.get('images', '?')}+{cal.get('held_out', '?')} calibration photos "
+        f"([{clo:.2f}, {chi:.2f}], never the evaluation photos) padded by 25% of its span "
+        f"each side. Converter verification on held-out calibration photos: cosine "
+        f"{ver.get('cosine_min', float('nan')):.4f}. Model time p50 by threads: {speed}.",
+    ]
+
+
+def int8_verdict(result: dict) -> list[str]:
+    """Say it plainly when the int8 full model on the device beats the split on latency."""
+    rows = {(r["config"], r["link"]): r for r in result["rows"]}
+    local8 = rows.get(("local-int8", None))
+    if local8 is None:
+        return []
+    out = []
+    for link in result["targets"]:
+        s = rows.get(("split", link))
+        if s is None:
+            continue
+        ratio = s["latency_ms_p50"] / local8["latency_ms_p50"]
+        verdict = "beats the split" if ratio > 1 else "is slower than the split"
+        out.append(
+            f"- {link}: the int8 full model on the device ({local8['latency_ms_p50']:.1f} ms p50, "
+            f"top-1 {local8['top1_accuracy']:.0%}) {verdict} ({s['latency_ms_p50']:.1f} ms, "
+            f"top-1 {s['top1_accuracy']:.0%}; split/local-int8 latency {ratio:.2f}); device "
+            f"energy {local8['energy_total_mj']:.1f} vs {s['energy_total_mj']:.1f} mJ."
+        )
+    return ["", "### Split vs the int8 full model on the device", "", *out] if out else []
+
+
 def write_markdown(result: dict, path: Path) -> None:
     lines = [
-        "# End to end: split vs cloud-only vs local-only (BottleNet Table 5 shape)",
+        "# End to end: split vs cloud-only vs local-only float / int8 (BottleNet Table 5 shape)",
         "",
         f"{result['n_images']} labeled ImageNet photos (foolbox), EfficientNet-Lite0; links: "
         "`tc tbf` on a network namespace's loopback. Latency: device pickup -> reply. "
@@ -332,7 +423,7 @@ def write_markdown(result: dict, path: Path) -> None:
         "(BottleNet Table 3 model). Device compute time charges every configuration the same "
         "per-frame work from frame pickup — the 224² preprocess (resize + centre crop) — plus "
         "its own: split = int8 head + feature codec, cloud = q85 JPEG encode, local = the whole "
-        "model. *Projected* latency divides the measured server time by "
+        "model (float torch, or int8 TFLite). *Projected* latency divides the measured server time by "
         f"{result['server_speedup']:.0f} (a GPU server; a projection, not a measurement).",
         "",
         "| link | config | bytes/frame | p50 ms | p99 ms | floor ms | p50/floor | projected ms "
@@ -366,15 +457,18 @@ def write_markdown(result: dict, path: Path) -> None:
         "Timing is from a shared 2-core machine under load from other jobs; the "
         "server (cloud full model, split tail) runs on the same CPU as the 'device'.",
     ]
+    lines += int8_markdown(result)
     lines += ["", "## Targets", ""]
     for link, t in result["targets"].items():
         lines.append(
             f"- {link}: cloud/split energy {t['energy_ratio_cloud_over_split']:.1f}× "
             f"(target ≥ 10× on 3G); split faster than cloud: {t['split_faster_than_cloud']}, "
-            f"than local: {t['split_faster_than_local']} (target on 3G/4G); split p50/floor "
+            f"than local float: {t['split_faster_than_local']}, than local int8: "
+            f"{f(t.get('split_faster_than_local_int8'), '')} (target on 3G/4G); split p50/floor "
             f"{f(t['split_latency_over_floor'], '.2f')} (target ≤ 1.15); agreement "
             f"{f(t['split_agreement'], '.0%')} (target ≥ 95%)"
         )
+    lines += int8_verdict(result)
     tmp = path.with_suffix(".tmp")
     tmp.write_text("\n".join(lines) + "\n")
     os.replace(tmp, path)
@@ -439,6 +533,10 @@ def run(args: argparse.Namespace) -> dict:
     local = run_local(images)
     teacher = {r["path"]: r["top1"] for r in local}
     rows = [summarize_config("local", local, None, teacher, busy_w, args.speedup)]
+    print("[local-int8] full int8 model (convert-head) on the device side", flush=True)
+    int8_rows, int8_info = run_local_int8(work, paths.calib, images_json)
+    if int8_rows:
+        rows.append(summarize_config("local-int8", int8_rows, None, teacher, busy_w, args.speedup))
     for name in args.links:
         link = LINKS[name]
         with ShapedNamespace(link) as ns:
@@ -458,7 +556,7 @@ def run(args: argparse.Namespace) -> dict:
         "server_speedup": args.speedup,
         "busy_w": busy_w,
         "links": {k: asdict(LINKS[k]) for k in args.links},
-        "int8_full_model": "not measured (full-model int8 conversion not attempted in this run)",
+        "int8_full_model": int8_info,
         "rows": rows,
         "targets": targets(rows),
     }
