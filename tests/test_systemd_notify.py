@@ -18,6 +18,7 @@ What systemd needs from the daemon and what is checked here:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -29,6 +30,8 @@ import sys
 import sysconfig
 import time
 import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -168,23 +171,92 @@ def _gaps(times: list[float]) -> list[float]:
     return [b - a for a, b in itertools.pairwise(times)]
 
 
-def test_daemon_as_a_unit_ready_watchdog_reload_stop(head: Path, tmp_path: Path) -> None:
+@dataclass
+class UnitRun:
+    """A daemon running as the unit, with its server peer and systemd's notify socket."""
+
+    daemon: Proc
+    peer: Proc
+    notify: SystemdStandIn
+    t_ready: float  # when READY=1 arrived (notify clock)
+
+    def stop(self, timeout: float = 10.0, settle: float = 0.2) -> None:
+        """``systemctl stop``: SIGTERM, keep listening ``settle`` s for the last datagrams.
+
+        Exit status 0 is required: anything else and Restart=on-failure would start it again.
+        """
+        rc = self.daemon.stop(signal.SIGTERM, timeout=timeout)
+        if settle:
+            self.notify.pump(settle)
+        assert rc == 0, f"exit {rc}; stderr: {self.daemon.err[-10:]}"
+
+
+def start_with_peer(
+    tmp_path: Path, head: Path, device: str, server: str, watchdog_usec: int
+) -> tuple[Proc, Proc, SystemdStandIn]:
+    """A server peer, systemd's socket and the daemon as the unit with ``device``/``server``
+    config lines, in the order ``ready_unit`` takes them."""
     port = free_port()
     peer = start_peer(f"tcp://127.0.0.1:{port}")
     notify = SystemdStandIn(tmp_path / "notify.sock")
-    # The config asks for a 5 s ping period; systemd's 1 s watchdog must win (pings <= 0.5 s).
-    cfg = write_config(
-        tmp_path / "device.toml",
-        head,
+    cfg = write_config(tmp_path / "device.toml", head, port, device, server)
+    return start_as_unit(cfg, notify, watchdog_usec), peer, notify
+
+
+@contextlib.contextmanager
+def ready_unit(
+    daemon: Proc, peer: Proc, notify: SystemdStandIn, ready_timeout: float = 60.0
+) -> Iterator[UnitRun]:
+    """Wait for the daemon's READY=1, then hand over; whatever happens, the daemon and the
+    peer are killed and the socket closed on the way out."""
+    try:
+        t_ready = notify.pump_until("READY=1", timeout=ready_timeout, proc=daemon)
+        assert t_ready is not None, f"no READY=1; daemon stderr: {daemon.err[-10:]}"
+        yield UnitRun(daemon, peer, notify, t_ready)
+    finally:
+        daemon.kill()
+        peer.kill()
+        notify.close()
+
+
+def install_for_media(fs: Path, subdir: str, head: Path, port: int) -> Path:
+    """The head and ``device.toml`` in ``fs/subdir``, written as the daemon sees them under
+    ``with_unit_filesystem`` (``fs`` as /media): metrics and summary in the writable
+    ``log``/``state`` directories. Returns the config's path as the daemon sees it."""
+    target = fs / subdir
+    for src in (head, head.with_suffix(".json")):
+        shutil.copy(src, target / src.name)
+    write_config(
+        target / "device.toml",
+        Path("/media", subdir, head.name),
         port,
+        'stall_timeout_s = 5.0\nsummary_path = "/media/state/run.json"',
+        'heartbeat_s = 0.5\n[metrics]\npath = "/media/log/frames.jsonl"',
+    )
+    return Path("/media", subdir, "device.toml")
+
+
+def assert_ran_and_logged(unit: UnitRun, fs: Path) -> None:
+    """After a stop: pings kept coming, frames reached the log directory, and the summary in
+    the state directory says the run ended on the signal."""
+    assert len(unit.notify.times("WATCHDOG=1", after=unit.t_ready)) >= 3
+    frames = (fs / "log" / "frames.jsonl").read_text().splitlines()
+    assert len(frames) >= 3, frames
+    assert json.loads((fs / "state" / "run.json").read_text())["reason"] == "signal"
+
+
+def test_daemon_as_a_unit_ready_watchdog_reload_stop(head: Path, tmp_path: Path) -> None:
+    # The config asks for a 5 s ping period; systemd's 1 s watchdog must win (pings <= 0.5 s).
+    daemon, peer, notify = start_with_peer(
+        tmp_path,
+        head,
         "watchdog_interval_s = 5.0\nstall_timeout_s = 5.0\nstartup_timeout_s = 20.0",
         "heartbeat_s = 0.5",
+        1_000_000,
     )
-    daemon = start_as_unit(cfg, notify, 1_000_000)
     timeout_start = _seconds(unit_settings(DEVICE_UNIT)["TimeoutStartSec"][-1])
-    try:
-        t_ready = notify.pump_until("READY=1", timeout=min(timeout_start, 60), proc=daemon)
-        assert t_ready is not None, f"no READY=1; daemon stderr: {daemon.err[-10:]}"
+    with ready_unit(daemon, peer, notify, ready_timeout=min(timeout_start, 60)) as unit:
+        t_ready = unit.t_ready
         notify.pump(2.5)
         pid = daemon.p.pid
         status = Path(f"/proc/{pid}/status").read_text()
@@ -199,15 +271,7 @@ def test_daemon_as_a_unit_ready_watchdog_reload_stop(head: Path, tmp_path: Path)
         notify.pump(1.5)
         assert daemon.p.poll() is None and daemon.p.pid == pid
         t_term = notify.now()
-        rc = daemon.stop(
-            signal.SIGTERM, timeout=_seconds(unit_settings(DEVICE_UNIT)["TimeoutStopSec"][-1])
-        )
-        notify.pump(0.3)
-    finally:
-        daemon.kill()
-        peer.kill()
-        notify.close()
-    assert rc == 0, f"exit {rc}; stderr: {daemon.err[-10:]}"  # Restart=on-failure stays quiet
+        unit.stop(timeout=_seconds(unit_settings(DEVICE_UNIT)["TimeoutStopSec"][-1]), settle=0.3)
     assert not any("Operation not permitted" in ln for ln in daemon.err), daemon.err[-10:]
 
     pings = notify.times("WATCHDOG=1", after=t_ready)
@@ -235,37 +299,26 @@ def test_wedged_pipeline_stops_pings_until_it_moves_again(head: Path, tmp_path: 
     thing that can notice is the watchdog: pings must stop after stall_timeout_s. When the
     server thaws, replies free the window and the pings come back.
     """
-    port = free_port()
-    peer = start_peer(f"tcp://127.0.0.1:{port}")
-    notify = SystemdStandIn(tmp_path / "notify.sock")
-    cfg = write_config(
-        tmp_path / "device.toml",
+    daemon, peer, notify = start_with_peer(
+        tmp_path,
         head,
-        port,
         "stall_timeout_s = 1.0",
         "window = 2\nreply_timeout_s = 60.0\nheartbeat_s = 1.0\nheartbeat_misses = 30",
+        600_000,  # pings every 0.3 s
     )
-    daemon = start_as_unit(cfg, notify, 600_000)  # pings every 0.3 s
-    try:
-        t_ready = notify.pump_until("READY=1", timeout=60, proc=daemon)
-        assert t_ready is not None, f"no READY=1; daemon stderr: {daemon.err[-10:]}"
+    with ready_unit(daemon, peer, notify) as unit:
         notify.pump(1.0)
         t_freeze = notify.now()
         os.kill(peer.p.pid, signal.SIGSTOP)
-        notify.pump(3.5)
-        t_thaw = notify.now()
-        os.kill(peer.p.pid, signal.SIGCONT)
+        try:
+            notify.pump(3.5)
+            t_thaw = notify.now()
+        finally:
+            os.kill(peer.p.pid, signal.SIGCONT)
         t_back = notify.pump_until("WATCHDOG=1", timeout=5)
         notify.pump(0.5)
-        rc = daemon.stop(signal.SIGTERM)
-        notify.pump(0.2)
-    finally:
-        os.kill(peer.p.pid, signal.SIGCONT)
-        daemon.kill()
-        peer.kill()
-        notify.close()
-    assert rc == 0, daemon.err[-10:]
-    before = notify.times("WATCHDOG=1", after=t_ready)
+        unit.stop()
+    before = notify.times("WATCHDOG=1", after=unit.t_ready)
     assert [t for t in before if t < t_freeze], "no pings while frames flowed"
     # stall_timeout 1 s + one ping period 0.3 s + slack: silence from then until the thaw.
     silent_from = t_freeze + 1.0 + 0.3 + 0.4
@@ -280,31 +333,20 @@ def test_server_outage_is_not_a_reason_to_restart(head: Path, tmp_path: Path) ->
 
     A restart by systemd would not bring the server back, so the watchdog must not fire.
     """
-    port = free_port()
-    peer = start_peer(f"tcp://127.0.0.1:{port}")
-    notify = SystemdStandIn(tmp_path / "notify.sock")
-    cfg = write_config(
-        tmp_path / "device.toml",
+    daemon, peer, notify = start_with_peer(
+        tmp_path,
         head,
-        port,
         "stall_timeout_s = 2.0",
         "heartbeat_s = 0.2\nheartbeat_misses = 3\nreply_timeout_s = 1.0",
+        600_000,
     )
-    daemon = start_as_unit(cfg, notify, 600_000)
-    try:
-        t_ready = notify.pump_until("READY=1", timeout=60, proc=daemon)
-        assert t_ready is not None, f"no READY=1; daemon stderr: {daemon.err[-10:]}"
+    with ready_unit(daemon, peer, notify) as unit:
         notify.pump(0.5)
         t_kill = notify.now()
         peer.kill()
         notify.pump(4.0)
         t_end = notify.now()
-        rc = daemon.stop(signal.SIGTERM)
-    finally:
-        daemon.kill()
-        peer.kill()
-        notify.close()
-    assert rc == 0, daemon.err[-10:]
+        unit.stop(settle=0)
     pings = notify.times("WATCHDOG=1", after=t_kill)
     assert pings and pings[-1] > t_end - 1.0, "pings stopped during the outage"
     assert max(_gaps([t_kill, *pings])) < 0.6 * 2, _gaps(pings)  # never near systemd's deadline
@@ -325,36 +367,17 @@ def test_daemon_works_on_the_units_read_only_file_system(head: Path, tmp_path: P
     fs = tmp_path / "fs"
     for sub in ("state", "log"):
         (fs / sub).mkdir(parents=True)
-    for src in (head, head.with_suffix(".json")):
-        shutil.copy(src, fs / src.name)
     port = free_port()
     peer = start_peer(f"tcp://127.0.0.1:{port}")
     notify = SystemdStandIn(fs / "notify.sock")
     notify.path = "/media/notify.sock"  # where the daemon sees it
-    write_config(
-        fs / "device.toml",
-        Path("/media") / head.name,
-        port,
-        'stall_timeout_s = 5.0\nsummary_path = "/media/state/run.json"',
-        'heartbeat_s = 0.5\n[metrics]\npath = "/media/log/frames.jsonl"',
-    )
-    daemon = start_as_unit(Path("/media/device.toml"), notify, 1_000_000, fs=fs)
-    try:
-        t_ready = notify.pump_until("READY=1", timeout=60, proc=daemon)
-        assert t_ready is not None, f"no READY=1; daemon stderr: {daemon.err[-10:]}"
+    config = install_for_media(fs, "", head, port)
+    daemon = start_as_unit(config, notify, 1_000_000, fs=fs)
+    with ready_unit(daemon, peer, notify) as unit:
         notify.pump(2.0)
-        rc = daemon.stop(signal.SIGTERM)
-        notify.pump(0.2)
-    finally:
-        daemon.kill()
-        peer.kill()
-        notify.close()
-    assert rc == 0, daemon.err[-10:]
-    assert len(notify.times("WATCHDOG=1", after=t_ready)) >= 3
+        unit.stop()
+    assert_ran_and_logged(unit, fs)
     assert notify.times("STOPPING=1")
-    frames = (fs / "log" / "frames.jsonl").read_text().splitlines()
-    assert len(frames) >= 3, frames
-    assert json.loads((fs / "state" / "run.json").read_text())["reason"] == "signal"
     problems = [e for e in daemon.events("err") if e.get("level") in ("error", "warning")]
     assert problems == [], problems
     assert not any("Read-only file system" in ln for ln in daemon.err), daemon.err[-10:]
@@ -387,20 +410,12 @@ def test_daemon_as_the_units_user_with_the_installed_permissions(
     fs = tmp_path / "fs"
     etc = fs / "etc"
     etc.mkdir(parents=True)
-    for src in (head, head.with_suffix(".json")):
-        shutil.copy(src, etc / src.name)
     port = free_port()
     peer = start_peer(f"tcp://127.0.0.1:{port}")
     notify = SystemdStandIn(fs / "notify.sock")
     os.chmod(notify.path, 0o777)  # like /run/systemd/notify
     notify.path = "/media/notify.sock"
-    write_config(
-        etc / "device.toml",
-        Path("/media/etc") / head.name,
-        port,
-        'stall_timeout_s = 5.0\nsummary_path = "/media/state/run.json"',
-        'heartbeat_s = 0.5\n[metrics]\npath = "/media/log/frames.jsonl"',
-    )
+    config = install_for_media(fs, "etc", head, port)
     os.chmod(fs, 0o755)
     os.chown(etc, 0, SERVICE_GID)
     os.chmod(etc, 0o750)
@@ -420,7 +435,7 @@ def test_daemon_as_the_units_user_with_the_installed_permissions(
         "--inh-caps=-all",
         "--bounding-set=-all",
     ]
-    daemon_cmd = [str(SYSTEM_PYTHON), "-m", "device.cli", "--config", "/media/etc/device.toml"]
+    daemon_cmd = [str(SYSTEM_PYTHON), "-m", "device.cli", "--config", str(config)]
     sandbox = [str(SYSTEM_PYTHON), str(Path(sandboxed(DEVICE_UNIT)[1])), str(DEVICE_UNIT)]
     watchdog_pid = ["/bin/sh", "-c", 'WATCHDOG_PID=$$; export WATCHDOG_PID; exec "$@"', "sh"]
     cmd = with_unit_filesystem(
@@ -437,9 +452,7 @@ def test_daemon_as_the_units_user_with_the_installed_permissions(
         "HOME": "/media/state",
     }
     daemon = Proc(cmd, env=env)
-    try:
-        t_ready = notify.pump_until("READY=1", timeout=60, proc=daemon)
-        assert t_ready is not None, f"no READY=1; daemon stderr: {daemon.err[-10:]}"
+    with ready_unit(daemon, peer, notify) as unit:
         status = Path(f"/proc/{daemon.p.pid}/status").read_text()
         fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
         assert fields["Uid"].split()[0] == str(SERVICE_UID)
@@ -447,18 +460,9 @@ def test_daemon_as_the_units_user_with_the_installed_permissions(
         assert int(fields["CapBnd"], 16) == 0 and int(fields["CapEff"], 16) == 0
         assert fields["Seccomp"] == "2" and fields["NoNewPrivs"] == "1"
         notify.pump(2.0)
-        rc = daemon.stop(signal.SIGTERM)
-        notify.pump(0.2)
-    finally:
-        daemon.kill()
-        peer.kill()
-        notify.close()
-    assert rc == 0, daemon.err[-10:]
-    assert len(notify.times("WATCHDOG=1", after=t_ready)) >= 3
-    metrics = fs / "log" / "frames.jsonl"
-    assert len(metrics.read_text().splitlines()) >= 3
-    assert metrics.stat().st_uid == SERVICE_UID
-    assert json.loads((fs / "state" / "run.json").read_text())["reason"] == "signal"
+        unit.stop()
+    assert_ran_and_logged(unit, fs)
+    assert (fs / "log" / "frames.jsonl").stat().st_uid == SERVICE_UID
     assert not any("Permission denied" in ln for ln in daemon.err), daemon.err[-10:]
 
 
