@@ -384,7 +384,7 @@ def int8_markdown(result: dict) -> list[str]:
         "like the split head. Its final Linear is exported as the equivalent 1×1 conv so the "
         f"logits (int8, {(info.get('tflite_bytes') or 0) / 1e6:.1f} MB model) can take a fixed "
         f"output range [{lo:.2f}, {hi:.2f}]: the float logits' range on the "
-        f"{cal.get('images', '?')}+{cal.get('held_out', '?')} calibration photos "
+        f"{(cal.get('images') or 0) + (cal.get('held_out') or 0)} calibration photos "
         f"([{clo:.2f}, {chi:.2f}], never the evaluation photos) padded by 25% of its span "
         f"each side. Converter verification on held-out calibration photos: cosine "
         f"{ver.get('cosine_min', float('nan')):.4f}. Model time p50 by threads: {speed}.",

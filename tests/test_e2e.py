@@ -64,7 +64,15 @@ def test_short_run_split_replies_over_shaped_3g(tmp_path):
     # at 1.1 Mbit/s it needs ~90 ms, and the measured network part of the latency shows it
     network_ms = cloud["latency_ms_p50"] - cloud["server_ms_p50"] - cloud["device_compute_ms_p50"]
     assert network_ms >= 0.6 * cloud["wire_ms"] > 20
-    assert (out / "e2e.md").is_file() and (out / "e2e.png").is_file()
+    # the whole teacher in int8 on the device side, on the same photos as local float
+    local, local8 = rows[("local", None)], rows[("local-int8", None)]
+    assert local8["frames"] == local["frames"] == 3 and local8["bytes_per_frame"] == 0
+    assert local8["top1_agreement_with_teacher"] is not None
+    assert set(result["int8_full_model"]["by_threads"]) == {"1", "2"}
+    assert isinstance(result["targets"]["3G"]["split_faster_than_local_int8"], bool)
+    md = (out / "e2e.md").read_text()
+    assert "| none | local-int8 |" in md and "Split vs the int8 full model" in md
+    assert (out / "e2e.png").is_file()
 
 
 # --------------------------------------------------------------------------------------
