@@ -15,8 +15,9 @@ network namespace whose loopback is shaped with ``tc tbf`` (netem is unavailable
 Device energy per inference = compute energy (the simulated INA226 load's busy power over the
 device's compute time, which counts the same 224² preprocess in every configuration plus its
 own work: head + codec, JPEG encode, or the whole model) + radio energy from BottleNet
-Table 3 (P = α·throughput + β over the transfer time bytes·8/bandwidth). The server shares the 2-core CPU with the "device", so a
-clearly labelled projection divides the measured server time by a speed-up factor (30).
+Table 3 (P = α·throughput + β over the transfer time bytes·8/bandwidth). The server shares
+the 2-core CPU with the "device", so a clearly labelled projection divides the measured
+server time by a speed-up factor (30).
 """
 
 from __future__ import annotations
