@@ -535,7 +535,7 @@ def run_bottlefit(job: BottleFitJob, *, naive_baseline: bool = True) -> dict:
         PhotoCrops,
         shipped_photos,
     )
-    from training.data.transforms import ImageTransform
+    from training.data.transforms import BoardView
     from training.models import create_model
 
     torch.set_num_threads(job.threads)
@@ -571,7 +571,7 @@ def run_bottlefit(job: BottleFitJob, *, naive_baseline: bool = True) -> dict:
     hfeats, hlogits, _ = cache_teacher(
         teacher, job.after, _loader(held_ds), _tqdm(job.progress, "teacher: held-out crops")
     )
-    eval_ds = LabeledImageNetSamples(ImageTransform(size, mean, std, train=False))
+    eval_ds = LabeledImageNetSamples(BoardView(size, mean, std))
     eval_x = torch.stack([eval_ds[i][0] for i in range(len(eval_ds))])
     eval_y = torch.tensor([eval_ds[i][1] for i in range(len(eval_ds))])
     with torch.no_grad():

@@ -64,6 +64,28 @@ def random_resized_crop(
 
 
 @dataclass
+class BoardView:
+    """The board's own frame -> head input step (``hardware.preprocess``), as a normalised tensor.
+
+    Scores on labelled photos must be taken on the view the device really feeds the head
+    (shorter-side resize to 224, centre crop, Pillow bilinear), not on the classic 256 -> 224
+    evaluation crop: a split that is judged on one view and deployed on another is judged
+    on the wrong images (on the 20 foolbox photos the two views differ by up to 4 photos).
+    """
+
+    size: tuple[int, int]
+    mean: Sequence[float]
+    std: Sequence[float]
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        from hardware.preprocess import preprocess
+
+        pixels = preprocess(img.convert("RGB"), size=self.size)[0]
+        x = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).float().div_(255.0)
+        return normalize(x, self.mean, self.std)
+
+
+@dataclass
 class ImageTransform:
     """PIL image -> normalised tensor, random crops + flips when ``train``."""
 
