@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from training.linkmodel import TABLE3, LinkConfigError, load_links, parse_links
@@ -80,3 +81,41 @@ def test_bad_toml_file(tmp_path):
     p.write_text("[links.x\n")
     with pytest.raises(LinkConfigError, match="invalid TOML"):
         load_links(p)
+
+
+def test_overall_backend_uses_one_backend_for_all_candidates():
+    from training.search_latency import TFLITE, TORCH, overall_backend
+
+    assert overall_backend("auto", None, {}) == (
+        TFLITE,
+        "every candidate's head converted to int8 TFLite and timed with ai-edge-litert",
+    )
+    assert overall_backend("tflite", None, {})[0] == TFLITE
+    assert overall_backend("torch", None, {}) == (TORCH, "--latency-backend torch")
+    backend, why = overall_backend("auto", "tensorflow is not installed", {})
+    assert (backend, why) == (TORCH, "converter unavailable: tensorflow is not installed")
+    # one failed conversion sends every candidate to torch, and names the failure
+    backend, why = overall_backend("auto", None, {"rb2_c4_s1": "VerificationError: low cosine"})
+    assert backend == TORCH and "1 candidate(s)" in why
+    assert "rb2_c4_s1: VerificationError: low cosine" in why
+    with pytest.raises(ValueError, match="--latency-backend"):
+        overall_backend("onnx", None, {})
+
+
+def test_calibration_images_are_the_raw_fashion_mnist_pixels():
+    """De-normalising the served tensors gives back the IDX bytes exactly, as RGB."""
+    pytest.importorskip("torch")
+    from training.data.fashion_mnist import MEAN, STD, FashionMNIST, load_arrays
+    from training.search_latency import calibration_images
+
+    ds = FashionMNIST("test", limit=200, seed=3)
+    px = calibration_images(ds, MEAN, STD, 16, seed=0)
+    assert px.shape == (16, 28, 28, 3) and px.dtype == np.uint8
+    raw = {img.tobytes() for img in load_arrays("test")[0]}
+    for img in px:
+        assert (img[..., 0] == img[..., 1]).all() and (img[..., 1] == img[..., 2]).all()
+        assert img[..., 0].tobytes() in raw
+    assert len({img.tobytes() for img in px}) == 16  # 16 distinct images, seeded
+    assert np.array_equal(px, calibration_images(ds, MEAN, STD, 16, seed=0))
+    with pytest.raises(ValueError, match="--calib-images"):
+        calibration_images(ds, MEAN, STD, 0, seed=0)
