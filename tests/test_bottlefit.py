@@ -217,6 +217,7 @@ def test_stage1_deeper_target_trains_first_tail_segment_only():
         (["--after", "stage99"], "unknown split point"),
         (["--temperature", "0"], "temperature"),
         (["--quality", "0"], "quality"),
+        (["--dead-leaves", "-1"], "dead_leaves must be >= 0"),
     ],
 )
 def test_cli_bad_input_exits_with_one_line(args, message, tmp_path):

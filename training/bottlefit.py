@@ -469,12 +469,18 @@ class BottleFitJob:
     codec: CodecConfig = field(default_factory=lambda: CodecConfig("jpeg", 8, {"quality": 60}))
     train_crops: int = 64  # per training photo
     mixed_crops: int = 0  # per training photo: mixup/CutMix blends of two photos' crops
+    dead_leaves: int = 0  # procedural dead-leaves images (training.data.dead_leaves), in total
     sources: tuple[str, ...] = TRAIN_SOURCES  # shipped photo sets the crops come from
     heldout_crops: int = 8  # per training photo, another seed
     input_size: int = 224
     threads: int = 2
     progress: bool = True
     fit: BottleFitConfig = field(default_factory=BottleFitConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("mixed_crops", "dead_leaves"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -563,6 +569,16 @@ def run_bottlefit(job: BottleFitJob, *, naive_baseline: bool = True) -> dict:
             sources=job.sources,
         )
         train_ds = ConcatDataset([plain_ds, mixed])
+    if job.dead_leaves > 0:
+        from training.data.dead_leaves import DeadLeaves
+
+        leaves = DeadLeaves(
+            lambda s: CropJitter(size, mean, std, seed=s),
+            job.dead_leaves,
+            seed=job.fit.seed + 3,
+            sources=job.sources,
+        )
+        train_ds = ConcatDataset([train_ds, leaves])
     held_ds = crops(job.heldout_crops, job.fit.seed + 1000, HELDOUT_SOURCES)
     t0 = time.perf_counter()
     feats, logits, labels = cache_teacher(
@@ -632,7 +648,8 @@ def run_bottlefit(job: BottleFitJob, *, naive_baseline: bool = True) -> dict:
     metrics["data"] = {
         "train_photos": len(plain_ds.photos),
         "train_crops": len(plain_ds),
-        "mixed_crops": len(train_ds) - len(plain_ds),
+        "mixed_crops": len(train_ds) - len(plain_ds) - job.dead_leaves,
+        "dead_leaves": job.dead_leaves,
         "heldout_crops": len(held_ds),
         "eval_samples": len(eval_y),
         "sources_train": list(job.sources),

