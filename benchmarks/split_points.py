@@ -260,7 +260,10 @@ def plot(result: dict, path: Path) -> None:
     a1.set_ylabel("int8 head ms (batch 1)")
     a1.set_title("EfficientNet-Lite0 int8 head latency by split point")
     a1.legend()
-    a2.bar(x, [r["energy_3g_mj"] for r in rows], color="tab:orange", label="split (660 B)")
+    colours = ["tab:green" if r["split"] == FULL else "tab:orange" for r in rows]
+    a2.bar(x, [r["energy_3g_mj"] for r in rows], color=colours)
+    a2.bar([], [], color="tab:orange", label="split (660 B on 3G)")
+    a2.bar([], [], color="tab:green", label="full int8 model, local")
     a2.axhline(result["energy"]["cloud_3g_mj"], color="tab:red", label="cloud-only")
     a2.axhline(result["energy"]["split_energy_budget_mj"], color="k", ls="--",
                label="cloud-only / 10")  # fmt: skip
