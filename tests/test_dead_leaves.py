@@ -60,3 +60,35 @@ def test_out_of_range_index_and_bad_counts_are_refused() -> None:
         DeadLeaves(_identity, 0)
     with pytest.raises(ValueError, match="dead_leaves must be >= 0"):
         BottleFitJob(dead_leaves=-1)
+
+
+@pytest.mark.slow  # the real EfficientNet-Lite0 teacher at 224² on ~40 inputs (~15 s)
+def test_tiny_imagenet_bottlefit_run_mixes_photos_blends_and_dead_leaves() -> None:
+    from training.bottlefit import BottleFitConfig, run_bottlefit
+    from training.compressor import CodecConfig
+
+    job = BottleFitJob(
+        after="stage6",
+        channels=8,
+        stride=1,
+        codec=CodecConfig("zstd", 1, {}),
+        train_crops=1,
+        mixed_crops=1,
+        dead_leaves=3,
+        sources=("skimage", "sklearn"),
+        heldout_crops=1,
+        threads=2,
+        progress=False,
+        fit=BottleFitConfig(stage1_epochs=2, stage2_epochs=1, stage2_train="bottleneck"),
+    )
+    r = run_bottlefit(job, naive_baseline=False)
+    data = r["metrics"]["data"]
+    n_photos = data["train_photos"]
+    assert (data["train_crops"], data["mixed_crops"], data["dead_leaves"]) == (
+        n_photos,
+        n_photos,
+        3,
+    )
+    assert len(r["feats"]) == 2 * n_photos + 3  # the teacher saw every input once
+    assert r["metrics"]["bytes"]["wire_mean"] > 0
+    assert 0.0 <= r["metrics"]["bottlefit"]["heldout_top1_agreement"] <= 1.0

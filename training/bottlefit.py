@@ -533,7 +533,7 @@ def run_bottlefit(job: BottleFitJob, *, naive_baseline: bool = True) -> dict:
 
     Returns a dict with ``head``, ``tail``, ``teacher``, ``compressor`` and ``metrics``.
     """
-    from torch.utils.data import ConcatDataset
+    from torch.utils.data import ConcatDataset, Dataset
 
     from training.data.photos import (
         LabeledImageNetSamples,
@@ -554,31 +554,25 @@ def run_bottlefit(job: BottleFitJob, *, naive_baseline: bool = True) -> dict:
     if "foolbox" in job.sources:
         raise ValueError("foolbox's labelled samples are the evaluation set, not training data")
 
+    def jitter(seed: int) -> CropJitter:
+        return CropJitter(size, mean, std, seed=seed)
+
     def crops(n: int, seed: int, sources: tuple[str, ...] = job.sources) -> PhotoCrops:
-        return PhotoCrops(
-            lambda s: CropJitter(size, mean, std, seed=s), n, seed=seed, sources=sources
-        )
+        return PhotoCrops(jitter, n, seed=seed, sources=sources)
 
     plain_ds = crops(job.train_crops, job.fit.seed + 1)
-    train_ds = plain_ds
+    extras: list[Dataset] = []  # label-free inputs beyond plain crops, in a fixed order
     if job.mixed_crops > 0:
-        mixed = MixedPhotoCrops(
-            lambda s: CropJitter(size, mean, std, seed=s),
-            job.mixed_crops,
-            seed=job.fit.seed + 2,
-            sources=job.sources,
+        extras.append(
+            MixedPhotoCrops(jitter, job.mixed_crops, seed=job.fit.seed + 2, sources=job.sources)
         )
-        train_ds = ConcatDataset([plain_ds, mixed])
     if job.dead_leaves > 0:
         from training.data.dead_leaves import DeadLeaves
 
-        leaves = DeadLeaves(
-            lambda s: CropJitter(size, mean, std, seed=s),
-            job.dead_leaves,
-            seed=job.fit.seed + 3,
-            sources=job.sources,
+        extras.append(
+            DeadLeaves(jitter, job.dead_leaves, seed=job.fit.seed + 3, sources=job.sources)
         )
-        train_ds = ConcatDataset([train_ds, leaves])
+    train_ds = ConcatDataset([plain_ds, *extras]) if extras else plain_ds
     held_ds = crops(job.heldout_crops, job.fit.seed + 1000, HELDOUT_SOURCES)
     t0 = time.perf_counter()
     feats, logits, labels = cache_teacher(
