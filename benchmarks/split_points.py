@@ -24,8 +24,6 @@ import argparse
 import io
 import json
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -83,10 +81,12 @@ def channels_for(hw: tuple[int, int], stride: int, payload: int = PAYLOAD_BYTES)
     return max(1, round(payload * 8 / cells))
 
 
-def build_heads(work: Path, python: str) -> list[dict]:
+def build_heads(work: Path) -> list[dict]:
     """Export + convert one untrained-bottleneck head per split point (cached by file)."""
     import torch
 
+    from converter.pipeline import ConvertOptions, convert_head
+    from training.bottlefit import teacher_prefix
     from training.bottleneck import split_model
     from training.compressor import CodecConfig
     from training.export import export_split
@@ -97,8 +97,8 @@ def build_heads(work: Path, python: str) -> list[dict]:
     full_macs = conv_macs(teacher, x)
     rows = []
     for after, stride in SPLITS:
-        probe, _ = split_model(teacher, after, 1, 1, input_size=(224, 224))
-        feat = probe.spec.feature_chw  # type: ignore[attr-defined]
+        with torch.no_grad():
+            feat = tuple(int(v) for v in teacher_prefix(teacher, after)(x).shape[1:])
         ch = channels_for(feat[1:], stride)
         head, tail = split_model(teacher, after, ch, stride, input_size=(224, 224),
                                  model_name="efficientnet_lite0")  # fmt: skip
@@ -108,14 +108,10 @@ def build_heads(work: Path, python: str) -> list[dict]:
             export_split(head, tail, d, labels=[str(i) for i in range(1000)],
                          mean=tuple(teacher.mean), std=tuple(teacher.std),
                          codec=CodecConfig("zstd", 1, {}))  # fmt: skip
-            cmd = [python, "-m", "converter.cli", str(d / "head.pt"), "-o", str(tflite),
-                   "--calib-synthetic", "8", "--min-cosine", "0", "--no-progress"]  # fmt: skip
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            if proc.returncode != 0:
-                lines = [ln for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
-                raise RuntimeError(
-                    f"convert-head failed for {after}: {lines[-1:] or proc.returncode}"
-                )
+            # latency only: synthetic calibration, no fidelity floor (the weights are untrained)
+            opts = ConvertOptions(model=d / "head.pt", output=tflite, calib_synthetic=8,
+                                  min_cosine=0.0, progress=False)  # fmt: skip
+            convert_head(opts, warn=lambda _msg: None)
         rows.append({
             "split": after,
             "channels": ch,
@@ -309,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.prepare_calibration_folder(calib)
     demo.prepare_camera_folder(camera, imagenet_labels())
     print("split heads:", flush=True)
-    rows = build_heads(args.work, sys.executable)
+    rows = build_heads(args.work)
     full = e2e_int8.ensure_int8_teacher(args.work, calib)
     rows.append({"split": FULL, "head_macs": rows[0]["full_macs"],
                  "full_macs": rows[0]["full_macs"], "tflite": str(full.tflite)})  # fmt: skip
