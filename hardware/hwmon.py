@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from hardware.ina226 import INA226Error, INA226NotFound, INA226TransientError
-from hardware.power import PowerSample
+from hardware.ina226_errors import INA226Error, INA226NotFound, INA226TransientError
+from hardware.powersample import PowerSample
 
 __all__ = ["DEFAULT_SYSFS_ROOT", "HwmonINA2xx", "find_hwmon"]
 

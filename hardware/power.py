@@ -32,15 +32,15 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
+
+from hardware.powersample import PowerReader, PowerSample
 
 __all__ = [
     "MONITOR_KINDS",
     "GapEvent",
-    "PowerReader",
-    "PowerSample",
     "PowerSampler",
     "SamplerStats",
     "open_power_monitor",
@@ -49,35 +49,6 @@ __all__ = [
 
 MONITOR_KINDS = ("ina226", "hwmon", "sim", "none")
 FLAG_OVERFLOW = 1
-
-
-@dataclass(frozen=True)
-class PowerSample:
-    """One reading. ``timestamp`` is ``time.monotonic()`` when the registers were read.
-
-    ``age_s``: estimated time from the middle of the ADC window that produced these values to
-    ``timestamp`` (0 if unknown); ``fresh``: a new conversion completed since the previous
-    read; ``overflow``: the chip flagged a math overflow (current/power may be invalid).
-    ``power_w`` carries the sign of the current (reverse flow is negative energy).
-    """
-
-    bus_voltage_v: float
-    shunt_voltage_v: float
-    current_a: float
-    power_w: float
-    timestamp: float
-    fresh: bool = True
-    overflow: bool = False
-    age_s: float = 0.0
-
-    @property
-    def t_mid(self) -> float:
-        """Best estimate of when this power was actually drawn."""
-        return self.timestamp - self.age_s
-
-
-class PowerReader(Protocol):
-    def read(self) -> PowerSample: ...
 
 
 @dataclass(frozen=True)

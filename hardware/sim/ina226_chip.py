@@ -18,7 +18,7 @@ import math
 import threading
 from collections.abc import Callable
 
-from hardware.ina226 import (
+from hardware.ina226_regs import (
     ALERT_FUNCTIONS,
     BUS_LSB_V,
     CONFIG_RESERVED_BITS,
