@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 
 from hardware.ina226 import INA226, timing_for_rate
-from hardware.power import PowerSampler, open_power_monitor, trapezoid_energy
+from hardware.monitor import open_power_monitor
+from hardware.power import PowerSampler, trapezoid_energy
 from hardware.sim import (
     FakeSMBus,
     SimulatedINA226,

@@ -18,7 +18,8 @@ from typing import Any
 
 from device.config import PowerSection
 from device.jsonlog import JsonLog
-from hardware.power import PowerSampler, open_power_monitor
+from hardware.monitor import open_power_monitor
+from hardware.power import PowerSampler
 from hardware.powerlog import PowerLogWriter, SamplerDrain
 from hardware.sim import simulated_load_of
 

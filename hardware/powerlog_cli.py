@@ -141,7 +141,8 @@ class _Stop:
 
 
 def _record(args: argparse.Namespace) -> int:
-    from hardware.power import PowerSampler, open_power_monitor
+    from hardware.monitor import open_power_monitor
+    from hardware.power import PowerSampler
     from hardware.powerlog import PowerLogWriter, SamplerDrain
     from hardware.sim import simulated_load_of
 

@@ -10,7 +10,7 @@ import pytest
 
 from hardware.hwmon import HwmonINA2xx, find_hwmon
 from hardware.ina226 import INA226Error, INA226NotFound
-from hardware.power import open_power_monitor
+from hardware.monitor import open_power_monitor
 
 
 def make_hwmon(root: Path, n: int, name: str, device: str, values: dict[str, str]) -> Path:

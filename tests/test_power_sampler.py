@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from hardware.ina226 import INA226TransientError
-from hardware.power import PowerSample, PowerSampler, open_power_monitor, trapezoid_energy
+from hardware.monitor import open_power_monitor
+from hardware.power import PowerSampler, trapezoid_energy
+from hardware.powersample import PowerSample
 from hardware.sim import FakeSMBus, SimulatedLoad, simulated_load_of
 
 # ----------------------------------------------------------------- trapezoid
