@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from training.compressor import CodecConfig
+from training.commands.bottlefit_flags import codec_from_args, fit_from_args
 from wire.atomicfile import write_atomic, write_json_atomic
 
 NAME = "bottlefit"
@@ -82,25 +82,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from training.commands.bottlefit_dataset import add_dataset_arguments
 
     add_dataset_arguments(p)  # --dataset fashion-mnist: the labelled three-way comparison
-
-
-def codec_from_args(args: argparse.Namespace) -> CodecConfig:
-    """The wire codec the flags name (``--quality`` only reaches JPEG), validated."""
-    from wire.codecs import normalize_params
-
-    params = {"quality": args.quality} if args.codec == "jpeg" else {}
-    normalize_params(args.codec, params)
-    return CodecConfig(args.codec, args.bits, params)
-
-
-def fit_from_args(args: argparse.Namespace):
-    """``BottleFitConfig`` from the flags of the same names (one mapping for every caller)."""
-    from dataclasses import fields
-
-    from training.bottlefit import BottleFitConfig
-
-    names = [f.name for f in fields(BottleFitConfig)]
-    return BottleFitConfig(**{n: getattr(args, n) for n in names if hasattr(args, n)})
 
 
 def _write_json(obj: dict, path: Path) -> None:

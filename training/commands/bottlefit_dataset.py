@@ -128,7 +128,7 @@ def explicit_command(args: argparse.Namespace) -> str:
 def run_dataset(args: argparse.Namespace) -> int:
     from training.bottlefit_compare import CompareJob, run_compare
     from training.bottlefit_report import write_section
-    from training.commands.bottlefit import codec_from_args, fit_from_args
+    from training.commands.bottlefit_flags import codec_from_args, fit_from_args
 
     apply_recipe(args)
     if args.limit_train < 0 or args.limit_test < 0:
