@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass
 
 from device.config import CameraSection
-from device.jsonlog import JsonLog
 from hardware.camera import (
     STATUS_STOPPED,
     CameraError,
@@ -22,6 +21,7 @@ from hardware.camera import (
     CapturedFrame,
     open_camera,
 )
+from wire.logjson import get_logger
 
 
 class EndOfInput(Exception):
@@ -38,9 +38,9 @@ class CameraHealth:
 class CameraSupervisor:
     """Hands out the newest frame; hides (but reports) camera failures and restarts."""
 
-    def __init__(self, cfg: CameraSection, log: JsonLog) -> None:
+    def __init__(self, cfg: CameraSection) -> None:
         self.cfg = cfg
-        self.log = log
+        self.log = get_logger(__name__)
         self.health = CameraHealth()
         self._cam: CameraSource | None = None
         self._next_try = 0.0

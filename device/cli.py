@@ -2,9 +2,11 @@
 
 ``splitfit-device --config device.toml [--frames N] [--summary run.json]``
 
-Exit codes: 0 after a clean stop (SIGTERM/SIGINT, ``--frames`` reached, end of a finite
-input); 2 for a bad config or head (one line on stderr naming the problem, no traceback);
-1 when the pipeline dies at run time.
+Exit codes (``wire.exitcodes``, the same for every splitfit tool): 0 after a clean stop
+(SIGTERM/SIGINT, ``--frames`` reached, end of a finite input); 2 for a bad command line or
+config; 3 for a head, manifest or camera input that is missing or invalid; 1 when the
+pipeline dies at run time. Every stderr line is one JSON object (``wire.logjson``), the
+fatal ones included: journald keeps one record per line and an operator greps ``event``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,10 @@ import sys
 from pathlib import Path
 
 from device.config import ConfigError, load_config
+from wire import exitcodes
+from wire.logjson import get_logger, setup_logging
+
+log = get_logger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,14 +51,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    setup_logging("info")  # the config's level applies once it is read (Daemon._build)
     if args.frames is not None and args.frames < 0:
-        print("splitfit-device: --frames must be >= 0", file=sys.stderr)
-        return 2
+        log.error("usage_error", "--frames must be >= 0", frames=args.frames)
+        return exitcodes.USAGE
     try:
         cfg = load_config(args.config)
     except ConfigError as exc:
-        print(f"splitfit-device: config error: {exc}", file=sys.stderr)
-        return 2
+        log.error("config_error", f"config error: {exc}", config=str(args.config))
+        return exitcodes.USAGE
     # Imported here so that `--help` and config errors stay fast on a small board.
     from device.daemon import Daemon
     from device.head import HeadError
@@ -61,12 +68,16 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         daemon = Daemon(cfg, max_frames=args.frames, summary_path=args.summary)
-    except (HeadError, CameraError, CodecError, ConfigError, OSError, ValueError) as exc:
-        print(f"splitfit-device: cannot start: {exc}", file=sys.stderr)
-        return 2
+    except (HeadError, CameraError, OSError) as exc:
+        # the config is well-formed; a head/manifest/camera input it names is missing or bad
+        log.error("start_failed", f"cannot start: {exc}", config=str(args.config))
+        return exitcodes.BAD_INPUT
+    except (CodecError, ConfigError, ValueError) as exc:
+        log.error("config_error", f"cannot start: {exc}", config=str(args.config))
+        return exitcodes.USAGE
     if args.check:
-        print(f"splitfit-device: config OK ({len(cfg.heads)} head(s))", file=sys.stderr)
-        return 0
+        log.info("check_ok", f"config OK ({len(cfg.heads)} head(s))", heads=len(cfg.heads))
+        return exitcodes.OK
     signal.signal(signal.SIGTERM, lambda *_: daemon.request_stop())
     signal.signal(signal.SIGINT, lambda *_: daemon.request_stop())
     signal.signal(signal.SIGHUP, lambda *_: daemon.request_reload())

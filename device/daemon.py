@@ -27,7 +27,6 @@ import numpy as np
 from device import status as led
 from device.capture import CameraSupervisor, EndOfInput
 from device.config import ConfigError, DeviceConfig, load_config
-from device.jsonlog import JsonLog
 from device.link import Link
 from device.metrics import Counters, FrameRecord, MetricsWriter, Rolling
 from device.notify import Notifier
@@ -37,6 +36,7 @@ from device.power import PowerMeter
 from hardware.camera import CameraError
 from hardware.preprocess import preprocess
 from wire.atomicfile import write_json_atomic
+from wire.logjson import get_logger, set_level
 
 _SEQ_MAX = (1 << 32) - 1
 
@@ -48,13 +48,12 @@ class Daemon:
         self,
         cfg: DeviceConfig,
         *,
-        log: JsonLog | None = None,
         notifier: Notifier | None = None,
         max_frames: int | None = None,
         summary_path: Path | None = None,
     ) -> None:
         self.cfg = cfg
-        self.log = log or JsonLog(cfg.logging.level)
+        self.log = get_logger(__name__)
         self.notifier = notifier or Notifier()
         self.max_frames = cfg.device.max_frames if max_frames is None else max_frames
         self.summary_path = summary_path or cfg.device.summary_path
@@ -86,21 +85,21 @@ class Daemon:
     def _build(self, cfg: DeviceConfig) -> None:
         """Everything that depends on the config (rebuilt on SIGHUP)."""
         self.cfg = cfg
-        self.log.set_level(cfg.logging.level)
+        set_level(cfg.logging.level)
         self.splits: dict[str, Split] = {}
         for h in cfg.heads:
             self.splits[h.name] = build_split(h, cfg.codec, cfg.server, cfg.device.name)
         self.active = self.splits[cfg.heads[0].name]
-        self.camera = CameraSupervisor(cfg.camera, self.log)
+        self.camera = CameraSupervisor(cfg.camera)
         try:
             self.camera.validate()
         except CameraError as exc:
             raise ConfigError(f"camera.params: {exc}") from None
         try:
-            self.power = PowerMeter(cfg.power, self.log)
+            self.power = PowerMeter(cfg.power)
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"power.params: {exc}") from None
-        self.status_led = led.StatusIndicator(cfg.gpio, self.log)
+        self.status_led = led.StatusIndicator(cfg.gpio)
         self.metrics = MetricsWriter(cfg.metrics.path, cfg.metrics.max_bytes, cfg.metrics.backups)
         self.policy = PartitionPolicy(
             names=list(self.splits),
@@ -114,9 +113,7 @@ class Daemon:
             tail = s.cfg.tail_ms if s.cfg.tail_ms is not None else manifest_tail_ms(s.head)
             if tail is not None:
                 self.policy.set_tail_ms(s.name, tail)
-        self.link = Link(
-            cfg.server, self.active.hello, self.counters, self.log, busy=self.power.busy
-        )
+        self.link = Link(cfg.server, self.active.hello, self.counters, busy=self.power.busy)
         self._probed = len(self.splits) < 2
 
     # ------------------------------------------------------------------ control

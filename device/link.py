@@ -30,9 +30,9 @@ from enum import StrEnum
 import zmq
 
 from device.config import ServerSection
-from device.jsonlog import JsonLog
 from device.metrics import Counters, FrameRecord
 from wire.errors import ProtocolError
+from wire.logjson import get_logger
 from wire.protocol import (
     ErrorCode,
     ErrorMsg,
@@ -70,7 +70,6 @@ class Link(threading.Thread):
         cfg: ServerSection,
         hello: Hello,
         counters: Counters,
-        log: JsonLog,
         *,
         context: zmq.Context | None = None,
         on_load: Callable[[str, ServerLoad], None] | None = None,
@@ -79,7 +78,7 @@ class Link(threading.Thread):
         super().__init__(name="splitfit-link", daemon=True)
         self.cfg = cfg
         self.counters = counters
-        self.log = log
+        self.log = get_logger(__name__)
         self.on_load = on_load
         self._busy = busy or contextlib.nullcontext
         self.ctx = context or zmq.Context.instance()

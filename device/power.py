@@ -17,19 +17,19 @@ from collections.abc import Iterator
 from typing import Any
 
 from device.config import PowerSection
-from device.jsonlog import JsonLog
 from hardware.monitor import open_power_monitor
 from hardware.power import PowerSampler
 from hardware.powerlog import PowerLogWriter, SamplerDrain
 from hardware.sim import simulated_load_of
+from wire.logjson import get_logger
 
 
 class PowerMeter:
     """Owns the monitor + sampler; every query degrades to ``None`` when there is no monitor."""
 
-    def __init__(self, cfg: PowerSection, log: JsonLog) -> None:
+    def __init__(self, cfg: PowerSection) -> None:
         self.cfg = cfg
-        self.log = log
+        self.log = get_logger(__name__)
         self.kind = cfg.monitor
         self._sampler: PowerSampler | None = None
         self._drain: SamplerDrain | None = None

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from device.config import GpioSection
-from device.jsonlog import JsonLog
 from hardware.status import LedState, StatusLED
+from wire.logjson import get_logger
 
 STARTING = LedState.STARTING
 STREAMING = LedState.STREAMING
@@ -19,8 +19,8 @@ ERROR = LedState.ERROR
 
 
 class StatusIndicator:
-    def __init__(self, cfg: GpioSection, log: JsonLog) -> None:
-        self.log = log
+    def __init__(self, cfg: GpioSection) -> None:
+        self.log = get_logger(__name__)
         self.state: LedState | None = None
         self._led: StatusLED | None = None
         self.factory: Any = None
@@ -33,7 +33,7 @@ class StatusIndicator:
                 self.factory = MockFactory()
             self._led = StatusLED(cfg.status_led, pin_factory=self.factory)
         except Exception as exc:  # no GPIO on this machine: the daemon still runs
-            log.warning(
+            self.log.warning(
                 "status_led_unavailable",
                 pin=cfg.status_led,
                 error=f"{type(exc).__name__}: {exc}",

@@ -19,8 +19,6 @@ against ``MockFactory`` in tests. Pin numbers come from the device config.
 
 from __future__ import annotations
 
-import json
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +27,8 @@ from enum import Enum
 from typing import Any
 
 from gpiozero import LED, Button
+
+from wire.logjson import get_logger
 
 
 class LedState(Enum):
@@ -62,9 +62,7 @@ PATTERNS: dict[LedState, BlinkPattern] = {
 }
 
 
-def _log(event: str, **fields: Any) -> None:
-    record = {"ts": round(time.time(), 3), "component": "status", "event": event, **fields}
-    print(json.dumps(record, default=str), file=sys.stderr, flush=True)
+log = get_logger(__name__)
 
 
 class StatusLED:
@@ -117,7 +115,7 @@ class StatusLED:
             if self._led is not None:
                 pattern = self.patterns[state]
                 self._led.blink(on_time=pattern.on_time, off_time=pattern.off_time, background=True)
-        _log("led", state=state.name)
+        log.info("led", state=state.name)
 
     def set_state(self, state: LedState) -> None:
         """Alias of :meth:`set` (the name the device daemon's wrapper calls)."""
@@ -182,11 +180,11 @@ class PauseButton:
             self.presses += 1
             self.paused = not self.paused
             paused = self.paused
-        _log("button", paused=paused)
+        log.info("button", paused=paused)
         try:
             self._on_toggle(paused)
         except Exception as exc:
-            _log("button_callback_failed", error=f"{type(exc).__name__}: {exc}")
+            log.error("button_callback_failed", error=f"{type(exc).__name__}: {exc}")
 
     def close(self) -> None:
         if self._button is not None:

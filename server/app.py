@@ -42,7 +42,6 @@ import torch
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from device.jsonlog import JsonLog
 from server.auth import CurveGuard
 from server.batcher import DynamicBatcher
 from server.config import ServerConfig
@@ -51,6 +50,7 @@ from server.registry import ModelRegistry, TailModel, load_tail, pick_device
 from server.sessions import Session, SessionTable
 from wire.codecs import CODEC_NAMES, FeatureCodec
 from wire.errors import BadVersion, CodecError, PayloadTooLarge, ProtocolError
+from wire.logjson import get_logger
 from wire.protocol import (
     PROTOCOL_VERSION,
     ErrorCode,
@@ -107,9 +107,9 @@ class ServerStartError(RuntimeError):
 class TailServer:
     """One server instance: registry + sockets + threads, with explicit start/stop."""
 
-    def __init__(self, config: ServerConfig, *, log: JsonLog | None = None) -> None:
+    def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        self.log = log or JsonLog(config.log.level, name="splitfit-server")
+        self.log = get_logger(__name__)
         self.metrics = ServerMetrics()
         compute = config.compute
         if compute.threads:
@@ -340,7 +340,7 @@ class TailServer:
                         self._handle(router, parts)
                     except Exception as exc:  # last line of defence: the loop outlives any bug
                         self.metrics.drops.labels(reason="internal").inc()
-                        self.log.log("error", "handle_crash", limited=True, error=repr(exc)[:300])
+                        self.log.error("handle_crash", error=repr(exc)[:300])
             if self._wake_r in events:
                 self._drain_wake()
             if monitor is not None and monitor in events:
@@ -419,7 +419,7 @@ class TailServer:
             self.metrics.drops.labels(reason="send_hwm").inc()
         except zmq.ZMQError as exc:
             self.metrics.drops.labels(reason="send_error").inc()
-            self.log.log("warning", "send_failed", limited=True, error=str(exc))
+            self.log.warning("send_failed", error=str(exc))
 
     # ================================================================== messages
 
@@ -449,7 +449,7 @@ class TailServer:
                 ErrorCode.INTERNAL,
                 f"cannot parse message: {exc.__class__.__name__}",
             )
-            self.log.log("error", "parse_crash", limited=True, error=repr(exc))
+            self.log.error("parse_crash", error=repr(exc))
             return
         kind = type(msg).__name__.lower()
         self.metrics.requests.labels(type=kind).inc()
@@ -463,10 +463,8 @@ class TailServer:
             elif isinstance(msg, ErrorMsg):
                 # Never answer an error with an error: two peers could ping-pong forever.
                 self.metrics.drops.labels(reason="client_error").inc()
-                self.log.log(
-                    "info",
+                self.log.info(
                     "client_error",
-                    limited=True,
                     code=int(msg.code),
                     message=msg.message[:200],
                 )
@@ -479,7 +477,7 @@ class TailServer:
                 )
         except Exception as exc:
             self._error(router, identity, ErrorCode.INTERNAL, f"internal error handling {kind}")
-            self.log.log("error", "handler_crash", limited=True, kind=kind, error=repr(exc))
+            self.log.error("handler_crash", kind=kind, error=repr(exc))
 
     def _error(
         self,
@@ -492,10 +490,8 @@ class TailServer:
         session_id: int = 0,
     ) -> None:
         self.metrics.errors.labels(code=code.name).inc()
-        self.log.log(
-            "warning",
+        self.log.warning(
             "error_reply",
-            limited=True,
             code=code.name,
             message=message[:300],
             peer=identity.hex(),
@@ -673,10 +669,8 @@ class TailServer:
                 else ErrorCode.INTERNAL
             )
             self.metrics.errors.labels(code=code.name).inc()
-            self.log.log(
-                "warning",
+            self.log.warning(
                 "decode_failed",
-                limited=True,
                 session_id=session.session_id,
                 error=str(exc)[:200],
             )
@@ -794,10 +788,8 @@ class TailServer:
             if reason is None:
                 continue
             self.metrics.auth_failures.labels(reason=reason).inc()
-            self.log.log(
-                "warning",
+            self.log.warning(
                 "auth_handshake_failed",
-                limited=True,
                 reason=reason,
                 endpoint=event.get("endpoint", b"").decode(errors="replace")
                 if isinstance(event.get("endpoint"), bytes)
@@ -807,4 +799,4 @@ class TailServer:
 
     def _on_auth_reject(self, client_key: str) -> None:
         """Called on the auth thread when a CURVE client key is not on the allowlist."""
-        self.log.log("warning", "auth_rejected", limited=True, client_public_key=client_key)
+        self.log.warning("auth_rejected", client_public_key=client_key)

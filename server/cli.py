@@ -4,8 +4,11 @@
     splitfit-server --config server.toml --check  validate config + load every tail, exit
     splitfit-server keys --out DIR NAME           write a CURVE key pair NAME.key(_secret)
 
-Errors are one line on stderr and a non-zero exit code, never a traceback: the server is
-run by systemd and an operator reads ``journalctl``, not a Python stack.
+Every stderr line is one JSON object (``wire.logjson``), errors and Python warnings
+included, never a bare traceback: the server is run by systemd and an operator reads
+``journalctl``, not a Python stack. Exit codes follow ``wire.exitcodes``: 0 clean stop, 1
+run-time failure (cannot bind), 2 bad command line or config, 3 a tail, manifest or key file
+the config names is missing or invalid.
 """
 
 from __future__ import annotations
@@ -14,6 +17,11 @@ import argparse
 import signal
 import sys
 from pathlib import Path
+
+from wire import exitcodes
+from wire.logjson import get_logger, set_level, setup_logging
+
+log = get_logger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,7 +47,7 @@ def _keys(out: Path, name: str) -> int:
         pair = generate_keypair(out, name)
     except (AuthError, OSError) as exc:
         print(f"splitfit-server keys: {exc}", file=sys.stderr)
-        return 1
+        return exitcodes.FAILURE
     print(f"public key: {pair.public}\nsecret key: {pair.secret}")
     return 0
 
@@ -50,8 +58,9 @@ def _serve(config_path: Path, check_only: bool) -> int:
     try:
         config = load_config(config_path)
     except ConfigError as exc:
-        print(f"splitfit-server: config error: {exc}", file=sys.stderr)
-        return 2
+        log.error("config_error", f"config error: {exc}", config=str(config_path))
+        return exitcodes.USAGE
+    set_level(config.log.level)
 
     from server.app import ServerStartError, TailServer
     from server.auth import AuthError
@@ -60,11 +69,12 @@ def _serve(config_path: Path, check_only: bool) -> int:
     try:
         server = TailServer(config)
     except (RegistryError, AuthError, OSError) as exc:
-        print(f"splitfit-server: {exc}", file=sys.stderr)
-        return 1
+        # the config is well-formed; a tail, manifest or key file it names is missing or bad
+        log.error("start_failed", str(exc), config=str(config_path))
+        return exitcodes.BAD_INPUT
     if check_only:
         print(f"config ok: {len(server.registry)} tail(s): {', '.join(server.registry.ids())}")
-        return 0
+        return exitcodes.OK
 
     def on_signal(signum: int, _frame: object) -> None:
         server.log.info("signal", signal=signal.Signals(signum).name)
@@ -75,9 +85,9 @@ def _serve(config_path: Path, check_only: bool) -> int:
     try:
         server.serve_forever()
     except ServerStartError as exc:
-        print(f"splitfit-server: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        log.error("start_failed", str(exc), config=str(config_path))
+        return exitcodes.FAILURE
+    return exitcodes.OK
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         return _keys(args.out, args.name)
     if args.config is None:
         parser.error("--config is required (or use the 'keys' subcommand)")
+    setup_logging("info")  # the config's [log] level applies once it is read
     return _serve(args.config, args.check)
 
 

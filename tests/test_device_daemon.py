@@ -173,7 +173,7 @@ def test_check_flag_and_a_head_that_does_not_match_its_manifest(head, tmp_path):
     bad.write_bytes(head[0].read_bytes() + b"\0")
     (tmp_path / "head.json").write_text(head[1].read_text())
     d = start_daemon(write_config(tmp_path / "d2.toml", bad, 1))
-    assert d.p.wait(60) == 2
+    assert d.p.wait(60) == 3  # wire.exitcodes.BAD_INPUT: a model artifact that is not valid
     time.sleep(0.1)
     assert len(d.err) == 1 and "does not match its manifest" in d.err[0], d.err
 

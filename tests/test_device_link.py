@@ -8,7 +8,6 @@ import pytest
 from test_device_support import free_port, start_peer
 
 from device.config import ServerSection
-from device.jsonlog import JsonLog
 from device.link import Link
 from device.metrics import Counters, FrameRecord
 from wire.protocol import Hello
@@ -31,7 +30,7 @@ def slow_peer():
 def _link(port: int, **kw) -> tuple[Link, Counters]:
     counters = Counters()
     cfg = ServerSection(endpoints=(f"tcp://127.0.0.1:{port}",), **kw)
-    link = Link(cfg, HELLO, counters, JsonLog("error"))
+    link = Link(cfg, HELLO, counters)
     link.start()
     assert link.wait_ready(10)
     return link, counters

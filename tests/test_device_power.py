@@ -12,7 +12,6 @@ from test_device_support import cached_head, free_port, start_peer, write_config
 
 from device.config import ConfigError, load_config
 from device.daemon import Daemon
-from device.jsonlog import JsonLog
 from hardware.status import LedState
 
 
@@ -32,7 +31,7 @@ def test_energy_per_frame_follows_the_simulated_load(head, tmp_path, capsys):
     )
     cfg = load_config(write_config(tmp_path / "d.toml", head[0], port, extra))
     try:
-        daemon = Daemon(cfg, max_frames=15, log=JsonLog("info"))
+        daemon = Daemon(cfg, max_frames=15)
         assert daemon.power.load is not None
         led = daemon.status_led.led
         assert led is not None
@@ -83,7 +82,7 @@ def test_power_log_holds_the_trace_behind_the_frames_energy(head, tmp_path):
     cfg = load_config(write_config(tmp_path / "d.toml", head[0], port, extra))
     assert cfg.power.log_path == log_path
     try:
-        assert Daemon(cfg, max_frames=10, log=JsonLog("info")).run() == 0
+        assert Daemon(cfg, max_frames=10).run() == 0
     finally:
         peer.kill()
     log = read_power_log(log_path)

@@ -437,11 +437,11 @@ def test_tails_are_warmed_up_at_batch_1_and_max_batch_before_listening(
     import io
     import json
 
-    from device.jsonlog import JsonLog
+    from wire.logjson import log_to
 
     stream = io.StringIO()
     cfg = server_config([tails["model-a"][0]], tmp_path, batching={"max_batch": 6})
-    with TailServer(cfg, log=JsonLog(level="info", stream=stream)):
+    with log_to(stream, "info"), TailServer(cfg):
         pass
     events = [json.loads(line) for line in stream.getvalue().splitlines()]
     names = [e["event"] for e in events]
@@ -450,6 +450,6 @@ def test_tails_are_warmed_up_at_batch_1_and_max_batch_before_listening(
     assert names.index("model_warm") < names.index("listening") < names.index("stopped")
     cold = server_config([tails["model-a"][0]], tmp_path, compute={"warmup": False})
     stream = io.StringIO()
-    with TailServer(cold, log=JsonLog(level="info", stream=stream)):
+    with log_to(stream, "info"), TailServer(cold):
         pass
     assert "model_warm" not in stream.getvalue()

@@ -14,11 +14,11 @@ import pytest
 import zmq.auth
 from test_server_support import hello_for, make_tail, random_payload, server_config
 
-from device.jsonlog import JsonLog
 from server.app import ServerStartError, TailServer
 from server.auth import AuthError, generate_keypair, load_allowlist
 from server.cli import main as cli_main
 from server.client import ClientTimeout, CurveClientKeys, TailClient
+from wire.logjson import log_to
 from wire.protocol import Reply
 
 
@@ -37,7 +37,7 @@ def _curve(keys: Path, client: str, folder: str) -> CurveClientKeys:
     return CurveClientKeys(public=public, secret=secret, server_public=server_public)
 
 
-def _curve_server(tmp_path: Path, keys: Path, log: JsonLog | None = None) -> TailServer:
+def _curve_server(tmp_path: Path, keys: Path) -> TailServer:
     directory, _ = make_tail(tmp_path / "m", "m")
     cfg = server_config(
         [directory],
@@ -48,7 +48,7 @@ def _curve_server(tmp_path: Path, keys: Path, log: JsonLog | None = None) -> Tai
             "client_keys_dir": str(keys / "clients"),
         },
     )
-    return TailServer(cfg, log=log)
+    return TailServer(cfg)
 
 
 def _wait_for(predicate, timeout: float = 5.0) -> bool:
@@ -98,8 +98,7 @@ def test_curve_allowlisted_client_is_served(tmp_path: Path, keys: Path) -> None:
 
 def test_unknown_key_is_rejected_and_logged(tmp_path: Path, keys: Path) -> None:
     stream = io.StringIO()
-    log = JsonLog(level="info", stream=stream)
-    with _curve_server(tmp_path, keys, log) as srv:
+    with log_to(stream, "info"), _curve_server(tmp_path, keys) as srv:
         intruder = _curve(keys, "intruder", "strangers")
         with TailClient(srv.endpoints[0], curve=intruder, timeout_s=1.0) as c:
             c.send(hello_for("m"))

@@ -120,7 +120,7 @@ def test_cli_refuses_a_tail_whose_manifest_disagrees(tmp_path: Path) -> None:
     cfg = tmp_path / "server.toml"
     cfg.write_text('[[models]]\npath = "m"\n[metrics]\nenabled = false\n')
     proc = _cli("--config", str(cfg), "--check")
-    assert proc.returncode == 1
+    assert proc.returncode == 3  # wire.exitcodes.BAD_INPUT: the tail artifact is invalid
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "num_classes = 7" in lines[0] and "Traceback" not in proc.stderr
 

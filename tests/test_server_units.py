@@ -13,7 +13,6 @@ import pytest
 import torch
 from test_server_support import CHW, make_tail
 
-from device.jsonlog import JsonLog
 from server.batcher import DynamicBatcher
 from server.registry import ModelRegistry, RegistryError, load_tail
 from server.sessions import SessionTable
@@ -276,15 +275,21 @@ def test_sessions_evict_least_recently_used_and_expire_when_idle() -> None:
 # ----------------------------------------------------------------------------- JSON log
 
 
-def test_json_log_lines_and_rate_limit() -> None:
+def test_server_logs_through_the_shared_rate_limited_json_log() -> None:
+    """The server's events go through wire.logjson: one shape, repeated events capped."""
+    from server import app
+    from wire.logjson import log_to
+
     stream = io.StringIO()
-    log = JsonLog(level="info", stream=stream, max_per_second=3)
-    log.debug("hidden")
-    log.info("hello", answer=42)
-    for i in range(50):
-        log.log("warning", "noisy", limited=True, i=i)
+    with log_to(stream, "info", max_per_second=3):
+        log = app.get_logger(app.__name__)
+        log.debug("hidden")
+        log.info("hello", answer=42)
+        for i in range(50):
+            log.warning("noisy", i=i)
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert lines[0]["event"] == "hello" and lines[0]["answer"] == 42 and lines[0]["level"] == "info"
+    assert lines[0]["logger"] == "server.app"
     noisy = [entry for entry in lines if entry["event"] == "noisy"]
     assert 3 <= len(noisy) <= 6  # at most 3 per second (the loop may straddle a second)
     assert all("ts" in entry for entry in lines)

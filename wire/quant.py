@@ -27,6 +27,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+_F32_TINY = float(np.finfo(np.float32).tiny)
+_F32_MAX_SCALE = float(np.finfo(np.float32).max) / 256.0  # x = scale * (q - zp), |q - zp| <= 255
+
 
 @dataclass(frozen=True)
 class QuantParams:
@@ -43,6 +46,14 @@ class QuantParams:
             raise ValueError(f"bits must be in 1..8, got {self.bits}")
         if not np.isfinite(self.scale) or self.scale <= 0:
             raise ValueError(f"scale must be a positive finite number, got {self.scale!r}")
+        # Dequantization runs in float32: a scale outside [tiny, max / 256] would become 0 or
+        # inf there (numpy's "overflow encountered in cast") and turn every feature into
+        # inf/NaN downstream, so refuse it here instead of clipping it to a wrong value.
+        if not _F32_TINY <= self.scale <= _F32_MAX_SCALE:
+            raise ValueError(
+                f"scale must be within [{_F32_TINY:.3g}, {_F32_MAX_SCALE:.3g}] so that "
+                f"float32 dequantization stays finite, got {self.scale!r}"
+            )
         if not -128 <= int(self.zero_point) <= 127:
             raise ValueError(f"zero_point must be in -128..127, got {self.zero_point}")
 

@@ -13,8 +13,6 @@ about threads, pacing, reconnects and counters lives here once.
 
 from __future__ import annotations
 
-import json
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from wire.logjson import get_logger
+
+log = get_logger(__name__)
 
 STATUS_IDLE = "idle"
 STATUS_OK = "ok"
@@ -191,12 +193,6 @@ def lockstep_fps(fps: Any, source: str) -> float | None:
     return None if fps == 0 else float(fps)
 
 
-def log_event(event: str, **fields: Any) -> None:
-    """One-line JSON to stderr, the project's log format (journald picks it up)."""
-    record = {"ts": round(time.time(), 3), "component": "camera", "event": event, **fields}
-    print(json.dumps(record, default=str), file=sys.stderr, flush=True)
-
-
 class CameraSource:
     """Base class: a capture thread feeding a :class:`LatestFrameSlot`.
 
@@ -299,7 +295,7 @@ class CameraSource:
                 target=self._run, name=f"camera-{self.name}", daemon=True
             )
             self._thread.start()
-            log_event("started", source=self.name)
+            log.info("started", source=self.name)
             return self
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -347,7 +343,7 @@ class CameraSource:
         try:
             self._close()
         except Exception as exc:  # closing a dead device must not mask the real error
-            log_event("close_failed", source=self.name, error=f"{type(exc).__name__}: {exc}")
+            log.warning("close_failed", source=self.name, error=f"{type(exc).__name__}: {exc}")
 
     def _publish(self, image: np.ndarray, label: str | None) -> bool:
         now = time.monotonic()
@@ -372,7 +368,7 @@ class CameraSource:
             try:
                 image, label = self._read()
             except EndOfStream:
-                log_event("end_of_stream", source=self.name, frames=self.frames_captured)
+                log.info("end_of_stream", source=self.name, frames=self.frames_captured)
                 self._ended = True
                 self.status = STATUS_STOPPED
                 self._slot.close()
@@ -391,7 +387,7 @@ class CameraSource:
         """Close, then reopen with exponential backoff. False if we gave up or were stopped."""
         self.status = STATUS_RECONNECTING
         self.last_error = f"{type(cause).__name__}: {cause}"
-        log_event("lost", source=self.name, error=self.last_error)
+        log.warning("lost", source=self.name, error=self.last_error)
         self._safe_close()
         for attempt, delay in enumerate(self.backoff.delays(), 1):
             if self._stop.wait(delay):
@@ -400,7 +396,7 @@ class CameraSource:
                 self._open()
             except Exception as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                log_event(
+                log.warning(
                     "reconnect_failed",
                     source=self.name,
                     attempt=attempt,
@@ -411,10 +407,10 @@ class CameraSource:
                 continue
             self.reconnects += 1
             self.status = STATUS_OK
-            log_event("reconnected", source=self.name, attempt=attempt)
+            log.info("reconnected", source=self.name, attempt=attempt)
             return True
         self.status = STATUS_FAILED
-        log_event("failed", source=self.name, error=self.last_error)
+        log.error("failed", source=self.name, error=self.last_error)
         self._failed.set()
         self._slot.close()
         return False

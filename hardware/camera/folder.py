@@ -16,7 +16,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .base import Backoff, CameraError, CameraSource, EndOfStream, lockstep_fps, log_event
+from wire.logjson import get_logger
+
+from .base import Backoff, CameraError, CameraSource, EndOfStream, lockstep_fps
+
+log = get_logger(__name__)
 
 IMAGE_EXTENSIONS = (
     ".jpg",
@@ -153,7 +157,7 @@ class FolderCamera(CameraSource):
                     self.skipped_files.append(path)
                     message = f"folder camera: skipping undecodable {path}: {exc}"
                     warnings.warn(message, RuntimeWarning, stacklevel=2)
-                    log_event("skip_file", source=self.name, path=str(path), error=str(exc))
+                    log.warning("skip_file", source=self.name, path=str(path), error=str(exc))
         if not self.loop and self._pos >= len(self.files):
             raise EndOfStream
         raise CameraError(
