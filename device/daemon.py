@@ -30,6 +30,8 @@ from device.config import ConfigError, DeviceConfig, load_config
 from device.link import Link
 from device.metrics import Counters, FrameRecord, MetricsWriter, Rolling
 from device.notify import Notifier
+from device.outputs import check_writable
+from device.pacing import FramePacer
 from device.pipeline import Split, build_split, manifest_tail_ms
 from device.policy import PartitionPolicy
 from device.power import PowerMeter
@@ -90,6 +92,7 @@ class Daemon:
         for h in cfg.heads:
             self.splits[h.name] = build_split(h, cfg.codec, cfg.server, cfg.device.name)
         self.active = self.splits[cfg.heads[0].name]
+        self.pacer = FramePacer(cfg.device.fps_limit)
         self.camera = CameraSupervisor(cfg.camera)
         try:
             self.camera.validate()
@@ -100,7 +103,12 @@ class Daemon:
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"power.params: {exc}") from None
         self.status_led = led.StatusIndicator(cfg.gpio)
-        self.metrics = MetricsWriter(cfg.metrics.path, cfg.metrics.max_bytes, cfg.metrics.backups)
+        # Output files are checked here and opened by _start_components: building the daemon
+        # (``--check``) writes nothing. Until then metrics go nowhere.
+        check_writable(cfg.metrics.path, "metrics.path")
+        if cfg.power.monitor != "none":
+            check_writable(cfg.power.log_path, "power.log_path")
+        self.metrics = MetricsWriter(None)
         self.policy = PartitionPolicy(
             names=list(self.splits),
             active=self.active.name,
@@ -171,6 +179,8 @@ class Daemon:
         return 0
 
     def _start_components(self) -> None:
+        m = self.cfg.metrics
+        self.metrics = MetricsWriter(m.path, m.max_bytes, m.backups)
         self.status_led.set(led.STARTING)
         self.notifier.status("starting")
         self.power.start()
@@ -189,6 +199,8 @@ class Daemon:
             self.link.wait_ready(0.05)
             return
         t_wait0 = time.monotonic()
+        if not self.pacer.wait(0.1):  # fps_limit: not this frame's slot yet
+            return
         if not self.link.wait_slot(0.1):
             return
         t_wait1 = time.monotonic()
@@ -196,6 +208,7 @@ class Daemon:
         if frame is None:
             return
         t_wait2 = time.monotonic()
+        self.pacer.started(t_wait2)
         self.counters.captured += 1
         first = not self._probed
         if first:
@@ -221,10 +234,6 @@ class Daemon:
             # Same in CPU time of this thread: immune to preemption on a busy machine.
             rec.overhead_cpu_ms = (time.thread_time() - self._iter_cpu) * 1e3 - rec.model_cpu_ms
             self._overhead_cpu_ms.append(rec.overhead_cpu_ms)
-        if self.cfg.device.fps_limit:
-            time.sleep(
-                max(0.0, 1 / self.cfg.device.fps_limit - (time.monotonic() - frame.timestamp))
-            )
 
     def _process(self, frame: Any) -> FrameRecord:
         t_taken = time.monotonic()

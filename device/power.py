@@ -41,12 +41,6 @@ class PowerMeter:
             return
         self._load = simulated_load_of(reader)
         self._sampler = PowerSampler(reader, rate_hz=cfg.rate_hz, capacity=cfg.capacity)
-        if cfg.log_path is not None:
-            cfg.log_path.parent.mkdir(parents=True, exist_ok=True)
-            writer = PowerLogWriter(
-                cfg.log_path, meta={"source": cfg.monitor, "rate_hz": cfg.rate_hz, **cfg.params}
-            )
-            self._drain = SamplerDrain(self._sampler, writer)
 
     @property
     def enabled(self) -> bool:
@@ -58,7 +52,15 @@ class PowerMeter:
         return self._load
 
     def start(self) -> None:
-        if self._sampler is not None and not self._sampler.running:
+        """Start sampling, and open the power log only now: building a meter writes nothing
+        (``splitfit-device --check`` builds one and must leave the disk as it was)."""
+        if self._sampler is None:
+            return
+        if self.cfg.log_path is not None and self._drain is None:
+            self.cfg.log_path.parent.mkdir(parents=True, exist_ok=True)
+            meta = {"source": self.cfg.monitor, "rate_hz": self.cfg.rate_hz, **self.cfg.params}
+            self._drain = SamplerDrain(self._sampler, PowerLogWriter(self.cfg.log_path, meta=meta))
+        if not self._sampler.running:
             self._sampler.start()
 
     def stop(self) -> None:
