@@ -107,25 +107,11 @@ def _lint_imports(cwd: Path, contract: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-# Until the logging change lands (stdlib logging in wire/, device/jsonlog.py gone),
-# server/app.py imports device.jsonlog; the contract is in place and switches itself on then.
-_SERVER_STILL_USES_DEVICE_LOG = (ROOT / "device" / "jsonlog.py").exists()
-_EXPECTED_BROKEN = {
-    "device-server-independent": pytest.mark.xfail(
-        _SERVER_STILL_USES_DEVICE_LOG,
-        reason="server/app.py imports device.jsonlog until logging moves to wire/ (#20 item 1)",
-        strict=True,
-    )
-}
-
-
 def test_the_project_declares_the_contracts() -> None:
     assert sorted(_contract_ids()) == sorted(_VIOLATIONS)
 
 
-@pytest.mark.parametrize(
-    "contract", [pytest.param(c, marks=_EXPECTED_BROKEN.get(c, ())) for c in _contract_ids()]
-)
+@pytest.mark.parametrize("contract", _contract_ids())
 def test_import_contract_is_kept(contract: str) -> None:
     proc = _lint_imports(ROOT, contract)
     assert proc.returncode == 0, f"contract {contract!r} broken:\n{proc.stdout}\n{proc.stderr}"
