@@ -11,7 +11,7 @@ STAMP := $(VENV)/.splitfit-installed
 DATA_STAMP := vendor/.fashion-mnist-ready
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-quick lint data venv clean bench
+.PHONY: demo test test-quick lint data photos venv clean bench
 
 demo: $(STAMP) $(DATA_STAMP)
 	$(PY) -m benchmarks.demo
@@ -47,6 +47,11 @@ $(STAMP): pyproject.toml | $(PY)
 $(DATA_STAMP): scripts/fetch_fashion_mnist.sh
 	bash scripts/fetch_fashion_mnist.sh vendor
 	touch $@
+
+# Real photos from 11 Debian packages (~600 MB download) with a per-file licence manifest in
+# vendor/photos/manifest.json; not part of demo or test (docs/data.md).
+photos: $(STAMP)
+	$(PY) scripts/fetch_photos.py --vendor vendor
 
 bench: $(STAMP) $(DATA_STAMP)
 	$(VENV)/bin/splitfit-bench --help
