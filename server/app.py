@@ -8,7 +8,10 @@ steal time from the compute thread):
                    and sends whatever the other threads put in the outbox.
     decode pool    ``server.decode_threads`` workers: payload -> float32 (C, H, W) via the
                    session's wire FeatureCodec, then into the model's batcher.
-    batchers       one compute thread per model (server/batcher.py) running the tail under
+    tail backends  ``[tail] backend``: ``local`` = one DynamicBatcher compute thread per model
+                   (server/batcher.py), or ``ray`` = Ray Serve deployments reached from an
+                   asyncio thread (server/raybackend.py); both implement server.backend.TailBackend.
+    batchers       (local) one compute thread per model (server/batcher.py) running the tail under
                    ``torch.inference_mode()`` and posting REPLYs to the outbox.
     auth / metrics zmq.auth's ThreadAuthenticator and prometheus-client's HTTP thread.
 
@@ -28,11 +31,12 @@ calling ``request_stop()``).
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -43,10 +47,12 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from server.auth import CurveGuard
+from server.backend import TailBackend
 from server.batcher import DynamicBatcher
 from server.config import ServerConfig
+from server.isolation import ItemFailure, run_isolated_report
 from server.metrics import ServerMetrics
-from server.registry import ModelRegistry, TailModel, load_tail, pick_device
+from server.registry import SCALE_TOLERANCE, ModelRegistry, TailModel, load_tail, pick_device
 from server.sessions import Session, SessionTable
 from wire.codecs import CODEC_NAMES, FeatureCodec
 from wire.errors import BadVersion, CodecError, PayloadTooLarge, ProtocolError
@@ -70,6 +76,7 @@ from wire.quant import QuantParams
 # Frames bigger than this (per ZeroMQ message part) make libzmq drop the connection before
 # Python ever sees them; anything smaller but over max_payload gets a typed error reply.
 _MAXMSGSIZE_FACTOR = 4
+_MAXMSGSIZE_SLACK = 4096
 _BURST = 512  # messages handled per poll wake-up before the outbox gets a turn
 _HOUSEKEEPING_S = 0.2
 _HANDSHAKE_FAILURES = {
@@ -91,6 +98,18 @@ class InferenceRequest:
     decode_us: int
 
 
+def max_message_size(max_payload: int) -> int:
+    """libzmq's ZMQ_MAXMSGSIZE for the ROUTER: the largest message part it will receive.
+
+    Why a cliff at all: libzmq reads a whole part before Python sees it, so without a cap a
+    peer could make the server allocate up to 2**63 bytes. Why 4x max_payload (+ 4 KiB for
+    headers): payloads somewhat over the limit still reach the parser and get a typed
+    PAYLOAD_TOO_LARGE, which tells a misconfigured device what is wrong; a part larger
+    than this makes libzmq drop the connection with no reply (docs/wire.md, "Size limits").
+    """
+    return max_payload * _MAXMSGSIZE_FACTOR + _MAXMSGSIZE_SLACK
+
+
 class _Rejected(Exception):
     """A HELLO the server refuses, with the ERROR code to answer."""
 
@@ -98,6 +117,41 @@ class _Rejected(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+def _check_quantization(model: TailModel, hello: Hello) -> None:
+    """HELLO's scale and zero point against what the tail was trained with (tail.json).
+
+    Why: the tail dequantizes every frame of the session with them. A huge finite scale
+    (1e300) turns the frames into inf/NaN inside the tail; one 4x off gives activations the
+    tail never saw. Either way the answers are garbage, so refuse the session up front.
+    """
+    zero_point = hello.zero_point
+    if isinstance(zero_point, bool) or not isinstance(zero_point, int):
+        raise _Rejected(ErrorCode.BAD_TENSOR, f"zero_point must be an int, got {zero_point!r}")
+    if not -128 <= zero_point <= 127:
+        raise _Rejected(ErrorCode.BAD_TENSOR, f"zero_point {zero_point} is outside -128..127")
+    scale = hello.scale
+    lo, hi = model.scale_bounds()
+    if not (math.isfinite(scale) and lo <= scale <= hi):
+        trained = model.trained_quant
+        basis = (
+            f"tail.json split.quant.scale = {trained.scale:.6g}, within a factor of "
+            f"{SCALE_TOLERANCE:g}"
+            if trained is not None
+            else "tail.json records no split.quant, so only a sanity bound applies"
+        )
+        raise _Rejected(
+            ErrorCode.BAD_TENSOR,
+            f"scale {scale:.6g} is outside [{lo:.6g}, {hi:.6g}] accepted for this tail ({basis})",
+        )
+
+
+def _scores_problem(result: tuple[np.ndarray, np.ndarray]) -> str | None:
+    """Why one frame's top-k cannot be sent (None when it can)."""
+    if np.isfinite(result[1]).all():
+        return None
+    return "its scores are NaN/inf (features far outside what the tail was trained on)"
 
 
 class ServerStartError(RuntimeError):
@@ -132,10 +186,17 @@ class TailServer:
                 max_batch=entry.batching.max_batch,
                 max_wait_us=entry.batching.max_wait_us,
             )
-        self.batchers: dict[str, DynamicBatcher[InferenceRequest]] = {}
+        # Named "batchers" for history: each is the model's TailBackend (local or ray).
+        self.batchers: dict[str, TailBackend] = {}
         self._strict_bits: dict[str, bool] = {}
+        self._ray: Any = None  # server.raybackend.RayCluster when tail.backend = "ray"
         for entry, model in zip(config.models, self.registry, strict=True):
             self._strict_bits[model.model_id] = entry.strict_bits
+        if config.tail.backend == "ray":
+            self._ray = self._ray_backends()
+        for entry, model in zip(config.models, self.registry, strict=True):
+            if self._ray is not None:
+                break
             self.batchers[model.model_id] = DynamicBatcher(
                 model.model_id[:16],
                 lambda items, m=model: self._run_batch(m, items),
@@ -145,7 +206,7 @@ class TailServer:
                 on_error=lambda items, exc, m=model: self._batch_failed(m, items, exc),
                 thread_init=self._thread_init,
             )
-        if compute.warmup:
+        if compute.warmup and self._ray is None:  # Ray replicas warm up themselves
             self._warm_up()
         self.sessions = SessionTable(config.server.max_sessions, config.server.session_idle_s)
         self.endpoints: list[str] = []
@@ -159,6 +220,29 @@ class TailServer:
         self._thread: threading.Thread | None = None
         self._decoder: ThreadPoolExecutor | None = None
         self._closed = False
+
+    def _ray_backends(self) -> Any:
+        """Join the Ray cluster and deploy every tail on it; BackendUnavailable when not.
+
+        Imported here so that the default (local) server never imports Ray.
+        """
+        from server.raybackend import RayCluster, RayTail
+
+        cluster = RayCluster(self.config.tail, self.log)
+        for entry, model in zip(self.config.models, self.registry, strict=True):
+            self.batchers[model.model_id] = RayTail(
+                cluster,
+                model.model_id,
+                entry,
+                top_k=self.config.server.top_k,
+                threads=self.config.compute.threads,
+                complete=lambda items, outcomes, s, e, n, m=model: self._post_outcomes(
+                    m, items, outcomes, s, e, n
+                ),
+                fail=lambda items, code, text, m=model: self._post_failure(m, items, code, text),
+            )
+        cluster.connect()
+        return cluster
 
     def _warm_up(self) -> None:
         """Run every tail at batch 1 and at its max_batch before accepting devices.
@@ -257,6 +341,8 @@ class TailServer:
                 )
                 for batcher in self.batchers.values():
                     batcher.start()
+                if self._ray is not None:
+                    self._ray.start_supervisor()
             except BaseException as exc:
                 self._start_error = exc
                 self.log.error("start_failed", error=str(exc))
@@ -293,7 +379,7 @@ class TailServer:
         router.linger = self.config.server.linger_ms
         router.sndhwm = cfg.sndhwm
         router.rcvhwm = cfg.rcvhwm
-        router.maxmsgsize = cfg.max_payload * _MAXMSGSIZE_FACTOR + 4096
+        router.maxmsgsize = max_message_size(cfg.max_payload)
         router.setsockopt(zmq.ROUTER_HANDOVER, 1)
         monitor = None
         if guard is not None:
@@ -363,6 +449,8 @@ class TailServer:
             self._decoder.shutdown(wait=True)  # decodes in flight reach their batcher
         for batcher in self.batchers.values():
             batcher.stop()  # finishes every queued request
+        if self._ray is not None:
+            self._ray.stop()
         if router is not None:
             self._flush(router)
             if monitor is not None:
@@ -568,6 +656,7 @@ class TailServer:
             raise _Rejected(
                 ErrorCode.BAD_TENSOR, f"dtype {hello.dtype!r} not supported (int8 only)"
             )
+        _check_quantization(model, hello)
         if hello.codec not in CODEC_NAMES:
             raise _Rejected(
                 ErrorCode.UNSUPPORTED_CODEC,
@@ -594,8 +683,20 @@ class TailServer:
         return model, codec
 
     def _on_ping(self, router: zmq.Socket, identity: bytes, ping: Ping) -> None:
+        # Checked like FRAME: the load report is for devices with a session, and a PONG to any
+        # id would let a stranger probe the server (and refresh nobody's session).
         session = self.sessions.lookup(identity, ping.session_id)
-        model = self.registry.get(session.model_id) if session is not None else None
+        if session is None:
+            self._error(
+                router,
+                identity,
+                ErrorCode.UNKNOWN_SESSION,
+                f"no session {ping.session_id} for this peer; send HELLO first",
+                seq=ping.seq,
+                session_id=ping.session_id,
+            )
+            return
+        model = self.registry.get(session.model_id)
         pong = Pong(
             session_id=ping.session_id, seq=ping.seq, ts_us=ping.ts_us, load=self._load(model)
         )
@@ -661,6 +762,8 @@ class TailServer:
             assert model is not None
             if tensor.shape != model.input_chw:
                 raise CodecError(f"decoded shape {tensor.shape} != {model.input_chw}")
+            if not np.isfinite(tensor).all():  # cheap (µs); keeps inf/NaN out of batches
+                raise CodecError("decoded features are not finite (NaN/inf)")
         except Exception as exc:
             batcher.release()
             code = (
@@ -699,42 +802,123 @@ class TailServer:
 
     def _run_batch(self, model: TailModel, items: list[InferenceRequest]) -> Callable[[], None]:
         """Compute on the batcher thread; the returned closure builds and posts the replies
-        after the batcher has booked the batch, so the load they carry includes it."""
+        after the batcher has booked the batch, so the load they carry includes it.
+
+        Failures are isolated per frame (server/isolation.py): a frame that makes the tail
+        raise or produce NaN/inf gets its own ERROR, every other frame its REPLY.
+        """
         start_ns = time.monotonic_ns()
-        batch = np.stack([item.tensor for item in items])
-        ids, scores = model.topk(batch, self.config.server.top_k)
+        top_k = self.config.server.top_k
+
+        def run(chunk: Sequence[InferenceRequest]) -> list[tuple[np.ndarray, np.ndarray]]:
+            ids, scores = model.topk(np.stack([item.tensor for item in chunk]), top_k)
+            return list(zip(ids, scores, strict=True))
+
+        report = run_isolated_report(items, run, _scores_problem)
         end_ns = time.monotonic_ns()
+        failed = [
+            (item, outcome)
+            for item, outcome in zip(items, report.outcomes, strict=True)
+            if isinstance(outcome, ItemFailure)
+        ]
+        if report.batch_error is not None or report.rerun:
+            m = self.metrics.isolated
+            m.labels(model=model.model_id, outcome="rescued").inc(report.rescued)
+            self.log.warning(
+                "batch_isolated",
+                model_id=model.model_id,
+                size=len(items),
+                error=report.batch_error,
+                rerun=report.rerun,
+                rescued=report.rescued,
+                failed=len(failed),
+                failed_sessions=sorted({item.session_id for item, _ in failed})[:8],
+            )
+        if failed:
+            self.metrics.isolated.labels(model=model.model_id, outcome="failed").inc(len(failed))
 
         def deliver() -> None:
-            compute_us = (end_ns - start_ns) // 1000
-            load = self._load(model)
-            replies = []
-            for i, item in enumerate(items):
-                top_ids = tuple(int(v) for v in ids[i])
-                reply = Reply(
-                    session_id=item.session_id,
-                    seq=item.seq,
-                    top_ids=top_ids,
-                    top_scores=tuple(float(v) for v in scores[i]),
-                    labels=tuple(model.label(c) for c in top_ids),
-                    decode_us=item.decode_us,
-                    queue_us=max(0, (start_ns - item.received_ns) // 1000 - item.decode_us),
-                    compute_us=compute_us,
-                    load=load,
-                )
-                replies.append((item, encode_message(reply), reply.queue_us))
-            # Count before sending, so whoever reads a reply also sees it in the metrics.
-            m = self.metrics
-            m.batch_size.labels(model=model.model_id).observe(len(items))
-            m.latency.labels(stage="compute").observe(compute_us / 1e6)
-            m.replies.labels(model=model.model_id).inc(len(items))
-            for item, _, queue_us in replies:
-                m.latency.labels(stage="queue").observe(queue_us / 1e6)
-                m.latency.labels(stage="total").observe((end_ns - item.received_ns) / 1e9)
-            for item, parts, _ in replies:
-                self._post(item.identity, parts)
+            self._post_outcomes(model, items, report.outcomes, start_ns, end_ns, len(items))
 
         return deliver
+
+    def _post_outcomes(
+        self,
+        model: TailModel,
+        items: Sequence[InferenceRequest],
+        outcomes: Sequence[tuple[np.ndarray, np.ndarray] | ItemFailure],
+        start_ns: int,
+        end_ns: int,
+        batch_size: int,
+    ) -> None:
+        """Count and post one REPLY (or the frame's own ERROR) per item; any backend, any thread."""
+        compute_us = (end_ns - start_ns) // 1000
+        load = self._load(model)
+        replies = []
+        for item, outcome in zip(items, outcomes, strict=True):
+            parts = self._reply_parts(model, item, outcome, start_ns, compute_us, load)
+            replies.append((item, parts, outcome))
+        # Count before sending, so whoever reads a reply also sees it in the metrics.
+        m = self.metrics
+        answered = [(item, parts) for item, parts, o in replies if not isinstance(o, ItemFailure)]
+        m.batch_size.labels(model=model.model_id).observe(batch_size)
+        m.latency.labels(stage="compute").observe(compute_us / 1e6)
+        m.replies.labels(model=model.model_id).inc(len(answered))
+        for item, _ in answered:
+            queue_us = max(0, (start_ns - item.received_ns) // 1000 - item.decode_us)
+            m.latency.labels(stage="queue").observe(queue_us / 1e6)
+            m.latency.labels(stage="total").observe((end_ns - item.received_ns) / 1e9)
+        for item, parts, _ in replies:
+            self._post(item.identity, parts)
+
+    def _post_failure(
+        self, model: TailModel, items: Sequence[InferenceRequest], code: ErrorCode, text: str
+    ) -> None:
+        """A typed ERROR for each item the backend could not answer (any thread)."""
+        self.log.warning("backend_failed", model_id=model.model_id, code=code.name, error=text)
+        for item in items:
+            self.metrics.errors.labels(code=code.name).inc()
+            err = ErrorMsg(code=code, message=text[:1000], seq=item.seq, session_id=item.session_id)
+            self._post(item.identity, encode_message(err))
+
+    def _reply_parts(
+        self,
+        model: TailModel,
+        item: InferenceRequest,
+        outcome: tuple[np.ndarray, np.ndarray] | ItemFailure,
+        start_ns: int,
+        compute_us: int,
+        load: ServerLoad,
+    ) -> list[bytes]:
+        """The REPLY for one frame, or its own ERROR; never raises (one bad reply, one ERROR)."""
+        if not isinstance(outcome, ItemFailure):
+            ids, scores = outcome
+            top_ids = tuple(int(v) for v in ids)
+            try:
+                return encode_message(
+                    Reply(
+                        session_id=item.session_id,
+                        seq=item.seq,
+                        top_ids=top_ids,
+                        top_scores=tuple(float(v) for v in scores),
+                        labels=tuple(model.label(c) for c in top_ids),
+                        decode_us=item.decode_us,
+                        queue_us=max(0, (start_ns - item.received_ns) // 1000 - item.decode_us),
+                        compute_us=compute_us,
+                        load=load,
+                    )
+                )
+            except Exception as exc:
+                outcome = ItemFailure("raised", f"reply not encodable: {type(exc).__name__}")
+        if outcome.kind == "invalid":
+            code = ErrorCode.BAD_TENSOR
+            message = f"the tail cannot compute this frame: {outcome.reason}"
+        else:
+            code = ErrorCode.INTERNAL
+            message = f"the tail failed on this frame alone: {outcome.reason}"
+        self.metrics.errors.labels(code=code.name).inc()
+        err = ErrorMsg(code=code, message=message[:1000], seq=item.seq, session_id=item.session_id)
+        return encode_message(err)
 
     def _batch_failed(
         self, model: TailModel, items: list[InferenceRequest], exc: BaseException
@@ -742,15 +926,8 @@ class TailServer:
         self.log.error(
             "batch_failed", model_id=model.model_id, size=len(items), error=repr(exc)[:300]
         )
-        for item in items:
-            self.metrics.errors.labels(code=ErrorCode.INTERNAL.name).inc()
-            err = ErrorMsg(
-                code=ErrorCode.INTERNAL,
-                message=f"tail failed on this batch: {exc.__class__.__name__}",
-                seq=item.seq,
-                session_id=item.session_id,
-            )
-            self._post(item.identity, encode_message(err))
+        text = f"tail failed on this batch: {exc.__class__.__name__}"
+        self._post_failure(model, items, ErrorCode.INTERNAL, text)
 
     # ================================================================== load + housekeeping
 

@@ -64,6 +64,13 @@ class ServerMetrics:
             ["reason"],
             registry=r,
         )
+        self.isolated = Counter(
+            "splitfit_isolated",
+            "Frames of a failed batch by what running them alone gave: rescued (answered) "
+            "or failed (the tail fails on that frame alone; its sender gets an ERROR)",
+            ["model", "outcome"],
+            registry=r,
+        )
         self.batch_size = Histogram(
             "splitfit_batch_size",
             "Requests per tail invocation",

@@ -9,10 +9,12 @@ refuses to start rather than serve a mismatched pair.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,6 +24,60 @@ from wire.manifest import TailManifest, load_tail_manifest, sha256_file
 
 class RegistryError(ValueError):
     """A tail that cannot be served; the message names the file and the disagreement."""
+
+
+#: A HELLO's scale may differ from the one the tail was trained with (``split.quant.scale``
+#: in tail.json) by at most this factor either way. Why a factor and not equality: a head
+#: converted with a calibrated or ``--output-range`` range gets a somewhat different scale
+#: and still works; 4x off means the tail sees activations 4x outside (or coarser than) what
+#: it was trained on, i.e. wrong answers, and 1e300 means inf/NaN in the tail.
+SCALE_TOLERANCE = 4.0
+#: Bounds for a tail whose manifest records no quantization: float32 dequantization must
+#: neither underflow to 0 nor send activations past any trained range (255 * 1e3).
+MIN_SCALE = 1.1754943508222875e-38  # float32 tiny
+UNRECORDED_MAX_SCALE = 1e3
+_MAX_RECORDED_SCALE = 3.4028234663852886e38 / 256  # float32 max / 256
+
+
+@dataclass(frozen=True)
+class TrainedQuant:
+    """The int8 quantization of the bottleneck the tail was trained with (tail.json)."""
+
+    scale: float
+    zero_point: int
+
+    def scale_bounds(self) -> tuple[float, float]:
+        return self.scale / SCALE_TOLERANCE, self.scale * SCALE_TOLERANCE
+
+
+def _trained_quant(split: Any, manifest_path: Path) -> TrainedQuant | None:
+    """``split.quant`` as training export writes it, validated; None when it is absent."""
+    quant = split.get("quant") if isinstance(split, dict) else None
+    if quant is None:
+        return None
+    if not isinstance(quant, dict):
+        raise RegistryError(f"{manifest_path}: split.quant must be an object")
+    scale, zero_point = quant.get("scale"), quant.get("zero_point")
+    if (
+        isinstance(scale, bool)
+        or not isinstance(scale, int | float)
+        or not math.isfinite(scale)
+        or not MIN_SCALE <= scale <= _MAX_RECORDED_SCALE
+    ):
+        raise RegistryError(
+            f"{manifest_path}: split.quant.scale must be a positive finite number "
+            f"float32 can dequantize with, got {scale!r}"
+        )
+    if (
+        isinstance(zero_point, bool)
+        or not isinstance(zero_point, int)
+        or not -128 <= zero_point <= 127
+    ):
+        raise RegistryError(
+            f"{manifest_path}: split.quant.zero_point must be an int in -128..127, "
+            f"got {zero_point!r}"
+        )
+    return TrainedQuant(float(scale), int(zero_point))
 
 
 def pick_device(preference: str) -> torch.device:
@@ -42,6 +98,7 @@ class TailModel:
     module: torch.jit.ScriptModule
     device: torch.device
     path: Path
+    trained_quant: TrainedQuant | None = None
 
     @property
     def input_chw(self) -> tuple[int, int, int]:
@@ -60,6 +117,12 @@ class TailModel:
         """Bit depth the tail was trained for, when its manifest records one."""
         bits = (self.manifest.codec or {}).get("bits")
         return int(bits) if isinstance(bits, int) and not isinstance(bits, bool) else None
+
+    def scale_bounds(self) -> tuple[float, float]:
+        """The HELLO scales this tail accepts: near the trained one, or merely sane."""
+        if self.trained_quant is not None:
+            return self.trained_quant.scale_bounds()
+        return MIN_SCALE, UNRECORDED_MAX_SCALE
 
     def topk(self, batch: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Run the tail on (N, C, H, W) float32; return (ids, softmax scores), each (N, k)."""
@@ -89,6 +152,7 @@ def load_tail(tail_path: Path, manifest_path: Path, device: torch.device) -> Tai
         raise RegistryError(
             f"{manifest_path}: {len(manifest.labels)} labels but num_classes = {manifest.num_classes}"
         )
+    trained_quant = _trained_quant(manifest.split, manifest_path)
     recorded = (manifest.extra or {}).get("tail_sha256")
     if recorded is not None and recorded != sha256_file(tail_path):
         raise RegistryError(
@@ -121,7 +185,7 @@ def load_tail(tail_path: Path, manifest_path: Path, device: torch.device) -> Tai
             f"{tail_path} outputs {shape} for a batch of 2, but {manifest_path} says "
             f"num_classes = {manifest.num_classes}"
         )
-    return TailModel(manifest.model_id, manifest, module, device, tail_path)
+    return TailModel(manifest.model_id, manifest, module, device, tail_path, trained_quant)
 
 
 class ModelRegistry:

@@ -35,7 +35,6 @@ from wire.protocol import (
     ErrorMsg,
     Frame,
     MsgType,
-    Ping,
     Pong,
     Reply,
     Welcome,
@@ -345,12 +344,6 @@ def test_client_error_message_is_counted_not_answered(server) -> None:
         with pytest.raises(ClientTimeout):
             c.receive(timeout_s=0.5)
     assert server.metrics.value("splitfit_drops_total", {"reason": "client_error"}) == 1
-
-
-def test_ping_without_session_still_reports_load(server) -> None:
-    with _client(server) as c:
-        pong = c.request(Ping(0, 1, 42))
-        assert isinstance(pong, Pong) and pong.ts_us == 42
 
 
 # ----------------------------------------------------------------------------- lifecycle

@@ -52,6 +52,33 @@ class SlowTail(nn.Module):
         return self.inner(x) + 0.0 * y.sum()
 
 
+#: PoisonTail's trigger: the largest value QUANT can represent, 0.05 * (127 + 3) = 6.5, sits
+#: just above it. Honest frames built by ``random_payload`` never reach it (6.5 sigma).
+POISON_AT = 6.49
+
+
+class PoisonTail(nn.Module):
+    """A real tail with the two failure modes a hostile frame can trigger in a real one.
+
+    Why: with a validated quantization no payload can make TinyTail's output non-finite, yet
+    a production tail can still overflow (huge activations) or raise (a kernel refusing an
+    input) on one frame. This tail does both on inputs a hostile client can produce: channel 0
+    at (0, 0) at the top of the range makes ``log`` of a negative number, so that frame's
+    logits are NaN; channel 1 at (0, 0) at the top makes the whole call raise. For every
+    other input the log term is a per-row constant, which softmax ignores.
+    """
+
+    def __init__(self, channels: int, num_classes: int, poison_at: float = POISON_AT) -> None:
+        super().__init__()
+        self.inner = TinyTail(channels, num_classes)
+        self.poison_at = poison_at
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if bool((x[:, 1, 0, 0] >= self.poison_at).any()):
+            raise RuntimeError("input outside what this tail can compute")
+        return self.inner(x) + torch.log(self.poison_at - x[:, 0, 0, 0])[:, None]
+
+
 def make_tail(
     directory: Path,
     model_id: str = "tiny-model",
@@ -62,13 +89,20 @@ def make_tail(
     codec: str = "raw",
     seed: int = 0,
     slow: bool = False,
+    poison: bool = False,
     labels: list[str] | None = None,
     manifest_overrides: dict[str, Any] | None = None,
 ) -> tuple[Path, nn.Module]:
     """Write ``tail.pt`` + ``tail.json`` into directory; return (directory, eager module)."""
     directory.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    module: nn.Module = SlowTail(chw[0], num_classes) if slow else TinyTail(chw[0], num_classes)
+    module: nn.Module
+    if poison:
+        module = PoisonTail(chw[0], num_classes)
+    elif slow:
+        module = SlowTail(chw[0], num_classes)
+    else:
+        module = TinyTail(chw[0], num_classes)
     module.eval()
     torch.jit.script(module).save(str(directory / "tail.pt"))
     fields: dict[str, Any] = {

@@ -44,6 +44,22 @@ class MalformedBody(ProtocolError):
     """The header is fine but the body is not: bad JSON, wrong field type, unknown key, ..."""
 
 
+class FieldTooLong(MalformedBody):
+    """A string (or collection) field over its documented bound, e.g. HELLO's device_name.
+
+    Why its own type: every field a server accepts may end up in its log, so the bounds are
+    what keeps a hostile peer from turning a 64 KiB body into 64 KiB of log per message.
+    ``field``, ``length`` and ``limit`` say which bound was hit; the message never echoes
+    the value.
+    """
+
+    def __init__(self, message: str, field: str, length: int, limit: int) -> None:
+        super().__init__(message)
+        self.field = field
+        self.length = length
+        self.limit = limit
+
+
 class CodecError(ValueError):
     """Bad codec name or parameters, or a payload that does not decode to the agreed tensor."""
 

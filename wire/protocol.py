@@ -22,13 +22,15 @@ import json
 import math
 import numbers
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
+from types import MappingProxyType
 from typing import Any
 
 from wire.errors import (
     BadVersion,
+    FieldTooLong,
     LengthMismatch,
     MalformedBody,
     PayloadTooLarge,
@@ -42,6 +44,25 @@ DEFAULT_MAX_PAYLOAD = 1 << 20
 #: Upper bound for a JSON control body (HELLO/WELCOME/ERROR). These are a few hundred bytes in
 #: practice; the cap keeps a hostile peer from making the parser chew megabytes of JSON.
 MAX_CONTROL_BODY = 64 * 1024
+
+#: Bounds of HELLO's free-form fields, in characters (code points) for strings. Why: the
+#: server logs what a HELLO says (device_name, model_id, codec), so an unbounded field lets a
+#: peer turn each 64 KiB body into 64 KiB of log. ``device_name`` fits any DNS host name
+#: (253); ``model_id`` is a 64-hex content hash in practice. Over-long fields are refused by
+#: both ``encode_message`` (ValueError) and ``decode_message`` (``FieldTooLong``).
+HELLO_LIMITS: Mapping[str, int] = MappingProxyType(
+    {
+        "model_id": 128,
+        "dtype": 16,
+        "codec": 16,
+        "device_name": 255,
+        "token_id": 128,
+        "codec_params": 8,  # entries
+        "codec_param_key": 32,  # characters of each key
+        "codec_param_value": 64,  # characters of a string value
+    }
+)
+_HELLO_STRINGS = ("model_id", "dtype", "codec", "device_name", "token_id")
 
 _U32_MAX = (1 << 32) - 1
 _U64_MAX = (1 << 64) - 1
@@ -528,10 +549,16 @@ def _json_body(mtype: MsgType, head: memoryview) -> dict[str, Any]:
     return body
 
 
+def _clip(value: Any, limit: int = 40) -> str:
+    """repr() of a peer-supplied value, cut short: error messages must not echo 64 KiB."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _require_keys(body: dict[str, Any], spec: dict[str, Any], what: str, error=MalformedBody):
     for key in body:
         if key not in spec:
-            raise error(f"{what}: unknown key {key!r}")
+            raise error(f"{what}: unknown key {_clip(key)}")
     for key, kind in spec.items():
         if key not in body:
             raise error(f"{what}: missing key {key!r}")
@@ -584,11 +611,12 @@ def _validate_hello_body(body: dict[str, Any], *, error: type[Exception]) -> Non
     server, which answers with the specific ErrorCode.
     """
     _require_keys(body, _HELLO_SPEC, "HELLO", error)
+    _check_hello_bounds(body, error)
     shape = body["tensor_shape"]
     if len(shape) != 3 or not all(
         isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= 1 << 16 for d in shape
     ):
-        raise error(f"HELLO: tensor_shape must be (C, H, W) of positive ints, got {shape!r}")
+        raise error(f"HELLO: tensor_shape must be (C, H, W) of positive ints, got {_clip(shape)}")
     if not math.isfinite(body["scale"]) or body["scale"] <= 0:
         raise error(f"HELLO: scale must be a positive finite number, got {body['scale']!r}")
     if not -128 <= body["zero_point"] <= 127:
@@ -601,3 +629,36 @@ def _validate_hello_body(body: dict[str, Any], *, error: type[Exception]) -> Non
         raise error("HELLO: token_id must be a string or null")
     if not body["model_id"]:
         raise error("HELLO: model_id is empty")
+
+
+def _too_long(error: type[Exception], field: str, length: int, limit: int, unit: str) -> Exception:
+    message = f"HELLO: {field} is {length} {unit}, at most {limit} allowed"
+    if issubclass(error, MalformedBody):
+        return FieldTooLong(message, field, length, limit)
+    return error(message)
+
+
+def _check_hello_bounds(body: dict[str, Any], error: type[Exception]) -> None:
+    """HELLO_LIMITS: every string and codec_params bounded (keys and types already checked)."""
+    for key in _HELLO_STRINGS:
+        value = body[key]
+        if isinstance(value, str) and len(value) > HELLO_LIMITS[key]:
+            raise _too_long(error, key, len(value), HELLO_LIMITS[key], "characters")
+    params = body["codec_params"]
+    if len(params) > HELLO_LIMITS["codec_params"]:
+        raise _too_long(error, "codec_params", len(params), HELLO_LIMITS["codec_params"], "entries")
+    for key, value in params.items():
+        if not isinstance(key, str):
+            raise error(f"HELLO: codec_params keys must be strings, got {type(key).__name__}")
+        if len(key) > HELLO_LIMITS["codec_param_key"]:
+            limit = HELLO_LIMITS["codec_param_key"]
+            raise _too_long(error, "codec_params key", len(key), limit, "characters")
+        if isinstance(value, str):
+            if len(value) > HELLO_LIMITS["codec_param_value"]:
+                limit = HELLO_LIMITS["codec_param_value"]
+                raise _too_long(error, f"codec_params[{key!r}]", len(value), limit, "characters")
+        elif value is not None and not isinstance(value, int | float):  # bool is an int
+            raise error(
+                f"HELLO: codec_params[{key!r}] must be a number, string, boolean or null, "
+                f"got {type(value).__name__}"
+            )
