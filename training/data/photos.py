@@ -24,6 +24,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from training.data.transforms import mix_pair
+
 # file name -> licence, from skimage/data/_fetchers.py docstrings
 _SKIMAGE = {
     "astronaut.png": "public domain (NASA)",
@@ -198,12 +200,4 @@ class MixedPhotoCrops(Dataset):
         k = i // crops
         other = (k + rng.randrange(1, n_photos)) % n_photos  # always another photo
         b, _ = self.base[other * crops + rng.randrange(crops)]
-        lam = rng.uniform(0.25, 0.75)
-        if rng.random() < 0.5:  # mixup
-            return lam * a + (1.0 - lam) * b, -1
-        h, w = a.shape[-2:]  # CutMix: paste a box of b covering 1 - lam of the area
-        bh, bw = int(h * (1.0 - lam) ** 0.5), int(w * (1.0 - lam) ** 0.5)
-        y0, x0 = rng.randrange(h - bh + 1), rng.randrange(w - bw + 1)
-        out = a.clone()
-        out[..., y0 : y0 + bh, x0 : x0 + bw] = b[..., y0 : y0 + bh, x0 : x0 + bw]
-        return out, -1
+        return mix_pair(a, b, rng), -1

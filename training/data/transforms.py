@@ -63,6 +63,24 @@ def random_resized_crop(
     return resize_center_crop(img, size, 1.0)
 
 
+def mix_pair(a: torch.Tensor, b: torch.Tensor, rng: random.Random) -> torch.Tensor:
+    """Mixup or CutMix (even odds) of two same-shape images, the mixing weight in [0.25, 0.75].
+
+    Label-free: the teacher is run on the blend itself, so no label arithmetic is needed.
+    Mixup: ``lam * a + (1 - lam) * b``. CutMix: a box of ``b`` covering ``1 - lam`` of the
+    area pasted into ``a``.
+    """
+    lam = rng.uniform(0.25, 0.75)
+    if rng.random() < 0.5:  # mixup
+        return lam * a + (1.0 - lam) * b
+    h, w = a.shape[-2:]
+    bh, bw = int(h * (1.0 - lam) ** 0.5), int(w * (1.0 - lam) ** 0.5)
+    y0, x0 = rng.randrange(h - bh + 1), rng.randrange(w - bw + 1)
+    out = a.clone()
+    out[..., y0 : y0 + bh, x0 : x0 + bw] = b[..., y0 : y0 + bh, x0 : x0 + bw]
+    return out
+
+
 @dataclass
 class BoardView:
     """The board's own frame -> head input step (``hardware.preprocess``), as a normalised tensor.
