@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from wire.codecs import CODEC_NAMES
 from wire.tomltable import REQUIRED, TomlTable
 
 CAMERA_SOURCES = ("synthetic", "folder", "video", "opencv", "picamera2")
@@ -232,22 +233,13 @@ def _server(t: TomlTable) -> ServerSection:
 
 
 def _codec(t: TomlTable) -> CodecSection:
-    known = _codec_names()
     s = CodecSection(
-        name=t.string("name", None, choices=known or None),
+        name=t.string("name", None, choices=tuple(CODEC_NAMES)),  # the codec registry
         bits=t.integer("bits", None, lo=1, hi=8),
         params=t.get("params", dict, None),
     )
     t.finish()
     return s
-
-
-def _codec_names() -> tuple[str, ...]:
-    try:
-        from wire.codecs import CODEC_NAMES
-    except ImportError:  # wire not installed yet: the codec constructor validates later
-        return ()
-    return tuple(CODEC_NAMES)
 
 
 def _power(t: TomlTable, base: Path) -> PowerSection:

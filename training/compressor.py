@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from wire.codecs import FeatureCodec
 from wire.quant import QuantParams, dequantize_codes, quantize_float_to_int8, requantize_int8
 
 Roundtrip = Callable[[np.ndarray], np.ndarray]
@@ -58,8 +59,6 @@ def wire_roundtrip(
     shape_chw: tuple[int, int, int], out_max: float, codec: CodecConfig
 ) -> Roundtrip:
     """The device/server codec itself (``wire.codecs.FeatureCodec``) as a batch roundtrip."""
-    from wire.codecs import FeatureCodec  # the wire package lands separately; import late
-
     fc = FeatureCodec(
         tuple(int(v) for v in shape_chw),
         quant_params_for(out_max, codec.bits),

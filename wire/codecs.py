@@ -5,6 +5,14 @@ PNG is the lossless image-codec baseline on the same tiled image; zstd and raw w
 bit-packed codes directly, which is cheapest in CPU and exact. All four are deterministic:
 the same codes give the same bytes (pinned by golden hashes in the tests).
 
+Why a registry: each codec is one :class:`Codec` subclass that owns its parameters (name,
+default, range), its encoder and its decoder — the way each CompressAI entropy model owns
+its own compress/decompress — registered by name with :func:`register_codec`. Everything
+else is derived from the registry: the names the server accepts in a HELLO
+(``CODEC_NAMES`` is a live view), the device config's choices, the manifests' checks and
+the training CLIs' ``--codec`` choices and parameter flags. Adding a codec is one class in
+this file (plus its tests and, once its bytes are fixed, a golden hash).
+
 Payload formats (no per-frame header; the HELLO carries shape, quantization and codec):
 
 - ``raw``:  codes in C,H,W order, ``bits`` bits each, MSB first, packed back to back; the last
@@ -22,54 +30,149 @@ from __future__ import annotations
 
 import io
 import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 import numpy as np
 import zstandard
 from PIL import Image
 
+from wire.bitpack import pack_bits, packed_size, unpack_bits
 from wire.errors import CodecError
 from wire.quant import QuantParams, dequantize_codes, quantize_float_to_int8, requantize_int8
+from wire.registry import Registry
 from wire.tiling import tile, tiled_shape, untile
 
-CODEC_NAMES = ("jpeg", "png", "zstd", "raw")
-LOSSLESS_CODECS = frozenset({"png", "zstd", "raw"})
-
-#: Parameter name -> (default, min, max) per codec. Unknown keys are errors.
-CODEC_PARAMS: dict[str, dict[str, tuple[int, int, int]]] = {
-    "jpeg": {"quality": (20, 1, 100)},
-    "png": {"level": (6, 0, 9)},
-    "zstd": {"level": (1, -7, 22)},
-    "raw": {},
-}
+__all__ = [
+    "CODECS",
+    "CODEC_NAMES",
+    "Codec",
+    "FeatureCodec",
+    "Param",
+    "codec_class",
+    "jpeg_quant_table",
+    "jpeg_rmse_bound",
+    "normalize_params",
+    "pack_bits",
+    "packed_size",
+    "register_codec",
+    "unpack_bits",
+    "unregister_codec",
+]
 
 #: zstd decoder window cap: payloads are at most a few hundred kB, so a frame asking for a
 #: larger window is hostile or broken and is refused instead of allocating it.
 _ZSTD_MAX_WINDOW = 8 << 20
-_JPEG_END = b"\xff\xd9"  # EOI marker
-_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # empty IEND chunk with its CRC
+
+
+# ----------------------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True)
+class Param:
+    """One integer codec parameter: its default, inclusive range and a line of help."""
+
+    default: int
+    lo: int
+    hi: int
+    help: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.lo <= self.default <= self.hi:
+            raise ValueError(f"default {self.default} outside {self.lo}..{self.hi}")
+
+    def describe(self) -> str:
+        return f"{self.lo}..{self.hi}, default {self.default}"
+
+
+class Codec:
+    """One payload format for one stream: n-bit codes (uint8, C×H×W) <-> bytes.
+
+    A subclass sets ``name``, ``lossless``, ``params`` and ``help``, implements
+    :meth:`encode` and :meth:`decode`, and is registered with :func:`register_codec`.
+    :class:`FeatureCodec` does everything the formats share (layouts, quantization,
+    validating the codes it is handed), so a codec only turns valid codes into bytes and
+    back. ``decode`` must raise only :class:`CodecError` on bad bytes: it runs on whatever
+    arrives from the network.
+    """
+
+    name: ClassVar[str]
+    lossless: ClassVar[bool]
+    params: ClassVar[Mapping[str, Param]] = {}
+    help: ClassVar[str] = ""
+
+    def __init__(self, shape_chw: tuple[int, int, int], bits: int, params: dict[str, int]):
+        self.shape_chw = shape_chw
+        self.bits = bits
+        self.values = params  # normalized by normalize_params: every key, in range
+        self.n_values = shape_chw[0] * shape_chw[1] * shape_chw[2]
+
+    def encode(self, codes_chw: np.ndarray) -> bytes:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def decode(self, data: bytes) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @classmethod
+    def normalize(cls, params: dict | None) -> dict[str, int]:
+        """Validate ``params`` and fill defaults; CodecError names the bad key."""
+        params = {} if params is None else params
+        if not isinstance(params, dict):
+            raise CodecError(f"{cls.name} params must be a dict, got {type(params).__name__}")
+        for key in params:
+            if key not in cls.params:
+                allowed = ", ".join(cls.params) or "none"
+                raise CodecError(f"unknown {cls.name} parameter {key!r} (allowed: {allowed})")
+        out = {}
+        for key, spec in cls.params.items():
+            value = params.get(key, spec.default)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise CodecError(f"{cls.name} parameter {key!r} must be an int, got {value!r}")
+            if not spec.lo <= int(value) <= spec.hi:
+                raise CodecError(
+                    f"{cls.name} parameter {key!r} must be in {spec.lo}..{spec.hi}, got {value}"
+                )
+            out[key] = int(value)
+        return out
+
+
+#: name -> codec class, in registration order (the wire's order: jpeg, png, zstd, raw).
+CODECS: Registry[type[Codec]] = Registry("codec")
+
+#: The registered names, tuple-like and live: a codec registered after import (a plug-in, a
+#: test's toy codec) is accepted everywhere that checks ``name in CODEC_NAMES``.
+CODEC_NAMES: Sequence[str] = CODECS.names
+
+
+def register_codec(cls: type[Codec]) -> type[Codec]:
+    """Class decorator: make ``cls`` selectable by its ``name`` everywhere codecs are named."""
+    if not isinstance(getattr(cls, "lossless", None), bool):
+        raise ValueError(f"codec {cls.__name__} must say whether it is lossless (a bool)")
+    CODECS.register(getattr(cls, "name", None), cls)  # type: ignore[arg-type]
+    return cls
+
+
+def unregister_codec(name: str) -> None:
+    """Remove a registered codec (for plugins that unload and tests that register a toy)."""
+    CODECS.unregister(name)
+
+
+def codec_class(name: str) -> type[Codec]:
+    """The class registered as ``name``; CodecError lists the known names otherwise."""
+    cls = CODECS.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise CodecError(f"unknown codec {name!r}; expected one of {', '.join(CODEC_NAMES)}")
+    return cls
 
 
 def normalize_params(codec: str, params: dict | None) -> dict[str, int]:
     """Validate ``params`` for ``codec`` and fill defaults; CodecError names the bad key."""
-    if codec not in CODEC_NAMES:
-        raise CodecError(f"unknown codec {codec!r}; expected one of {', '.join(CODEC_NAMES)}")
-    params = {} if params is None else params
-    if not isinstance(params, dict):
-        raise CodecError(f"{codec} params must be a dict, got {type(params).__name__}")
-    spec = CODEC_PARAMS[codec]
-    for key in params:
-        if key not in spec:
-            allowed = ", ".join(spec) or "none"
-            raise CodecError(f"unknown {codec} parameter {key!r} (allowed: {allowed})")
-    out = {}
-    for key, (default, lo, hi) in spec.items():
-        value = params.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | np.integer):
-            raise CodecError(f"{codec} parameter {key!r} must be an int, got {value!r}")
-        if not lo <= int(value) <= hi:
-            raise CodecError(f"{codec} parameter {key!r} must be in {lo}..{hi}, got {value}")
-        out[key] = int(value)
-    return out
+    return codec_class(codec).normalize(params)
+
+
+# ----------------------------------------------------------------------------- JPEG bounds
 
 
 #: The JPEG standard's luminance quantization table (ITU T.81 Annex K.1), natural order;
@@ -114,91 +217,6 @@ def jpeg_rmse_bound(quality: int, image_hw: tuple[int, int], bits: int = 8) -> f
     return gray if bits == 8 else gray * levels / 255.0 + 0.5
 
 
-# ----------------------------------------------------------------------------- bit packing
-
-
-def packed_size(n_values: int, bits: int) -> int:
-    return (n_values * bits + 7) // 8
-
-
-def _lane_mask(lane: int, lo: int, hi: int) -> np.uint64:
-    """uint64 with bits [lo, hi) set in every ``lane``-bit lane."""
-    m = 0
-    for start in range(0, 64, lane):
-        m |= ((1 << (hi - lo)) - 1) << (start + lo)
-    return np.uint64(m)
-
-
-def _merge_steps(bits: int) -> list[tuple[np.uint64, np.uint64, np.uint64, np.uint64]]:
-    """Shift/mask steps that squeeze 8 one-byte codes of a uint64 into its low 8*bits bits.
-
-    Step k halves the number of groups: in each 2^k-byte lane the upper group (at bit
-    ``half``) slides down next to the lower one (at bit ``width``). Bits that spill into the
-    neighbouring lane land at or above ``2*width`` and are masked off, because
-    ``half >= width`` at every step.
-    """
-    steps = []
-    for lane, half, width in ((16, 8, bits), (32, 16, 2 * bits), (64, 32, 4 * bits)):
-        steps.append(
-            (
-                np.uint64(half - width),
-                _lane_mask(lane, 0, width),  # lower group, stays put
-                _lane_mask(lane, width, 2 * width),  # upper group after packing
-                _lane_mask(lane, half, half + width),  # upper group before packing
-            )
-        )
-    return steps
-
-
-_MERGE = {b: _merge_steps(b) for b in range(1, 8)}
-
-
-def pack_bits(codes: np.ndarray, bits: int) -> bytes:
-    """Flat uint8 codes (< 2**bits) -> bytes, ``bits`` per value, MSB first.
-
-    Eight codes are one ``8*bits``-bit group: read as a big-endian uint64, squeezed with
-    three shift/mask steps (``_merge_steps``), written back big-endian, top bytes dropped.
-    A handful of vector ops on N/8 words instead of per-bit shuffling.
-    """
-    flat = np.ascontiguousarray(codes, dtype=np.uint8).reshape(-1)
-    if bits == 8:
-        return flat.tobytes()
-    n = flat.size
-    groups = -(-n // 8)
-    if n % 8:
-        flat = np.concatenate([flat, np.zeros(groups * 8 - n, dtype=np.uint8)])
-    x = flat.view(">u8").astype(np.uint64)
-    for shift, lo, hi, _ in _MERGE[bits]:
-        x = (x & lo) | ((x >> shift) & hi)
-    out = x.astype(">u8").view(np.uint8).reshape(groups, 8)[:, 8 - bits :]
-    return out.tobytes()[: packed_size(n, bits)]
-
-
-def unpack_bits(data: bytes, n_values: int, bits: int) -> np.ndarray:
-    """Inverse of ``pack_bits``; CodecError if the length or the padding bits are wrong."""
-    want = packed_size(n_values, bits)
-    if len(data) != want:
-        raise CodecError(f"packed payload is {len(data)} bytes, expected {want}")
-    buf = np.frombuffer(data, dtype=np.uint8)
-    if bits == 8:
-        return buf.copy()
-    pad = want * 8 - n_values * bits
-    if pad and int(buf[-1]) & ((1 << pad) - 1):
-        raise CodecError("non-zero padding bits in packed payload")
-    groups = -(-n_values // 8)
-    wide = np.zeros((groups, 8), dtype=np.uint8)
-    if groups * bits == want:
-        wide[:, 8 - bits :] = buf.reshape(groups, bits)
-    else:
-        body = np.zeros(groups * bits, dtype=np.uint8)
-        body[:want] = buf
-        wide[:, 8 - bits :] = body.reshape(groups, bits)
-    x = wide.view(">u8").reshape(groups).astype(np.uint64)
-    for shift, lo, _, up in reversed(_MERGE[bits]):
-        x = (x & lo) | ((x << shift) & up)
-    return x.astype(">u8").view(np.uint8)[:n_values].copy()
-
-
 # ----------------------------------------------------------------------------- gray scaling
 
 
@@ -218,7 +236,148 @@ _TO_GRAY = {b: _code_to_gray_lut(b) for b in range(1, 9)}
 _FROM_GRAY = {b: _gray_to_code_lut(b) for b in range(1, 9)}
 
 
-# ----------------------------------------------------------------------------- the codec
+_TO_GRAY = {b: _code_to_gray_lut(b) for b in range(1, 9)}
+_FROM_GRAY = {b: _gray_to_code_lut(b) for b in range(1, 9)}
+
+
+# ----------------------------------------------------------------------------- the codecs
+
+
+class _TiledImageCodec(Codec):
+    """Codes scaled to 0..255, tiled into one grayscale image, saved by Pillow."""
+
+    format: ClassVar[str]
+    end_marker: ClassVar[bytes]
+
+    def __init__(self, shape_chw: tuple[int, int, int], bits: int, params: dict[str, int]):
+        super().__init__(shape_chw, bits, params)
+        self.image_shape = tiled_shape(shape_chw)
+
+    def _save_options(self) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def encode(self, codes_chw: np.ndarray) -> bytes:
+        image = tile(np.take(_TO_GRAY[self.bits], codes_chw))
+        out = io.BytesIO()
+        Image.fromarray(image).save(out, format=self.format, **self._save_options())
+        return out.getvalue()
+
+    def decode(self, data: bytes) -> np.ndarray:
+        fmt = self.format
+        h, w = self.image_shape
+        # Pillow ignores bytes after the end marker; we do not, so one tensor has one payload.
+        if not data.endswith(self.end_marker):
+            raise CodecError(f"{fmt} payload does not end with its end marker (truncated?)")
+        try:
+            with Image.open(io.BytesIO(data), formats=[fmt]) as im:
+                # Check the header before decoding pixels: never allocate for a wrong size.
+                if im.size != (w, h):
+                    raise CodecError(f"{fmt} image is {im.size[0]}×{im.size[1]}, expected {w}×{h}")
+                if im.mode != "L":
+                    raise CodecError(f"{fmt} image mode is {im.mode!r}, expected 'L'")
+                im.load()
+                image = np.asarray(im, dtype=np.uint8)
+        except CodecError:
+            raise
+        except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, ...
+            raise CodecError(f"undecodable {fmt} payload: {type(exc).__name__}: {exc}") from None
+        return np.take(_FROM_GRAY[self.bits], untile(image, self.shape_chw))
+
+
+@register_codec
+class JpegCodec(_TiledImageCodec):
+    """BottleNet's choice: baseline grayscale JPEG of the tiled feature image (lossy)."""
+
+    name = "jpeg"
+    lossless = False
+    params = MappingProxyType({"quality": Param(20, 1, 100, "JPEG quality")})
+    help = "baseline grayscale JPEG of the tiled codes (lossy; BottleNet)"
+    format = "JPEG"
+    end_marker = b"\xff\xd9"  # EOI
+
+    def _save_options(self) -> dict[str, Any]:
+        return {"quality": self.values["quality"], "optimize": False}
+
+
+@register_codec
+class PngCodec(_TiledImageCodec):
+    """The lossless image-codec baseline on the same tiled image."""
+
+    name = "png"
+    lossless = True
+    params = MappingProxyType({"level": Param(6, 0, 9, "zlib compression level")})
+    help = "grayscale PNG of the tiled codes (lossless)"
+    format = "PNG"
+    end_marker = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # empty IEND chunk with its CRC
+
+    def _save_options(self) -> dict[str, Any]:
+        return {"compress_level": self.values["level"], "optimize": False}
+
+
+@register_codec
+class ZstdCodec(Codec):
+    """One zstd frame of the bit-packed codes: exact, and cheap in CPU."""
+
+    name = "zstd"
+    lossless = True
+    params = MappingProxyType({"level": Param(1, -7, 22, "zstd compression level")})
+    help = "zstd frame of the bit-packed codes (lossless)"
+
+    def __init__(self, shape_chw: tuple[int, int, int], bits: int, params: dict[str, int]):
+        super().__init__(shape_chw, bits, params)
+        # zstd contexts are not thread-safe; one pair per thread keeps a FeatureCodec shareable
+        # (the server may decode one session's frames on several worker threads).
+        self._local = threading.local()
+
+    def _pair(self) -> tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor]:
+        pair = getattr(self._local, "pair", None)
+        if pair is None:
+            pair = (
+                zstandard.ZstdCompressor(level=self.values["level"], write_content_size=True),
+                zstandard.ZstdDecompressor(max_window_size=_ZSTD_MAX_WINDOW),
+            )
+            self._local.pair = pair
+        return pair
+
+    def encode(self, codes_chw: np.ndarray) -> bytes:
+        return self._pair()[0].compress(pack_bits(codes_chw, self.bits))
+
+    def decode(self, data: bytes) -> np.ndarray:
+        want = packed_size(self.n_values, self.bits)
+        try:
+            size = zstandard.frame_content_size(data)
+        except zstandard.ZstdError as exc:
+            raise CodecError(f"not a zstd frame: {exc}") from None
+        if size != want:
+            raise CodecError(f"zstd frame holds {size} bytes, expected {want}")
+        dobj = self._pair()[1].decompressobj()
+        try:
+            packed = dobj.decompress(data)
+        except zstandard.ZstdError as exc:
+            raise CodecError(f"corrupt zstd payload: {exc}") from None
+        if not dobj.eof:
+            raise CodecError("truncated zstd payload")
+        if dobj.unused_data:
+            raise CodecError(f"{len(dobj.unused_data)} trailing bytes after the zstd frame")
+        return unpack_bits(packed, self.n_values, self.bits).reshape(self.shape_chw)
+
+
+@register_codec
+class RawCodec(Codec):
+    """The bit-packed codes as they are: no CPU beyond packing, exactly predictable size."""
+
+    name = "raw"
+    lossless = True
+    help = "bit-packed codes, nothing else (lossless)"
+
+    def encode(self, codes_chw: np.ndarray) -> bytes:
+        return pack_bits(codes_chw, self.bits)
+
+    def decode(self, data: bytes) -> np.ndarray:
+        return unpack_bits(data, self.n_values, self.bits).reshape(self.shape_chw)
+
+
+# ----------------------------------------------------------------------------- per stream
 
 
 class FeatureCodec:
@@ -241,23 +400,12 @@ class FeatureCodec:
             raise CodecError(f"quant must be QuantParams, got {type(quant).__name__}")
         self.shape_chw: tuple[int, int, int] = shape  # type: ignore[assignment]
         self.quant = quant
+        cls = codec_class(codec)
         self.codec = codec
-        self.params = normalize_params(codec, params)
+        self.params = cls.normalize(params)
         self.n_values = shape[0] * shape[1] * shape[2]
         self.image_shape = tiled_shape(self.shape_chw)
-        # zstd contexts are not thread-safe; one pair per thread keeps a FeatureCodec shareable
-        # (the server may decode one session's frames on several worker threads).
-        self._zstd = threading.local()
-
-    def _zstd_pair(self) -> tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor]:
-        pair = getattr(self._zstd, "pair", None)
-        if pair is None:
-            pair = (
-                zstandard.ZstdCompressor(level=self.params["level"], write_content_size=True),
-                zstandard.ZstdDecompressor(max_window_size=_ZSTD_MAX_WINDOW),
-            )
-            self._zstd.pair = pair
-        return pair
+        self._impl = cls(self.shape_chw, quant.bits, self.params)
 
     def __repr__(self) -> str:
         return (
@@ -267,7 +415,7 @@ class FeatureCodec:
 
     @property
     def lossless(self) -> bool:
-        return self.codec in LOSSLESS_CODECS
+        return self._impl.lossless
 
     # -- encoding
 
@@ -309,71 +457,15 @@ class FeatureCodec:
             raise CodecError(
                 f"code {int(codes.max())} exceeds {self.quant.levels} for {self.quant.bits} bits"
             )
-        if self.codec in ("raw", "zstd"):
-            packed = pack_bits(codes, self.quant.bits)
-            return packed if self.codec == "raw" else self._zstd_pair()[0].compress(packed)
-        image = tile(np.take(_TO_GRAY[self.quant.bits], codes))
-        out = io.BytesIO()
-        pil = Image.fromarray(image)
-        if self.codec == "jpeg":
-            pil.save(out, format="JPEG", quality=self.params["quality"], optimize=False)
-        else:
-            pil.save(out, format="PNG", compress_level=self.params["level"], optimize=False)
-        return out.getvalue()
+        return self._impl.encode(codes)
 
     # -- decoding
 
     def decode(self, data: bytes) -> np.ndarray:
         """Payload bytes -> uint8 n-bit codes, C×H×W. Raises only CodecError on bad input."""
-        if not isinstance(data, bytes | bytearray | memoryview):
+        if not isinstance(data, (bytes, bytearray, memoryview)):
             raise CodecError(f"payload must be bytes, got {type(data).__name__}")
-        data = bytes(data)
-        if self.codec == "raw":
-            return unpack_bits(data, self.n_values, self.quant.bits).reshape(self.shape_chw)
-        if self.codec == "zstd":
-            return self._decode_zstd(data)
-        return self._decode_image(data)
-
-    def _decode_zstd(self, data: bytes) -> np.ndarray:
-        want = packed_size(self.n_values, self.quant.bits)
-        try:
-            size = zstandard.frame_content_size(data)
-        except zstandard.ZstdError as exc:
-            raise CodecError(f"not a zstd frame: {exc}") from None
-        if size != want:
-            raise CodecError(f"zstd frame holds {size} bytes, expected {want}")
-        dobj = self._zstd_pair()[1].decompressobj()
-        try:
-            packed = dobj.decompress(data)
-        except zstandard.ZstdError as exc:
-            raise CodecError(f"corrupt zstd payload: {exc}") from None
-        if not dobj.eof:
-            raise CodecError("truncated zstd payload")
-        if dobj.unused_data:
-            raise CodecError(f"{len(dobj.unused_data)} trailing bytes after the zstd frame")
-        return unpack_bits(packed, self.n_values, self.quant.bits).reshape(self.shape_chw)
-
-    def _decode_image(self, data: bytes) -> np.ndarray:
-        fmt = "JPEG" if self.codec == "jpeg" else "PNG"
-        h, w = self.image_shape
-        # Pillow ignores bytes after the end marker; we do not, so one tensor has one payload.
-        end = _JPEG_END if self.codec == "jpeg" else _PNG_END
-        if not data.endswith(end):
-            raise CodecError(f"{fmt} payload does not end with its end marker (truncated?)")
-        try:
-            with Image.open(io.BytesIO(data), formats=[fmt]) as im:
-                # Check the header before decoding pixels: never allocate for a wrong size.
-                if im.size != (w, h):
-                    raise CodecError(f"{fmt} image is {im.size[0]}×{im.size[1]}, expected {w}×{h}")
-                if im.mode != "L":
-                    raise CodecError(f"{fmt} image mode is {im.mode!r}, expected 'L'")
-                im.load()
-                image = np.asarray(im, dtype=np.uint8)
-        except CodecError:
-            raise
-        except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, ...
-            raise CodecError(f"undecodable {fmt} payload: {type(exc).__name__}: {exc}") from None
-        return np.take(_FROM_GRAY[self.quant.bits], untile(image, self.shape_chw))
+        return self._impl.decode(bytes(data))
 
     def decode_float(self, data: bytes) -> np.ndarray:
         """Payload -> float32 C×H×W, dequantized: what the tail eats."""

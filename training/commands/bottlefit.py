@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from training.commands.bottlefit_flags import codec_from_args, fit_from_args
+from training.commands.codec_args import add_codec_arguments, codec_flags
 from wire.atomicfile import write_atomic, write_json_atomic
 
 NAME = "bottlefit"
@@ -23,9 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--after", default="stage4", help="split point (stage1…, stem)")
     p.add_argument("--channels", type=int, default=8, help="C': bottleneck channels")
     p.add_argument("--stride", type=int, default=1, help="s: spatial reduction factor")
-    p.add_argument("--codec", default="jpeg", choices=("jpeg", "png", "zstd", "raw"))
+    add_codec_arguments(p, param_defaults={"quality": 50})
     p.add_argument("--bits", type=int, default=8, help="n-bit quantizer before the codec (1..8)")
-    p.add_argument("--quality", type=int, default=50, help="JPEG quality of the wire codec")
     p.add_argument("--train-crops", type=int, default=24, help="augmented crops per photo")
     p.add_argument(
         "--mixed-crops",
@@ -113,12 +113,13 @@ def explicit_command(args: argparse.Namespace, out: str | None = None) -> str:
     """The full command line with every knob spelled out (what the README records)."""
     parts = ["splitfit-train", "bottlefit"]
     for key in (
-        "model", "after", "channels", "stride", "codec", "bits", "quality", "train_crops",
+        "model", "after", "channels", "stride", "codec", "bits", "train_crops",
         "mixed_crops", "dead_leaves", "sources", "heldout_crops", "stage1_epochs", "stage2_epochs", "stage1_lr", "stage2_lr",
         "batch_size", "temperature", "kd_weight", "stage2_train", "distill_depth", "wire_noise", "seed",
         "threads",
     ):  # fmt: skip
         parts += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
+    parts += codec_flags(args)  # --quality, --level, ...: one flag per codec parameter
     parts += ["--out", out or str(args.out)]
     return " ".join(parts)
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from training.commands.codec_args import codec_flags
+
 RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
 DATASETS = ("imagenet", "fashion-mnist", "synthetic")
 
@@ -42,7 +44,7 @@ RECIPES: dict[str, dict] = {"fashion-mnist": _LABELLED, "synthetic": _LABELLED}
 
 # the knobs of the labelled comparison, in the order the recorded command lists them
 COMMAND_KEYS = (
-    "dataset", "model", "after", "channels", "stride", "codec", "bits", "quality",
+    "dataset", "model", "after", "channels", "stride", "codec", "bits",
     "teacher_epochs", "lr", "limit_train", "limit_test", "stage1_epochs", "stage2_epochs",
     "stage1_lr", "stage2_lr", "batch_size", "temperature", "kd_weight", "stage2_train",
     "distill_depth", "seed", "threads",
@@ -122,6 +124,7 @@ def explicit_command(args: argparse.Namespace) -> str:
     parts = ["splitfit-train", "bottlefit"]
     for key in COMMAND_KEYS:
         parts += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
+    parts += codec_flags(args)  # --quality, --level, ...: one flag per codec parameter
     return " ".join(parts)
 
 

@@ -12,8 +12,8 @@ import argparse
 from dataclasses import fields
 from typing import TYPE_CHECKING
 
+from training.commands import codec_args
 from training.compressor import CodecConfig
-from wire.codecs import normalize_params
 
 if TYPE_CHECKING:
     from training.bottlefit import BottleFitConfig
@@ -22,10 +22,8 @@ __all__ = ["codec_from_args", "fit_from_args"]
 
 
 def codec_from_args(args: argparse.Namespace) -> CodecConfig:
-    """The wire codec the flags name (``--quality`` only reaches JPEG), validated."""
-    params = {"quality": args.quality} if args.codec == "jpeg" else {}
-    normalize_params(args.codec, params)
-    return CodecConfig(args.codec, args.bits, params)
+    """The wire codec the flags name (the registry's flags; see ``codec_args``), validated."""
+    return codec_args.codec_from_args(args, args.bits)
 
 
 def fit_from_args(args: argparse.Namespace) -> BottleFitConfig:

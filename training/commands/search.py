@@ -24,6 +24,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from training.commands.codec_args import add_codec_arguments, codec_from_args
 from training.search_latency import BACKEND_CHOICES
 from wire.atomicfile import write_json_atomic, write_text_atomic
 
@@ -53,8 +54,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--splits", type=_csv(str), default=["rb1", "rb2", "rb3"])
     p.add_argument("--channels", type=_csv(int), default=[2, 4], help="C' values, e.g. 2,4")
     p.add_argument("--strides", type=_csv(int), default=[1, 2], help="s values, e.g. 1,2")
-    p.add_argument("--codec", default="jpeg", choices=("jpeg", "png", "zstd", "raw"))
-    p.add_argument("--quality", type=int, default=20, help="JPEG quality")
+    add_codec_arguments(p, param_defaults={"quality": 20})
     p.add_argument("--train-bits", type=int, default=8, help="bits used while training")
     p.add_argument("--budget", type=float, default=2.0, help="accuracy budget, points")
     p.add_argument("--baseline-acc", type=float, default=None, help="skip baseline training (%%)")
@@ -315,11 +315,9 @@ def run(args: argparse.Namespace) -> int:
     )
     from training.search_plot import save_search_plot
     from training.trainer import log_json
-    from wire.codecs import normalize_params
 
     links = load_links(args.links)  # validate inputs before any training
-    params = {"quality": args.quality} if args.codec == "jpeg" else {}
-    normalize_params(args.codec, params)
+    params = codec_from_args(args, args.train_bits).params
     if not 1 <= args.train_bits <= 8:
         raise ValueError(f"--train-bits must be 1..8, got {args.train_bits}")
     missing = _check_latency_args(args)

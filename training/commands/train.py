@@ -5,25 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from training.compressor import CodecConfig
+from training.commands.codec_args import add_codec_arguments, codec_from_args
 
 NAME = "train"
 HELP = "train a bottlenecked split model with the wire codec in the loop (BottleNet)"
-
-
-def parse_codec_params(items: list[str]) -> dict:
-    params: dict = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--codec-param expects key=value, got {item!r}")
-        try:
-            params[key] = int(value)
-        except ValueError:
-            raise ValueError(
-                f"--codec-param {key}: value must be an integer, got {value!r}"
-            ) from None
-    return params
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -40,10 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--after", default="rb1", help="split point (rb1…, stage1…, stem)")
     p.add_argument("--channels", type=int, default=2, help="C': bottleneck channels")
     p.add_argument("--stride", type=int, default=2, help="s: spatial reduction factor")
-    p.add_argument("--codec", default="jpeg", choices=("jpeg", "png", "zstd", "raw"))
+    add_codec_arguments(p, param_defaults={"quality": 20}, generic=True)
     p.add_argument("--bits", type=int, default=8, help="n-bit quantizer before the codec (1..8)")
-    p.add_argument("--quality", type=int, default=None, help="JPEG quality (default 20)")
-    p.add_argument("--codec-param", action="append", default=[], metavar="KEY=INT")
     p.add_argument(
         "--mode",
         default="aware",
@@ -68,14 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from training.pipeline import TrainJob, run_train
 
-    params = parse_codec_params(args.codec_param)
-    if args.quality is not None:
-        params["quality"] = args.quality
-    if args.codec == "jpeg":
-        params.setdefault("quality", 20)
-    from wire.codecs import normalize_params  # validates names/ranges with clear messages
-
-    normalize_params(args.codec, params)
+    codec = codec_from_args(args, args.bits)  # validated before any data is read
     job = TrainJob(
         data=args.data,
         model=args.model,
@@ -83,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         after=args.after,
         channels=args.channels,
         stride=args.stride,
-        codec=CodecConfig(args.codec, args.bits, params),
+        codec=codec,
         mode=args.mode,
         epochs=args.epochs,
         batch_size=args.batch_size,
