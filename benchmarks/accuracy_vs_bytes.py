@@ -46,9 +46,12 @@ from training.compressor import (
 )
 from training.data import build_dataset
 from training.models import create_model
-from training.trainer import FitConfig, evaluate, fit, log_json
+from training.trainer import FitConfig, evaluate, fit
 from wire.codecs import FeatureCodec
+from wire.logjson import get_logger
 from wire.quant import quantize_float_to_int8
+
+log = get_logger(__name__)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NAME = "accuracy_vs_bytes"
@@ -124,7 +127,7 @@ def run(args: argparse.Namespace) -> dict:
     fit(baseline, train, None, FitConfig(epochs=args.baseline_epochs, progress=progress))
     _, acc_base = evaluate(baseline, test)
     timings["baseline_train_eval_s"] = time.perf_counter() - t0
-    log_json("baseline", top1=acc_base)
+    log.info("baseline", top1=acc_base)
 
     # 2. split after RB1, bottleneck trained without the codec
     t0 = time.perf_counter()
@@ -141,7 +144,7 @@ def run(args: argparse.Namespace) -> dict:
     _, acc_plain = evaluate(plain, test)
     timings["plain_train_eval_s"] = time.perf_counter() - t0
     spec = plain.spec
-    log_json("plain_split", top1=acc_plain, bottleneck_chw=list(spec.bottleneck_chw))
+    log.info("plain_split", top1=acc_plain, bottleneck_chw=list(spec.bottleneck_chw))
 
     qp = quant_params_for(spec.out_max, args.bits)
     lossless = {}
@@ -208,7 +211,7 @@ def run(args: argparse.Namespace) -> dict:
             "seconds": time.perf_counter() - t0,
         }
         rows.append(row)
-        log_json("quality", **row)
+        log.info("quality", **row)
 
     at20 = next((r for r in rows if r["quality"] == 20), None)
     result = {

@@ -10,6 +10,9 @@ from __future__ import annotations
 import importlib
 import sys
 
+from wire import exitcodes
+from wire.logjson import setup_logging
+
 # subcommand -> (module, one-line description)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("benchmarks.demo", "end-to-end demo: simulated board + local tail server"),
@@ -38,12 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
-        return 0 if argv else 2
+        return exitcodes.OK if argv else exitcodes.USAGE
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         print(f"splitfit-bench: unknown command {name!r}; known: {', '.join(COMMANDS)}",
               file=sys.stderr)  # fmt: skip
-        return 2
+        return exitcodes.USAGE
+    setup_logging("info")  # progress events of the benchmark (and the training it runs)
     module = importlib.import_module(COMMANDS[name][0])
     return int(module.main(rest) or 0)
 

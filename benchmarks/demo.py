@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wire import exitcodes
 from wire.atomicfile import write_atomic, write_json_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +38,14 @@ DEFAULT_OUT = ROOT / "demo-out"
 
 class DemoError(RuntimeError):
     """Something the user can fix (missing artifacts, a daemon that failed); no traceback."""
+
+    exit_code = exitcodes.FAILURE
+
+
+class MissingArtifacts(DemoError):
+    """The split model or sample photos the demo deploys are not there (wire.exitcodes: 3)."""
+
+    exit_code = exitcodes.BAD_INPUT
 
 
 @dataclass(frozen=True)
@@ -138,7 +147,7 @@ def ensure_artifacts(artifacts: Path) -> None:
         if not (artifacts / n).is_file()
     ]
     if missing:
-        raise DemoError(
+        raise MissingArtifacts(
             f"split model incomplete in {artifacts}: missing {', '.join(missing)}; "
             f"see {artifacts / 'README.md'} for the training command that produces it"
         )
@@ -588,15 +597,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.frames < 1:
         print("demo: --frames must be >= 1", file=sys.stderr)
-        return 2
+        return exitcodes.USAGE
     try:
         return run(args)
     except DemoError as exc:
         print(f"demo: {exc}", file=sys.stderr)
-        return 1
+        return exc.exit_code
     except KeyboardInterrupt:
         print("\ndemo: interrupted; every process it started was stopped", file=sys.stderr)
-        return 130
+        return exitcodes.INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from converter.errors import ConversionError
+from wire import exitcodes
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         print("convert-head: interrupted; no output written", file=sys.stderr)
-        return 130
+        return exitcodes.INTERRUPTED
     v = result.verification
     m = result.manifest
     line = (
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     if v.top1_agreement is not None:
         line += f", top-1 agreement {v.top1_agreement:.3f}"
     print(line)
-    return 0
+    return exitcodes.OK
 
 
 if __name__ == "__main__":

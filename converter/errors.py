@@ -3,22 +3,25 @@
 Why a hierarchy: the CLI catches exactly one base class and prints its message as one line
 with a non-zero exit code; the subclass says which kind of problem it is, so tests (and
 scripts wrapping the converter) can tell a missing file from an unsupported op without
-matching strings.
+matching strings. Codes follow ``wire.exitcodes`` (1 failure, 3 bad input file); 4-9 are this
+tool's documented refinements.
 """
 
 from __future__ import annotations
+
+from wire import exitcodes
 
 
 class ConversionError(Exception):
     """Base class: the message is a complete, user-facing sentence."""
 
-    exit_code = 1
+    exit_code = exitcodes.FAILURE
 
 
 class SourceModelError(ConversionError):
     """The model file is missing, unreadable or not a TorchScript / torch.export program."""
 
-    exit_code = 3
+    exit_code = exitcodes.BAD_INPUT
 
 
 class InputSizeError(ConversionError):

@@ -7,8 +7,12 @@
     power-log plot power.csv -o trace.png
     power-log mark power.csv "benchmark-start"
 
-``record`` logs one-line JSON to stderr (start, periodic stats, stop); SIGTERM/SIGINT stop it
-cleanly (final drain + fsync). Errors are one line on stderr and a non-zero exit.
+``record`` logs one-line JSON to stderr (start, periodic stats, stop) through the project's
+one logging setup (``wire.logjson``); SIGTERM/SIGINT stop it cleanly (final drain + fsync).
+Errors are one line on stderr, ``power-log: error: …``, and an exit status from
+``wire.exitcodes``: 1 the monitor failed (no I2C bus, no chip), 2 bad options (a shunt that
+cannot measure the asked current, exclusive flags), 3 a power log that is missing, empty or
+not a power log.
 """
 
 from __future__ import annotations
@@ -24,21 +28,24 @@ import time
 from pathlib import Path
 from typing import Any
 
+from wire import exitcodes
 from wire.atomicfile import write_atomic
+from wire.logjson import get_logger, setup_logging
 
 __all__ = ["build_parser", "main"]
 
 PROG = "power-log"
 
 
+log = get_logger(__name__)
+
+
 class CliError(Exception):
-    """A user-facing failure: printed as one line, exit status 1."""
+    """A user-facing failure: printed as one line, exit status ``code`` (wire.exitcodes)."""
 
-
-def _log_json(event: str, **fields: Any) -> None:
-    rec = {"ts": round(time.time(), 3), "prog": PROG, "event": event, **fields}
-    with contextlib.suppress(OSError, ValueError):
-        print(json.dumps(rec, default=str), file=sys.stderr, flush=True)
+    def __init__(self, message: str, code: int = exitcodes.FAILURE) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def _int_auto(text: str) -> int:
@@ -155,7 +162,7 @@ def _record(args: argparse.Namespace) -> int:
         if getattr(args, key) is not None:
             params[key] = getattr(args, key)
     if args.sim and args.hwmon is not None:
-        raise CliError("--sim and --hwmon are exclusive")
+        raise CliError("--sim and --hwmon are exclusive", exitcodes.USAGE)
     if args.sim:
         params.update(
             idle_w=args.sim_idle_w,
@@ -218,7 +225,7 @@ def _record(args: argparse.Namespace) -> int:
     t_end = math.inf if args.duration is None else t_start + args.duration
     next_mark = t_start if args.mark_every else math.inf
     next_stats = t_start + args.stats_every
-    _log_json("start", out=str(args.out), source=source, rate_hz=args.rate, timing=meta["timing"])
+    log.info("start", out=str(args.out), source=source, rate_hz=args.rate, timing=meta["timing"])
 
     drain = SamplerDrain(sampler, writer)
 
@@ -241,7 +248,7 @@ def _record(args: argparse.Namespace) -> int:
             drain()
             writer.maybe_sync()
             if now >= next_stats:
-                _log_json("stats", **vars(sampler.stats()))
+                log.info("stats", **vars(sampler.stats()))
                 next_stats += args.stats_every
             time.sleep(min(drain_s, max(0.0, t_end - time.monotonic())))
     finally:
@@ -254,7 +261,7 @@ def _record(args: argparse.Namespace) -> int:
             with contextlib.suppress(Exception):
                 close()
     st = sampler.stats()
-    _log_json("stop", reason=stop.signal or "duration", written=writer.samples_written, **vars(st))
+    log.info("stop", reason=stop.signal or "duration", written=writer.samples_written, **vars(st))
     return 0
 
 
@@ -285,7 +292,7 @@ def _format_line(line: str) -> str | None:
 def _show(args: argparse.Namespace) -> int:
     path: Path = args.file
     if not path.is_file():
-        raise CliError(f"{path} does not exist")
+        raise CliError(f"{path} does not exist", exitcodes.BAD_INPUT)
     fh = path.open("rb")
     try:
         data = fh.read()
@@ -391,7 +398,7 @@ def _plot(args: argparse.Namespace) -> int:
         raise CliError("plot needs matplotlib: pip install 'splitfit[plot]'") from None
     log = read_power_log(*args.files)
     if len(log) == 0:
-        raise CliError(f"{args.files[-1]} holds no samples")
+        raise CliError(f"{args.files[-1]} holds no samples", exitcodes.BAD_INPUT)
     total, _ = summarize(log)
     fig, ax = plt.subplots(figsize=(11, 4), dpi=110)
     offset = 0.0
@@ -446,7 +453,9 @@ def _mark(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from hardware.ina226 import INA226Error
+    if args.command == "record":
+        setup_logging("info")  # record runs as a service: its progress is JSON lines
+    from hardware.ina226 import INA226ConfigError, INA226Error
     from hardware.powerlog import PowerLogError
 
     handlers = {
@@ -462,11 +471,24 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except KeyboardInterrupt:  # Ctrl-C during summary/plot of a big log
         print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+        return exitcodes.INTERRUPTED
     except (CliError, INA226Error, PowerLogError, ValueError, OSError) as exc:
         msg = " ".join(str(exc).split()) or type(exc).__name__
         print(f"{PROG}: error: {msg}", file=sys.stderr)
-        return 1
+        return _exit_code(exc, INA226ConfigError, INA226Error, PowerLogError)
+
+
+def _exit_code(exc: BaseException, config_error: type, monitor_error: type, log_error: type) -> int:
+    """Which row of wire.exitcodes an error is (the error types are imported lazily)."""
+    if isinstance(exc, CliError):
+        return exc.code
+    if isinstance(exc, config_error):  # the options describe a setup the chip cannot measure
+        return exitcodes.USAGE
+    if isinstance(exc, (monitor_error, OSError)):  # no bus, no chip, I/O failure
+        return exitcodes.FAILURE
+    if isinstance(exc, log_error):  # not a power log, or a path that is not there
+        return exitcodes.BAD_INPUT
+    return exitcodes.USAGE  # ValueError: a bad option value
 
 
 if __name__ == "__main__":

@@ -126,7 +126,7 @@ def test_cli_bad_split_fails_before_training(tmp_path, capsys):
     args = ["bottlefit", "--dataset", "synthetic", "--after", "stage4", "--results", str(tmp_path)]
     assert cli_main(args) == 2
     err = capsys.readouterr().err
-    assert "unknown split point 'stage4'" in err and '"event": "epoch"' not in err
+    assert "unknown split point 'stage4'" in err and '"event":"epoch"' not in err
     assert not (tmp_path / "bottlefit.json").exists()
 
 

@@ -30,7 +30,7 @@ def _demo(*args: str, **kw) -> subprocess.CompletedProcess:
 
 def test_missing_artifacts_is_a_clear_error_not_a_traceback(tmp_path: Path) -> None:
     proc = _demo("--artifacts", str(tmp_path / "nothing"), "--out", str(tmp_path / "out"))
-    assert proc.returncode == 1
+    assert proc.returncode == 3  # wire.exitcodes.BAD_INPUT
     assert "missing head.pt" in proc.stderr
     assert "Traceback" not in proc.stderr
 

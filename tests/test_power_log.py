@@ -176,24 +176,30 @@ def test_cli_summary_show_plot(tmp_path: Path, capsys) -> None:
 
 
 def test_cli_errors_are_one_line(tmp_path: Path) -> None:
-    for args in (
-        ["record", "--bus", "97", "--out", str(tmp_path / "x.csv")],
-        [
-            "record",
-            "--sim",
-            "--shunt-ohms",
-            "0.1",
-            "--max-current",
-            "3.2",
-            "--out",
-            str(tmp_path / "y.csv"),
-        ],
-        ["summary", str(tmp_path / "none.csv")],
+    # exit statuses from wire.exitcodes: 1 no such bus (run-time), 2 options the chip cannot
+    # honour (usage), 3 a log file that is not there (bad input)
+    for code, args in zip(
+        (1, 2, 3),
+        (
+            ["record", "--bus", "97", "--out", str(tmp_path / "x.csv")],
+            [
+                "record",
+                "--sim",
+                "--shunt-ohms",
+                "0.1",
+                "--max-current",
+                "3.2",
+                "--out",
+                str(tmp_path / "y.csv"),
+            ],
+            ["summary", str(tmp_path / "none.csv")],
+        ),
+        strict=True,
     ):
         proc = subprocess.run(
             [*POWER_LOG, *args], capture_output=True, text=True, cwd=ROOT, timeout=60
         )
-        assert proc.returncode == 1, proc
+        assert proc.returncode == code, proc
         assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("power-log: error: ")
         assert "Traceback" not in proc.stderr
     assert (

@@ -83,7 +83,7 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
         text=True,
         timeout=120,
     )
-    assert proc.returncode == 2
+    assert proc.returncode == 3  # wire.exitcodes.BAD_INPUT: the dataset is not there
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "make data" in lines[0] and "Traceback" not in proc.stderr
     proc = subprocess.run(

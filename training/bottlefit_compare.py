@@ -51,7 +51,10 @@ from training.compressor import CodecConfig
 from training.data import build_dataset
 from training.models import create_model
 from training.pipeline import loaders
-from training.trainer import FitConfig, evaluate, fit, log_json
+from training.trainer import FitConfig, evaluate, fit
+from wire.logjson import get_logger
+
+log = get_logger(__name__)
 
 METHODS = ("naive_insertion", "scratch", "bottlefit")
 
@@ -211,7 +214,7 @@ def run_compare(
     teacher_train_s = time.perf_counter() - t0
     teacher = frozen_copy(teacher_net)
     teacher_acc = test_acc(teacher)
-    log_json("teacher", test_top1=teacher_acc, train_s=teacher_train_s)
+    log.info("teacher", test_top1=teacher_acc, train_s=teacher_train_s)
 
     # 2. one bottleneck inserted into the teacher: the common start of naive and BottleFit
     base_head, base_tail = split_model(
@@ -297,7 +300,7 @@ def _naive(job, base_head, base_tail, untrained_acc, train_loader, test, summary
     head, tail = copy.deepcopy(base_head), copy.deepcopy(base_tail)
     net = SplitNet(head, tail, make_compressor(head, job.codec))
     out = _fit_and_summarise(job, net, untrained_acc, train_loader, test, summary)
-    log_json("naive_insertion", test_top1=out["test_top1"], train_s=out["train_s"])
+    log.info("naive_insertion", test_top1=out["test_top1"], train_s=out["train_s"])
     return out
 
 
@@ -316,7 +319,7 @@ def _scratch(job, bundle, n_classes, train_loader, test, summary) -> dict:
     net = SplitNet(head, tail, make_compressor(head, job.codec))
     acc0 = evaluate(net, test)[1]
     out = _fit_and_summarise(job, net, acc0, train_loader, test, summary)
-    log_json("scratch", test_top1=out["test_top1"], train_s=out["train_s"])
+    log.info("scratch", test_top1=out["test_top1"], train_s=out["train_s"])
     return out
 
 
@@ -370,5 +373,5 @@ def _bottlefit(job, bundle, teacher, base_head, base_tail, untrained_acc, test, 
             "teacher_cache_s": cache_s,
         }
     )
-    log_json("bottlefit", test_top1=bf["test_top1"], train_s=bf["train_s"])
+    log.info("bottlefit", test_top1=bf["test_top1"], train_s=bf["train_s"])
     return bf

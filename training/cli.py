@@ -7,6 +7,8 @@ import importlib
 import sys
 
 from training.commands import COMMAND_MODULES
+from wire import exitcodes
+from wire.logjson import setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,16 +37,26 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command is None:
         parser.print_help(sys.stderr)
-        return 2
+        return exitcodes.USAGE
+    setup_logging("info")  # progress events (epoch, search_baseline, ...) as JSON lines
     try:
         return int(args._run(args))
     except KeyboardInterrupt:
         print("splitfit-train: interrupted", file=sys.stderr)
-        return 130
+        return exitcodes.INTERRUPTED
     except (ValueError, FileNotFoundError, RuntimeError, OSError) as exc:
         # CodecError and ManifestError are ValueErrors; DatasetMissing is a FileNotFoundError.
         print(f"splitfit-train {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return _exit_code(exc)
+
+
+def _exit_code(exc: Exception) -> int:
+    """wire.exitcodes: a missing file or dataset is 3, a bad option or value 2, else 1."""
+    if isinstance(exc, FileNotFoundError):
+        return exitcodes.BAD_INPUT
+    if isinstance(exc, ValueError):
+        return exitcodes.USAGE
+    return exitcodes.FAILURE
 
 
 if __name__ == "__main__":

@@ -19,8 +19,11 @@ from training.data import DatasetBundle, build_dataset
 from training.export import ExportedSplit, export_split
 from training.models import create_model
 from training.plots import save_curves
-from training.trainer import FitConfig, evaluate, fit, log_json
+from training.trainer import FitConfig, evaluate, fit
 from wire.atomicfile import write_json_atomic
+from wire.logjson import get_logger
+
+log = get_logger(__name__)
 
 MODES = ("aware", "plain")
 
@@ -120,7 +123,7 @@ def run_train(job: TrainJob, out_dir: Path | str, *, resume: bool = False) -> Tr
     net, comp = build_split_net(job, bundle)
     train_loader, val_loader = loaders(bundle, job.batch_size, job.seed)
     comp.enabled = job.mode == "aware"
-    log_json(
+    log.info(
         "train_start",
         job=job.identity(),
         data=bundle.describe(),
@@ -175,7 +178,7 @@ def run_train(job: TrainJob, out_dir: Path | str, *, resume: bool = False) -> Tr
         out / "curves.png",
         title=f"{job.model} split after {job.after}, C'={job.channels}, s={job.stride}, {job.mode}",
     )
-    log_json(
+    log.info(
         "train_done",
         model_id=exported.model_id,
         val_acc_with_codec=acc_codec,

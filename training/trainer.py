@@ -6,9 +6,7 @@ unsplit backbone) so BottleFit/BottleNet++/search reuse it with their own loss f
 
 from __future__ import annotations
 
-import json
 import math
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -20,6 +18,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from wire.atomicfile import write_atomic
+from wire.logjson import get_logger
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -47,12 +46,7 @@ class FitConfig:
     extra: dict = field(default_factory=dict)
 
 
-def log_json(event: str, **fields) -> None:
-    """One-line JSON on stderr, the project's log format for long-running work."""
-    clean = {
-        k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in fields.items()
-    }
-    print(json.dumps({"event": event, "ts": round(time.time(), 3), **clean}), file=sys.stderr)
+log = get_logger(__name__)
 
 
 def atomic_torch_save(obj, path: Path) -> None:
@@ -139,7 +133,7 @@ def fit(
         sched.load_state_dict(state["scheduler"])
         history = [EpochRecord(**r) for r in state["history"]]
         start_epoch = int(state["epoch"])
-        log_json("resume", checkpoint=str(checkpoint), epoch=start_epoch)
+        log.info("resume", checkpoint=str(checkpoint), epoch=start_epoch)
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
         t0 = time.perf_counter()
@@ -181,7 +175,7 @@ def fit(
             seconds=time.perf_counter() - t0,
         )
         history.append(rec)
-        log_json("epoch", **asdict(rec))
+        log.info("epoch", **asdict(rec))
         if checkpoint is not None:
             atomic_torch_save(
                 {

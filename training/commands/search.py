@@ -314,7 +314,9 @@ def run(args: argparse.Namespace) -> int:
         write_calibration_folder,
     )
     from training.search_plot import save_search_plot
-    from training.trainer import log_json
+    from wire.logjson import get_logger
+
+    log = get_logger(__name__)
 
     links = load_links(args.links)  # validate inputs before any training
     params = codec_from_args(args, args.train_bits).params
@@ -330,7 +332,7 @@ def run(args: argparse.Namespace) -> int:
     baseline = args.baseline_acc
     if baseline is None:
         baseline = _baseline(args, progress)
-        log_json("search_baseline", acc=baseline)
+        log.info("search_baseline", acc=baseline)
 
     grid = [(s, c, st) for s in args.splits for c in args.channels for st in args.strides]
     profiled, extra, failures = [], {}, {}
@@ -405,7 +407,7 @@ def run(args: argparse.Namespace) -> int:
             failures[name] = failure
             if args.latency_backend == "tflite":
                 raise RuntimeError(f"--latency-backend tflite: {name}: {failure}")
-            log_json("search_conversion_failed", name=name, error=failure)
+            log.info("search_conversion_failed", name=name, error=failure)
         profiled.append((split, ch, st, bits, acc, nbytes, timing))
         extra[name] = {
             "within_budget": within,
@@ -417,7 +419,7 @@ def run(args: argparse.Namespace) -> int:
             "head_ms_tflite": timing.tflite_ms,
             "conversion": conversion.as_dict() if conversion else None,
         }
-        log_json(
+        log.info(
             "search_candidate",
             name=name,
             bits=bits,
