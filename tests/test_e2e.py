@@ -101,7 +101,44 @@ def test_device_compute_includes_preprocess_for_every_kind(kind, own_ms):
     row = e2e.summarize_config(kind, _rows(kind), link, {"p/a.jpg": 1}, busy_w=3.5, speedup=30)
     assert row["device_compute_ms_p50"] == pytest.approx(1.5 + own_ms)
     assert row["energy_compute_mj"] == pytest.approx(3.5 * (1.5 + own_ms))
-    assert row["floor_ms"] == pytest.approx(1.5 + own_ms + row["wire_ms"] + row["server_ms_p50"])
+    shaped = (
+        0.0
+        if link is None
+        else max(0, _rows(kind)[0]["bytes"] - e2e.BURST_BYTES) * 8e3 / (link.mbps * 1e6)
+    )
+    assert row["floor_ms"] == pytest.approx(1.5 + own_ms + shaped + row["server_ms_p50"])
+
+
+def test_floor_is_built_from_each_frames_own_parts_so_p50_never_falls_below_it():
+    """Three frames whose latency is exactly their measured parts, with device and server
+    times anti-correlated (a slow head meets an idle server): the median of the sums is
+    below the sum of the medians, and a 660-byte payload crosses a full tbf bucket at once,
+    so the old floor (p50 compute + p50 server + bytes/bandwidth) sat above the measured
+    p50. The floor must be <= p50 by construction, and equal here (nothing unaccounted)."""
+    link = e2e.LINKS["3G"]
+    rows = []
+    for head, server in ((2.0, 20.0), (20.0, 2.0), (11.0, 11.0)):
+        rows.append({"path": "p/a.jpg", "label": "a", "label_id": 1, "top1": 1, "status": "ok",
+                     "preprocess_ms": 1.0, "head_ms": head, "encode_ms": 0.0, "bytes": 660,
+                     "capture_ms": 0.0, "latency_ms": 1.0 + head + server,
+                     "server_compute_ms": server, "correct": True})  # fmt: skip
+    row = e2e.summarize_config("split", rows, link, {}, busy_w=3.5, speedup=30)
+    assert row["latency_ms_p50"] == pytest.approx(23.0)
+    assert row["floor_ms"] == pytest.approx(23.0)
+    assert row["latency_over_floor"] == pytest.approx(1.0)
+    assert row["frames_below_floor"] == 0
+    # a payload over the bucket pays for the rest at the link rate
+    big = [{**r, "bytes": e2e.BURST_BYTES + 1375, "latency_ms": r["latency_ms"] + 10.0}
+           for r in rows]  # fmt: skip
+    row = e2e.summarize_config("split", big, link, {}, busy_w=3.5, speedup=30)
+    assert row["floor_ms"] == pytest.approx(23.0 + 10.0)  # 1375 B at 1.1 Mbit/s = 10 ms
+    assert row["latency_over_floor"] == pytest.approx(1.0)
+    # a frame faster than its own parts is a measurement error and is counted, not hidden
+    bad = [{**rows[0], "latency_ms": 5.0}, *rows[1:]]
+    assert (
+        e2e.summarize_config("split", bad, link, {}, busy_w=3.5, speedup=30)["frames_below_floor"]
+        == 1
+    )
 
 
 def test_missing_preprocess_time_is_an_error_not_zero():
