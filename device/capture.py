@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 
 from device.config import CameraSection
+from hardware.backoff import RetryTimer
 from hardware.camera import (
     STATUS_STOPPED,
     CameraError,
@@ -43,14 +44,16 @@ class CameraSupervisor:
         self.log = get_logger(__name__)
         self.health = CameraHealth()
         self._cam: CameraSource | None = None
-        self._next_try = 0.0
-        self._delay = cfg.retry_min_s
+        self._retry = RetryTimer(cfg.reconnect)  # never gives up: max_attempts is the source's
         self._last_frame = time.monotonic()
         self._silent_logged = False
 
     def validate(self) -> None:
         """Build (not open) the source once, so bad params fail at startup, naming the key."""
-        open_camera(self.cfg.source, **self.cfg.params)
+        self._open()
+
+    def _open(self) -> CameraSource:
+        return open_camera(self.cfg.source, **self.cfg.params, reconnect=self.cfg.reconnect)
 
     @property
     def source(self) -> CameraSource | None:
@@ -67,10 +70,10 @@ class CameraSupervisor:
     def _ensure_started(self, now: float) -> bool:
         if self._cam is not None:
             return True
-        if now < self._next_try:
+        if not self._retry.due(now):
             return False
         try:
-            cam = open_camera(self.cfg.source, **self.cfg.params)
+            cam = self._open()
             cam.start()
         except CameraError as exc:
             self._failed(str(exc), now)
@@ -78,7 +81,7 @@ class CameraSupervisor:
         self._cam = cam
         self._last_frame = time.monotonic()
         self.health.ok = True
-        self._delay = self.cfg.retry_min_s
+        self._retry.succeeded()
         self.log.info("camera_started", source=self.cfg.source)
         return True
 
@@ -90,17 +93,16 @@ class CameraSupervisor:
             "camera_failed",
             source=self.cfg.source,
             error=error,
-            retry_in_s=round(self._delay, 3),
+            retry_in_s=round(self._retry.next_delay, 3),
             failures=self.health.failures,
         )
-        self._next_try = now + self._delay
-        self._delay = min(self._delay * 2, self.cfg.retry_max_s)
+        self._retry.failed(now)
 
     def latest(self, timeout: float) -> CapturedFrame | None:
         """The newest frame, or None (timeout, camera down; waits ``timeout`` at most)."""
         now = time.monotonic()
         if not self._ensure_started(now):
-            time.sleep(min(timeout, max(0.0, self._next_try - now)))
+            time.sleep(min(timeout, self._retry.remaining(now)))
             return None
         assert self._cam is not None
         try:

@@ -10,15 +10,17 @@ directory, so a config dir can be moved as a unit.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import tomllib
+
+from hardware.backoff import Backoff
+from hardware.camera import SOURCES
 from wire.codecs import CODEC_NAMES
 from wire.tomltable import REQUIRED, TomlTable
 
-CAMERA_SOURCES = ("synthetic", "folder", "video", "opencv", "picamera2")
 POWER_KINDS = ("ina226", "hwmon", "sim", "none")
 OUTAGE_MODES = ("drop", "buffer")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -47,8 +49,9 @@ class CameraSection:
     source: str = "synthetic"
     params: dict[str, Any] = field(default_factory=dict)
     frame_timeout_s: float = 1.0
-    retry_min_s: float = 0.5
-    retry_max_s: float = 10.0
+    # [camera.reconnect]: the source reopening a lost device, and (without max_attempts,
+    # which only bounds the source) the daemon re-creating a source that gave up.
+    reconnect: Backoff = field(default_factory=Backoff)
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,11 @@ class ServerSection:
     outage_buffer: int = 16
     token_id: str | None = None
     max_payload: int = 1 << 20
+
+    @property
+    def reconnect(self) -> Backoff:
+        """HELLO retry delays: ``reconnect_min_s * 2**attempt``, capped at ``reconnect_max_s``."""
+        return Backoff(self.reconnect_min_s, self.reconnect_max_s)
 
 
 @dataclass(frozen=True)
@@ -156,8 +164,10 @@ def _device(t: TomlTable, base: Path) -> DeviceSection:
 
 
 def _camera(t: TomlTable, base: Path) -> CameraSection:
-    source = t.string("source", "synthetic", choices=CAMERA_SOURCES)
+    source = t.string("source", "synthetic", choices=tuple(SOURCES))
     params = dict(t.get("params", dict, {}))
+    if "reconnect" in params:
+        raise t.invalid("params.reconnect", "moved: write a [camera.reconnect] table")
     for k in _CAMERA_PATH_PARAMS:
         if isinstance(params.get(k), str):
             params[k] = str(_resolve(base, params[k]))
@@ -165,13 +175,22 @@ def _camera(t: TomlTable, base: Path) -> CameraSection:
         source=source,
         params=params,
         frame_timeout_s=t.number("frame_timeout_s", 1.0, above=0),
-        retry_min_s=t.number("retry_min_s", 0.5, above=0),
-        retry_max_s=t.number("retry_max_s", 10.0, above=0),
+        reconnect=_reconnect(t.table("reconnect"), Backoff()),
     )
-    if s.retry_max_s < s.retry_min_s:
-        raise t.invalid("retry_max_s", "must be >= camera.retry_min_s")
     t.finish()
     return s
+
+
+def _reconnect(t: TomlTable, default: Backoff) -> Backoff:
+    """A ``[*.reconnect]`` table: the one retry shape (``hardware.backoff.BACKOFF_KEYS``)."""
+    initial = t.number("initial", default.initial, above=0)
+    maximum = t.number("maximum", default.maximum, above=0)
+    factor = t.number("factor", default.factor, lo=1)
+    max_attempts = t.integer("max_attempts", default.max_attempts, lo=0)
+    t.finish()
+    if maximum < initial:
+        raise t.invalid("maximum", f"must be >= {t.key('initial')}")
+    return Backoff(initial, maximum, factor, max_attempts)
 
 
 def _resolve(base: Path, value: str) -> Path:

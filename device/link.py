@@ -111,6 +111,7 @@ class Link(threading.Thread):
         self._sock: zmq.Socket | None = None
         self._endpoint_idx = -1
         self._attempt = 0
+        self._backoff = cfg.reconnect  # HELLO retries: the board's one backoff policy
         self._hello_deadline = 0.0
         self._last_heard = 0.0
         self._next_ping = 0.0
@@ -445,9 +446,7 @@ class Link(threading.Thread):
             self._sock = sock
         with contextlib.suppress(zmq.Again):
             self._sock.send_multipart(encode_message(self._hello), zmq.NOBLOCK)
-        backoff = min(
-            self.cfg.reconnect_max_s, self.cfg.reconnect_min_s * (2 ** min(self._attempt, 30))
-        )
+        backoff = self._backoff.delay(self._attempt)
         self._hello_deadline = time.monotonic() + self.cfg.hello_timeout_s + backoff
         self._last_heard = time.monotonic()
 

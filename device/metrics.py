@@ -17,6 +17,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from hardware import rotation
+
 
 @dataclass
 class FrameRecord:
@@ -94,7 +96,7 @@ class MetricsWriter:
             return
         line = json.dumps(record, separators=(",", ":"), default=str) + "\n"
         with self._lock:
-            if self._fh.tell() + len(line) > self.max_bytes and self._fh.tell() > 0:
+            if rotation.due(self._fh.tell(), len(line), self.max_bytes):
                 self._rotate()
             self._fh.write(line)
             self.lines += 1
@@ -102,14 +104,7 @@ class MetricsWriter:
     def _rotate(self) -> None:
         assert self._fh is not None and self.path is not None
         self._fh.close()
-        if self.backups == 0:
-            self.path.unlink(missing_ok=True)
-        else:
-            for i in range(self.backups - 1, 0, -1):
-                src = self.path.with_name(f"{self.path.name}.{i}")
-                if src.exists():
-                    os.replace(src, self.path.with_name(f"{self.path.name}.{i + 1}"))
-            os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+        rotation.rotate(self.path, self.backups)
         self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
         self.rotations += 1
 

@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from hardware import rotation
 from hardware.power import trapezoid_energy
 
 __all__ = [
@@ -156,20 +157,13 @@ class PowerLogWriter:
         assert self._fd is not None
         os.close(self._fd)
         self._fd = None
-        if self.backups == 0:
-            self.path.unlink(missing_ok=True)
-        else:
-            for k in range(self.backups - 1, 0, -1):
-                older = self.path.with_name(f"{self.path.name}.{k}")
-                if older.exists():
-                    os.replace(older, self.path.with_name(f"{self.path.name}.{k + 1}"))
-            os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+        rotation.rotate(self.path, self.backups)
         self.rotations += 1
         self._open(new_session=False)
 
     def _append_lines(self, lines: Iterable[str]) -> None:
         for chunk in _chunks(lines):
-            if self._size + len(chunk) > self.max_bytes and self._size > 0:
+            if rotation.due(self._size, len(chunk), self.max_bytes):
                 self._rotate()
             self._write_raw(chunk)
         self.maybe_sync()

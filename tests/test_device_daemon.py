@@ -131,7 +131,7 @@ def test_camera_failure_is_reported_and_retried(head, tmp_path):
     peer = start_peer(f"tcp://127.0.0.1:{port}")
     photos = tmp_path / "photos"  # does not exist yet: the camera cannot open
     camera = (
-        f'[camera]\nsource = "folder"\nretry_min_s = 0.1\nretry_max_s = 0.4\n'
+        f'[camera]\nsource = "folder"\n[camera.reconnect]\ninitial = 0.1\nmaximum = 0.4\n'
         f'[camera.params]\npath = "{photos}"\nfps = 50.0\n'
     )
     cfg = write_config(tmp_path / "d.toml", head[0], port, camera=camera)

@@ -9,9 +9,12 @@ picamera2) import them only when selected.
 
 from __future__ import annotations
 
+import importlib
 import inspect
-from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import Any
+
+from wire.registry import Registry
 
 from .base import (
     STATUS_FAILED,
@@ -30,10 +33,25 @@ from .folder import FolderCamera
 from .synthetic import SyntheticCamera
 from .video import VideoFileCamera
 
-SOURCES = ("synthetic", "folder", "video", "opencv", "picamera2")
+#: source name -> "module:Class", imported when selected (OpenCV, picamera2 are optional).
+#: The one list of camera sources: the device config, the camera CLI and ``open_camera``
+#: read it; a plug-in adds itself with :func:`register_source`.
+SOURCE_CLASSES: Registry[str] = Registry("camera source")
+for _name, _target in (
+    ("synthetic", "hardware.camera.synthetic:SyntheticCamera"),
+    ("folder", "hardware.camera.folder:FolderCamera"),
+    ("video", "hardware.camera.video:VideoFileCamera"),
+    ("opencv", "hardware.camera.opencv_camera:OpenCVCamera"),  # imports OpenCV when built
+    ("picamera2", "hardware.camera.picam:PiCamera2Camera"),  # imports picamera2 when built
+):
+    SOURCE_CLASSES.register(_name, _target)
+
+#: The source names, tuple-like and live (follows :data:`SOURCE_CLASSES`).
+SOURCES: Sequence[str] = SOURCE_CLASSES.names
 
 __all__ = [
     "SOURCES",
+    "SOURCE_CLASSES",
     "STATUS_FAILED",
     "STATUS_IDLE",
     "STATUS_OK",
@@ -49,39 +67,26 @@ __all__ = [
     "SyntheticCamera",
     "VideoFileCamera",
     "open_camera",
+    "register_source",
 ]
 
 
+def register_source(name: str, target: str) -> None:
+    """Make ``"module:Class"`` (a :class:`CameraSource`) selectable as camera ``name``."""
+    if not isinstance(target, str) or ":" not in target:
+        raise ValueError(f"camera source {name!r}: target must be 'module:Class', got {target!r}")
+    SOURCE_CLASSES.register(name, target)
+
+
 def _source_class(source: str) -> type[CameraSource]:
-    if source == "synthetic":
-        return SyntheticCamera
-    if source == "folder":
-        return FolderCamera
-    if source == "video":
-        return VideoFileCamera
-    if source == "opencv":
-        from .opencv_camera import OpenCVCamera  # OpenCV itself is imported on construction
-
-        return OpenCVCamera
-    if source == "picamera2":
-        from .picam import PiCamera2Camera  # picamera2 itself is imported on construction
-
-        return PiCamera2Camera
-    raise CameraError(f"unknown camera source {source!r}; choose one of: {', '.join(SOURCES)}")
-
-
-def _backoff(value: Any, source: str) -> Backoff | None:
-    if value is None or isinstance(value, Backoff):
-        return value
-    if not isinstance(value, Mapping):
-        raise CameraError(f"camera source {source!r}: reconnect must be a table, got {value!r}")
-    allowed = ("initial", "maximum", "factor", "max_attempts")
-    for key in value:
-        if key not in allowed:
-            raise CameraError(
-                f"camera source {source!r}: unknown reconnect key {key!r} (allowed: {', '.join(allowed)})"
-            )
-    return Backoff(**dict(value))
+    target = SOURCE_CLASSES.get(source)
+    if target is None:
+        raise CameraError(f"unknown camera source {source!r}; choose one of: {', '.join(SOURCES)}")
+    module, _, attr = target.partition(":")
+    cls = getattr(importlib.import_module(module), attr)
+    if not (isinstance(cls, type) and issubclass(cls, CameraSource)):
+        raise CameraError(f"camera source {source!r}: {target} is not a CameraSource")
+    return cls
 
 
 def open_camera(source: str, **params: Any) -> CameraSource:
@@ -113,7 +118,9 @@ def open_camera(source: str, **params: Any) -> CameraSource:
         if key not in params:
             raise CameraError(f"camera source {source!r}: missing required parameter {key!r}")
     kwargs = dict(params)
-    backoff = _backoff(kwargs.pop("reconnect", None), source)
+    reconnect = kwargs.pop("reconnect", None)
+    where = f"camera source {source!r}"
+    backoff = None if reconnect is None else Backoff.from_mapping(reconnect, where)
     try:
         return cls(**kwargs, backoff=backoff)
     except CameraError:

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from hardware.backoff import Backoff as _Backoff
 from wire.logjson import get_logger
 
 log = get_logger(__name__)
@@ -59,39 +59,14 @@ class CapturedFrame:
     label: str | None = None
 
 
-@dataclass(frozen=True)
-class Backoff:
-    """Exponential reconnect delays: ``initial``, ``initial*factor``, … capped at ``maximum``.
+class Backoff(_Backoff):
+    """The shared reconnect policy (:mod:`hardware.backoff`), raising :class:`CameraError`.
 
-    ``max_attempts`` bounds the reconnect attempts after a loss (``None``: retry forever,
-    the right default for an unattended board whose USB camera may be replugged).
+    Same fields and delays; only the error type differs, so a caller of ``open_camera``
+    catches one exception type for every bad camera setting.
     """
 
-    initial: float = 0.5
-    maximum: float = 10.0
-    factor: float = 2.0
-    max_attempts: int | None = None
-
-    def __post_init__(self) -> None:
-        if not self.initial > 0:
-            raise CameraError(f"reconnect backoff initial delay must be > 0, got {self.initial}")
-        if self.maximum < self.initial:
-            raise CameraError(
-                f"reconnect backoff maximum ({self.maximum}) is below initial ({self.initial})"
-            )
-        if self.factor < 1:
-            raise CameraError(f"reconnect backoff factor must be >= 1, got {self.factor}")
-        if self.max_attempts is not None and self.max_attempts < 0:
-            raise CameraError(f"reconnect max_attempts must be >= 0, got {self.max_attempts}")
-
-    def delays(self) -> Iterator[float]:
-        """The successive waits before each reconnect attempt (finite if max_attempts is set)."""
-        delay = self.initial
-        attempt = 0
-        while self.max_attempts is None or attempt < self.max_attempts:
-            yield delay
-            attempt += 1
-            delay = min(delay * self.factor, self.maximum)
+    error = CameraError
 
 
 class LatestFrameSlot:
@@ -400,7 +375,7 @@ class CameraSource:
                     "reconnect_failed",
                     source=self.name,
                     attempt=attempt,
-                    retry_in=min(delay * self.backoff.factor, self.backoff.maximum),
+                    retry_in=self.backoff.delay(attempt),
                     error=self.last_error,
                 )
                 self._safe_close()
