@@ -488,6 +488,8 @@ def test_hostile_input_adds_at_most_one_log_byte_per_hundred(tmp_path: Path) -> 
         proc.terminate()
         proc.wait(30)
     assert proc.returncode == 0
+    for line in log_path.read_text().splitlines():  # hostile input never breaks the format
+        assert isinstance(json.loads(line), dict), line[:200]
 
 
 # ============================================================== 8. the 4 MiB + 4 KiB cliff

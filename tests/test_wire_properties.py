@@ -18,6 +18,7 @@ from hypothesis.extra import numpy as hnp
 from wire.codecs import FeatureCodec, jpeg_rmse_bound
 from wire.errors import CodecError, ProtocolError
 from wire.protocol import (
+    HELLO_LIMITS,
     ErrorCode,
     ErrorMsg,
     Frame,
@@ -55,19 +56,29 @@ json_values = st.recursive(
 json_dicts = st.dictionaries(small_text, json_values, max_size=5)
 loads = st.builds(ServerLoad, u32, finite, finite)
 
+# HELLO fields within wire.protocol.HELLO_LIMITS (over-long ones: test_server_hardening.py)
+hello_params = st.dictionaries(
+    st.text(max_size=HELLO_LIMITS["codec_param_key"]),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53), 2**53)
+    | finite
+    | st.text(max_size=HELLO_LIMITS["codec_param_value"]),
+    max_size=HELLO_LIMITS["codec_params"],
+)
 hellos = st.builds(
     Hello,
-    model_id=st.text(min_size=1, max_size=64),
+    model_id=st.text(min_size=1, max_size=HELLO_LIMITS["model_id"]),
     tensor_shape=st.tuples(*[st.integers(1, 1 << 16)] * 3),
-    dtype=small_text,
+    dtype=st.text(max_size=HELLO_LIMITS["dtype"]),
     scale=st.floats(min_value=1e-30, max_value=1e30),
     zero_point=st.integers(-128, 127),
     bits=st.integers(1, 8),
-    codec=small_text,
-    codec_params=json_dicts,
-    device_name=small_text,
+    codec=st.text(max_size=HELLO_LIMITS["codec"]),
+    codec_params=hello_params,
+    device_name=st.text(max_size=HELLO_LIMITS["device_name"]),
     max_payload=st.integers(1, 2**32 - 1),
-    token_id=st.none() | small_text,
+    token_id=st.none() | st.text(max_size=HELLO_LIMITS["token_id"]),
 )
 
 
