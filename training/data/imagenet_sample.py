@@ -25,8 +25,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from PIL import Image, UnidentifiedImageError
-from torch.utils.data import Dataset
+from PIL import Image
+
+from training.data.folder import LabelledImages
 
 ENV_VAR = "SPLITFIT_IMAGENET_SAMPLE"
 # <repo root>/../shared/data/imagenet-sample
@@ -103,24 +104,10 @@ def imagenet_sample_split(
     return train, heldout
 
 
-class ImageNetSample(Dataset):
+class ImageNetSample(LabelledImages):
     """(transform(photo), class index) over a list of samples from ``imagenet_sample_split``."""
 
     def __init__(
         self, samples: list[Sample], transform: Callable[[Image.Image], torch.Tensor]
     ) -> None:
-        if not samples:
-            raise ValueError("ImageNetSample needs at least one (path, label) sample")
-        self.samples = list(samples)
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        path, label = self.samples[i]
-        try:
-            with Image.open(path) as img:
-                return self.transform(img.convert("RGB")), label
-        except (OSError, UnidentifiedImageError) as exc:
-            raise ValueError(f"cannot read ImageNet sample photo {path}: {exc}") from None
+        super().__init__(samples, transform, what="ImageNet sample photo")
