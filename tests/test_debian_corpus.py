@@ -7,6 +7,7 @@ import json
 import shutil
 import struct
 import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -311,7 +312,7 @@ def test_cli_names_unknown_package_and_fails(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     proc = subprocess.run(
-        [str(REPO / ".venv/bin/python"), str(REPO / "scripts/fetch_photos.py"), "--vendor",
+        [sys.executable, str(REPO / "scripts/fetch_photos.py"), "--vendor",
          str(tmp_path), "--packages", "no-such-pkg", "--no-progress"],
         capture_output=True, text=True,
     )  # fmt: skip
