@@ -14,11 +14,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
 from hardware.backoff import Backoff
 from hardware.camera import SOURCES
 from wire.codecs import CODEC_NAMES
+from wire.tomlcompat import tomllib
 from wire.tomltable import REQUIRED, TomlTable
 
 POWER_KINDS = ("ina226", "hwmon", "sim", "none")

@@ -25,7 +25,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import Enum
 
 import zmq
 
@@ -50,10 +50,15 @@ from wire.protocol import (
 _wake_ids = itertools.count()
 
 
-class LinkState(StrEnum):
+class LinkState(str, Enum):
+    """Link states; a ``str`` so logs and metrics carry the value (``enum.StrEnum`` is 3.11+)."""
+
     OFFLINE = "offline"  # no session; HELLO outstanding
     READY = "ready"  # WELCOME received, frames flow
     STOPPED = "stopped"
+
+    def __str__(self) -> str:  # what StrEnum gives: "ready", not "LinkState.READY"
+        return self.value
 
 
 @dataclass

@@ -58,6 +58,6 @@ def manifest_tail_ms(head: Head) -> float | None:
     extra = head.manifest.extra or {}
     for key in ("profile", "split"):
         sub = extra.get(key)
-        if isinstance(sub, dict) and isinstance(sub.get("tail_ms"), int | float):
+        if isinstance(sub, dict) and isinstance(sub.get("tail_ms"), (int, float)):
             return float(sub["tail_ms"])
     return None

@@ -136,7 +136,7 @@ class INA226:
         self._clock = clock
         self.transient_errors = 0  # every OSError seen and retried (or given up on)
         self._owns_bus = False
-        if isinstance(bus, int | str):
+        if isinstance(bus, (int, str)):
             bus, self.bus_name = _open_bus(bus, address), str(bus)
             self._owns_bus = True
         else:

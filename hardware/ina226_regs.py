@@ -237,12 +237,12 @@ def compute_calibration(shunt_ohms: float, max_current_a: float | None = None) -
     one the truncated integer CAL really implements (0.00512/(CAL·R)), which removes up to
     1/CAL of systematic scale error compared with using the nominal LSB.
     """
-    if not (isinstance(shunt_ohms, int | float) and math.isfinite(shunt_ohms) and shunt_ohms > 0):
+    if not (isinstance(shunt_ohms, (int, float)) and math.isfinite(shunt_ohms) and shunt_ohms > 0):
         raise INA226ConfigError(f"shunt_ohms must be a positive number, got {shunt_ohms!r}")
     if max_current_a is None:
         max_current_a = SHUNT_FULL_SCALE_V / shunt_ohms
     if not (
-        isinstance(max_current_a, int | float)
+        isinstance(max_current_a, (int, float))
         and math.isfinite(max_current_a)
         and max_current_a > 0
     ):

@@ -113,7 +113,7 @@ class PowerSampler:
         adapt_reader: bool = True,
         name: str = "power-sampler",
     ) -> None:
-        if not (isinstance(rate_hz, int | float) and math.isfinite(rate_hz) and rate_hz > 0):
+        if not (isinstance(rate_hz, (int, float)) and math.isfinite(rate_hz) and rate_hz > 0):
             raise ValueError(f"rate_hz must be a positive number, got {rate_hz!r}")
         if not (isinstance(capacity, int) and capacity >= 2):
             raise ValueError(f"capacity must be an integer ≥ 2, got {capacity!r}")

@@ -21,7 +21,7 @@ import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 from wire.atomicfile import write_text_atomic
 from wire.codecs import CODEC_NAMES, FeatureCodec, normalize_params
@@ -105,7 +105,8 @@ class HeadSourceManifest:
     extra: dict = field(default_factory=dict)
 
 
-Manifest = HeadManifest | TailManifest | HeadSourceManifest
+# typing.Union, not ``|``: this alias is evaluated at import, and the board side runs on 3.9
+Manifest = Union[HeadManifest, TailManifest, HeadSourceManifest]
 
 
 # ----------------------------------------------------------------------------- validation
@@ -146,7 +147,7 @@ class _Checker:
         return v
 
     def number(self, v: Any, key: str, positive: bool = False) -> float:
-        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             raise self.fail(key, f"expected a finite number, got {v!r}")
         if positive and v <= 0:
             raise self.fail(key, f"must be > 0, got {v}")

@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Union
 
 from wire.errors import (
     BadVersion,
@@ -182,7 +182,8 @@ class ErrorMsg:
     session_id: int = 0
 
 
-Message = Hello | Welcome | Frame | Reply | Ping | Pong | ErrorMsg
+# typing.Union, not ``|``: this alias is evaluated at import, and the board side runs on 3.9
+Message = Union[Hello, Welcome, Frame, Reply, Ping, Pong, ErrorMsg]
 
 
 def error_code_for(exc: ProtocolError) -> ErrorCode:
@@ -260,7 +261,7 @@ def encode_message(msg: Message) -> list[bytes]:
             _check_uint("payload length", len(msg.payload), _U32_MAX),
         )
         return [header, bytes(msg.payload)]
-    if isinstance(msg, Ping | Pong):
+    if isinstance(msg, (Ping, Pong)):
         mtype = MsgType.PING if isinstance(msg, Ping) else MsgType.PONG
         head = _PING.pack(
             PROTOCOL_VERSION,
@@ -377,7 +378,7 @@ def decode_message(parts: Sequence[bytes], *, max_payload: int = DEFAULT_MAX_PAY
 
 
 def _decode(parts: Sequence[bytes], max_payload: int) -> Message:
-    if isinstance(parts, bytes | bytearray | memoryview | str):
+    if isinstance(parts, (bytes, bytearray, memoryview, str)):
         raise MalformedBody("expected a sequence of parts, got a single buffer")
     try:
         parts = list(parts)
@@ -564,7 +565,7 @@ def _require_keys(body: dict[str, Any], spec: dict[str, Any], what: str, error=M
             raise error(f"{what}: missing key {key!r}")
         value = body[key]
         if kind is float:
-            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         elif kind is int:
             ok = isinstance(value, int) and not isinstance(value, bool)
         elif kind is None:
@@ -657,7 +658,7 @@ def _check_hello_bounds(body: dict[str, Any], error: type[Exception]) -> None:
             if len(value) > HELLO_LIMITS["codec_param_value"]:
                 limit = HELLO_LIMITS["codec_param_value"]
                 raise _too_long(error, f"codec_params[{key!r}]", len(value), limit, "characters")
-        elif value is not None and not isinstance(value, int | float):  # bool is an int
+        elif value is not None and not isinstance(value, (int, float)):  # bool is an int
             raise error(
                 f"HELLO: codec_params[{key!r}] must be a number, string, boolean or null, "
                 f"got {type(value).__name__}"

@@ -40,7 +40,7 @@ class QuantParams:
     bits: int = 8
 
     def __post_init__(self) -> None:
-        if isinstance(self.bits, bool) or not isinstance(self.bits, int | np.integer):
+        if isinstance(self.bits, bool) or not isinstance(self.bits, (int, np.integer)):
             raise ValueError(f"bits must be an int, got {self.bits!r}")
         if not 1 <= self.bits <= 8:
             raise ValueError(f"bits must be in 1..8, got {self.bits}")

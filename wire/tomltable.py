@@ -166,7 +166,7 @@ class TomlTable:
         if isinstance(value, str):
             value = [value]
         if (
-            not isinstance(value, list | tuple)
+            not isinstance(value, (list, tuple))
             or not value
             or not all(isinstance(v, str) for v in value)
         ):

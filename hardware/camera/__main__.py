@@ -12,13 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
 from wire.atomicfile import write_atomic
+from wire.tomlcompat import tomllib
 
 from . import SOURCES, CameraError, CameraTimeout, open_camera
 

@@ -161,7 +161,7 @@ def lockstep_fps(fps: Any, source: str) -> float | None:
     """
     if fps is None:
         return None
-    if isinstance(fps, bool) or not isinstance(fps, int | float):
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)):
         raise CameraError(f"{source} camera: fps must be a number, got {fps!r}")
     if fps < 0:
         raise CameraError(f"{source} camera: fps must be >= 0 (0: every frame, unpaced), got {fps}")

@@ -65,7 +65,7 @@ class OpenCVCamera(CameraSource):
         fps: float | None = None,
         backoff: Backoff | None = None,
     ) -> None:
-        if isinstance(device, bool) or not isinstance(device, int | str):
+        if isinstance(device, bool) or not isinstance(device, (int, str)):
             raise CameraError(
                 f"opencv camera: device must be an index, a path or a pipeline, got {device!r}"
             )
