@@ -10,6 +10,7 @@ running (and keeps the watchdog honest: no frames means no progress).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from device.config import CameraSection
@@ -39,13 +40,17 @@ class CameraHealth:
 class CameraSupervisor:
     """Hands out the newest frame; hides (but reports) camera failures and restarts."""
 
-    def __init__(self, cfg: CameraSection) -> None:
+    def __init__(self, cfg: CameraSection, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.cfg = cfg
+        # Injectable so the retry schedule and the silence report are tested by stepping
+        # time; the camera's own frame wait still runs on the real clock.
+        self._clock = clock
         self.log = get_logger(__name__)
         self.health = CameraHealth()
         self._cam: CameraSource | None = None
-        self._retry = RetryTimer(cfg.reconnect)  # never gives up: max_attempts is the source's
-        self._last_frame = time.monotonic()
+        # Never gives up: max_attempts is the source's own retry limit, not the supervisor's.
+        self._retry = RetryTimer(cfg.reconnect, clock)
+        self._last_frame = self._clock()
         self._silent_logged = False
 
     def validate(self) -> None:
@@ -79,7 +84,7 @@ class CameraSupervisor:
             self._failed(str(exc), now)
             return False
         self._cam = cam
-        self._last_frame = time.monotonic()
+        self._last_frame = self._clock()
         self.health.ok = True
         self._retry.succeeded()
         self.log.info("camera_started", source=self.cfg.source)
@@ -100,7 +105,7 @@ class CameraSupervisor:
 
     def latest(self, timeout: float) -> CapturedFrame | None:
         """The newest frame, or None (timeout, camera down; waits ``timeout`` at most)."""
-        now = time.monotonic()
+        now = self._clock()
         if not self._ensure_started(now):
             time.sleep(min(timeout, self._retry.remaining(now)))
             return None
@@ -108,7 +113,7 @@ class CameraSupervisor:
         try:
             frame = self._cam.latest(timeout)
         except CameraTimeout:
-            silent = time.monotonic() - self._last_frame
+            silent = self._clock() - self._last_frame
             if silent > self.cfg.frame_timeout_s and not self._silent_logged:
                 self._silent_logged = True  # once per silence, not once per poll
                 self.log.warning(
@@ -123,10 +128,10 @@ class CameraSupervisor:
                 raise EndOfInput(str(exc)) from None
             self._cam.stop(timeout=1.0)
             self._cam = None
-            self._failed(str(exc), time.monotonic())
+            self._failed(str(exc), self._clock())
             return None
         self.health.ok = True
-        self._last_frame = time.monotonic()
+        self._last_frame = self._clock()
         self._silent_logged = False
         return frame
 

@@ -79,8 +79,12 @@ class Link(threading.Thread):
         context: zmq.Context | None = None,
         on_load: Callable[[str, ServerLoad], None] | None = None,
         busy: Callable[[], contextlib.AbstractContextManager] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(name="splitfit-link", daemon=True)
+        # Injectable so HELLO retries, heartbeats and reply timeouts are tested by stepping
+        # time (the poll loop still wakes at least every 100 ms of real time to look).
+        self._clock = clock
         self.cfg = cfg
         self.counters = counters
         self.log = get_logger(__name__)
@@ -151,9 +155,9 @@ class Link(threading.Thread):
             return self._lock.wait_for(lambda: self._outstanding == 0, timeout)
 
     def wait_ready(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while not self.ready and time.monotonic() < deadline and not self._stop_evt.is_set():
-            time.sleep(0.005)
+        """Block until a session is open (or the link stops, or ``timeout`` real seconds)."""
+        with self._lock:
+            self._lock.wait_for(lambda: self.ready or self._stop_evt.is_set(), timeout)
         return self.ready
 
     def submit(self, record: FrameRecord, payload: bytes) -> None:
@@ -198,7 +202,7 @@ class Link(threading.Thread):
                     self._drain_outbox()
                 if self._sock in events:
                     self._drain_socket()
-                self._tick(time.monotonic())
+                self._tick(self._clock())
         except Exception as exc:  # never die silently: the main loop checks is_alive()
             self.log.error("link_crashed", error=f"{type(exc).__name__}: {exc}")
             raise
@@ -213,7 +217,7 @@ class Link(threading.Thread):
                 self._lock.notify_all()
 
     def _next_deadline_in(self) -> float:
-        now = time.monotonic()
+        now = self._clock()
         if self.state is LinkState.READY:
             nxt = min(self._next_ping, self._last_heard + self._liveness_s())
         else:
@@ -261,7 +265,7 @@ class Link(threading.Thread):
             capture_ts_us=int(rec.capture_ts * 1e6),
             payload=item.payload,
         )
-        rec.sent_mono = time.monotonic()
+        rec.sent_mono = self._clock()
         with self._lock:
             self._inflight[rec.seq] = rec
         try:
@@ -283,7 +287,7 @@ class Link(threading.Thread):
             if not self._sock.get(zmq.EVENTS) & zmq.POLLIN:
                 return
             parts = self._sock.recv_multipart(zmq.NOBLOCK)
-            now = time.monotonic()
+            now = self._clock()
             try:
                 msg = decode_message(parts, max_payload=self.cfg.max_payload)
             except ProtocolError as exc:
@@ -303,7 +307,9 @@ class Link(threading.Thread):
                 self.counters.unknown_replies += 1  # duplicate WELCOME from an old attempt
                 return
             self.session_id = msg.session_id
-            self.state = LinkState.READY
+            with self._lock:
+                self.state = LinkState.READY
+                self._lock.notify_all()  # wake wait_ready()
             self.sessions += 1
             self.last_welcome_mono = now
             self._attempt = 0
@@ -421,7 +427,7 @@ class Link(threading.Thread):
             self._hello = self._pending_hello
             self._pending_hello = None
         if was_ready:
-            self.last_lost_mono = time.monotonic()
+            self.last_lost_mono = self._clock()
         if not initial:
             self.counters.reconnects += reason != "switch"
             self.log.info(
@@ -452,8 +458,8 @@ class Link(threading.Thread):
         with contextlib.suppress(zmq.Again):
             self._sock.send_multipart(encode_message(self._hello), zmq.NOBLOCK)
         backoff = self._backoff.delay(self._attempt)
-        self._hello_deadline = time.monotonic() + self.cfg.hello_timeout_s + backoff
-        self._last_heard = time.monotonic()
+        self._hello_deadline = self._clock() + self.cfg.hello_timeout_s + backoff
+        self._last_heard = self._clock()
 
     def _close_socket(self) -> None:
         if self._sock is not None:

@@ -45,6 +45,7 @@ class DynamicBatcher(Generic[T]):
         utilization_window_s: float = 1.0,
         on_error: Callable[[list[T], BaseException], None] | None = None,
         thread_init: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if max_batch < 1 or max_queue < 1 or max_wait_us < 0:
             raise ValueError("max_batch and max_queue must be >= 1, max_wait_us >= 0")
@@ -55,6 +56,8 @@ class DynamicBatcher(Generic[T]):
         self._process = process
         self._on_error = on_error
         self._thread_init = thread_init
+        # Injectable so tests step time instead of sleeping through max_wait and the window.
+        self._clock = clock
         self._computing = 0
         self._cond = threading.Condition()
         self._queue: deque[tuple[int, T]] = deque()  # (enqueue time ns, item)
@@ -105,9 +108,12 @@ class DynamicBatcher(Generic[T]):
     def submit(self, item: T) -> None:
         """Queue a decoded request; its slot must have been reserved."""
         with self._cond:
-            self._queue.append((time.monotonic_ns(), item))
+            self._queue.append((self._now_ns(), item))
             if len(self._queue) >= self.max_batch or len(self._queue) == 1:
                 self._cond.notify()
+
+    def _now_ns(self) -> int:
+        return round(self._clock() * 1e9)
 
     # ------------------------------------------------------------------ load
 
@@ -122,7 +128,7 @@ class DynamicBatcher(Generic[T]):
 
     def utilization(self) -> float:
         """Busy fraction of the last window (0..1)."""
-        now = time.monotonic_ns()
+        now = self._now_ns()
         lo = now - self._window_ns
         with self._cond:
             while self._busy and self._busy[0][1] <= lo:
@@ -146,14 +152,14 @@ class DynamicBatcher(Generic[T]):
             # The oldest request sets the deadline; collect until full or due.
             deadline = self._queue[0][0] + self.max_wait_ns
             while len(self._queue) < self.max_batch and not self._stopping:
-                remaining = deadline - time.monotonic_ns()
+                remaining = deadline - self._now_ns()
                 if remaining <= 0:
                     break
                 self._cond.wait(remaining / 1e9)
             n = min(self.max_batch, len(self._queue))
             batch = [self._queue.popleft() for _ in range(n)]
             self._computing = n
-            self._busy_since = time.monotonic_ns()
+            self._busy_since = self._now_ns()
             return batch
 
     def _run(self) -> None:
@@ -164,7 +170,7 @@ class DynamicBatcher(Generic[T]):
             if batch is None:
                 return
             items = [item for _, item in batch]
-            start = self._busy_since or time.monotonic_ns()
+            start = self._busy_since or self._now_ns()
             deliver = None
             try:
                 deliver = self._process(items)
@@ -172,7 +178,7 @@ class DynamicBatcher(Generic[T]):
                 if self._on_error is not None:
                     with contextlib.suppress(Exception):
                         self._on_error(items, exc)
-            end = time.monotonic_ns()
+            end = self._now_ns()
             with self._cond:
                 self._busy_since = None
                 self._computing = 0

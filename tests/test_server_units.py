@@ -21,18 +21,28 @@ CPU = torch.device("cpu")
 
 
 class Recorder:
-    """A process function that records batch sizes and can be made slow or failing."""
+    """A process function that records batch sizes and can be made "slow" or failing.
 
-    def __init__(self, delay_s: float = 0.0, fail_on: int | None = None) -> None:
+    ``clock``: a FakeClock to advance by ``delay_s`` per item instead of sleeping, so the
+    batcher's compute-time and utilization figures are exact; ``at`` records the clock
+    reading when each batch started.
+    """
+
+    def __init__(self, delay_s: float = 0.0, fail_on: int | None = None, clock=None) -> None:
         self.batches: list[list[int]] = []
+        self.at: list[float] = []
         self.delay_s = delay_s
         self.fail_on = fail_on
-        self.done = threading.Event()
+        self.clock = clock
         self.lock = threading.Lock()
+        self.gate: threading.Event | None = None  # set by a test to hold the compute thread
 
     def __call__(self, items: list[int]) -> None:
-        if self.delay_s:
-            time.sleep(self.delay_s)
+        if self.gate is not None:
+            assert self.gate.wait(10), "the test never opened the gate"
+        if self.clock is not None:
+            self.at.append(self.clock())
+            self.clock.advance(self.delay_s * len(items))
         with self.lock:
             self.batches.append(list(items))
         if self.fail_on is not None and self.fail_on in items:
@@ -43,56 +53,63 @@ class Recorder:
             return sum(len(b) for b in self.batches)
 
 
-def _wait(predicate, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.002)
-
-
 def _submit(batcher: DynamicBatcher, items) -> None:
     for item in items:
         assert batcher.reserve()
         batcher.submit(item)
 
 
-def test_full_batch_is_dispatched_without_waiting_for_the_delay() -> None:
-    rec = Recorder()
-    b = DynamicBatcher("t", rec, max_batch=4, max_wait_us=5_000_000, max_queue=100).start()
+def test_full_batch_is_dispatched_without_waiting_for_the_delay(fake_clock, wait_until) -> None:
+    rec = Recorder(clock=fake_clock)
+    b = DynamicBatcher(
+        "t", rec, max_batch=4, max_wait_us=5_000_000, max_queue=100, clock=fake_clock
+    ).start()
     try:
-        t0 = time.monotonic()
+        t0 = fake_clock()
         _submit(b, range(4))
-        _wait(lambda: rec.total() == 4)
-        assert time.monotonic() - t0 < 2.0  # far below the 5 s delay
+        wait_until(lambda: rec.total() == 4)
+        # The clock never moved: a full batch did not wait for any part of the 5 s delay.
+        assert rec.at == [t0]
         assert rec.batches == [[0, 1, 2, 3]]
     finally:
         b.stop()
 
 
-def test_partial_batch_goes_when_the_oldest_request_has_waited_max_wait() -> None:
-    rec = Recorder()
-    b = DynamicBatcher("t", rec, max_batch=64, max_wait_us=400_000, max_queue=100).start()
+def test_partial_batch_goes_when_the_oldest_request_has_waited_max_wait(
+    fake_clock, wait_until
+) -> None:
+    rec = Recorder(clock=fake_clock)
+    b = DynamicBatcher(
+        "t", rec, max_batch=64, max_wait_us=100_000, max_queue=100, clock=fake_clock
+    ).start()
     try:
-        t0 = time.monotonic()
+        t0 = fake_clock()
         _submit(b, [1])
-        time.sleep(0.05)
+        fake_clock.advance(0.05)
         _submit(b, [2, 3])
-        _wait(lambda: rec.total() == 3)
-        elapsed = time.monotonic() - t0
+        # Just before the first request's deadline: the compute thread looks, and waits on.
+        fake_clock.set(t0 + 0.0999)
+        fake_clock.wait_reads(3)
+        assert rec.batches == []
+        # The deadline counts from the *first* request (t0 + 0.1), not the last (t0 + 0.15).
+        fake_clock.set(t0 + 0.1)
+        wait_until(lambda: rec.total() == 3)
         assert rec.batches == [[1, 2, 3]]
-        assert 0.39 <= elapsed < 3.0  # measured from the *first* request, not the last
+        assert rec.at == [pytest.approx(t0 + 0.1)]
     finally:
         b.stop()
 
 
-def test_queue_larger_than_max_batch_is_split_in_order() -> None:
-    rec = Recorder(delay_s=0.05)
+def test_queue_larger_than_max_batch_is_split_in_order(wait_until) -> None:
+    rec = Recorder()
+    rec.gate = threading.Event()
     b = DynamicBatcher("t", rec, max_batch=3, max_wait_us=0, max_queue=100).start()
     try:
-        _submit(b, [0])  # occupies the compute thread for 50 ms
-        time.sleep(0.01)
+        _submit(b, [0])  # taken by the compute thread, which then blocks on the gate
+        wait_until(lambda: b.queue_depth == 0)
         _submit(b, range(1, 8))
-        _wait(lambda: rec.total() == 8)
+        rec.gate.set()
+        wait_until(lambda: rec.total() == 8)
         assert [x for batch in rec.batches for x in batch] == list(range(8))
         assert max(len(batch) for batch in rec.batches) == 3
         assert rec.batches[1] == [1, 2, 3]  # queued while busy -> a full batch next
@@ -100,12 +117,14 @@ def test_queue_larger_than_max_batch_is_split_in_order() -> None:
         b.stop()
 
 
-def test_max_batch_one_disables_batching() -> None:
-    rec = Recorder(delay_s=0.005)
+def test_max_batch_one_disables_batching(wait_until) -> None:
+    rec = Recorder()
+    rec.gate = threading.Event()
     b = DynamicBatcher("t", rec, max_batch=1, max_wait_us=100_000, max_queue=100).start()
     try:
-        _submit(b, range(6))
-        _wait(lambda: rec.total() == 6)
+        _submit(b, range(6))  # all queued before the first batch may finish
+        rec.gate.set()
+        wait_until(lambda: rec.total() == 6)
         assert rec.batches == [[i] for i in range(6)]
     finally:
         b.stop()
@@ -120,17 +139,19 @@ def test_reserve_refuses_beyond_max_queue_and_release_frees_a_slot() -> None:
     assert b.reserve()
 
 
-def test_stop_finishes_everything_already_queued() -> None:
-    rec = Recorder()
-    b = DynamicBatcher("t", rec, max_batch=100, max_wait_us=10_000_000, max_queue=100).start()
+def test_stop_finishes_everything_already_queued(fake_clock) -> None:
+    rec = Recorder(clock=fake_clock)
+    b = DynamicBatcher(
+        "t", rec, max_batch=100, max_wait_us=10_000_000, max_queue=100, clock=fake_clock
+    ).start()
     _submit(b, range(5))
-    t0 = time.monotonic()
-    b.stop()
-    assert rec.total() == 5 and time.monotonic() - t0 < 5.0
+    t0 = fake_clock()
+    b.stop()  # the clock is frozen: only stop() itself can end the 10 s wait
+    assert rec.total() == 5 and rec.at == [t0]
     assert not b.reserve()  # a stopping batcher admits nothing new
 
 
-def test_a_failing_batch_is_reported_and_the_thread_carries_on() -> None:
+def test_a_failing_batch_is_reported_and_the_thread_carries_on(wait_until) -> None:
     rec = Recorder(fail_on=1)
     failures: list[tuple[list[int], str]] = []
     b = DynamicBatcher(
@@ -143,26 +164,35 @@ def test_a_failing_batch_is_reported_and_the_thread_carries_on() -> None:
     ).start()
     try:
         _submit(b, [0, 1, 2])
-        _wait(lambda: rec.total() == 3)
-        _wait(lambda: b.queue_depth == 0)
+        wait_until(lambda: rec.total() == 3)
+        wait_until(lambda: b.queue_depth == 0)
         assert failures == [([1], "boom")]
     finally:
         b.stop()
 
 
-def test_load_figures_follow_the_work() -> None:
-    rec = Recorder(delay_s=0.02)
+def test_load_figures_follow_the_work(fake_clock, wait_until) -> None:
+    rec = Recorder(delay_s=0.02, clock=fake_clock)  # each item "computes" for 20 ms
     b = DynamicBatcher(
-        "t", rec, max_batch=1, max_wait_us=0, max_queue=100, utilization_window_s=0.5
+        "t",
+        rec,
+        max_batch=1,
+        max_wait_us=0,
+        max_queue=100,
+        utilization_window_s=0.5,
+        clock=fake_clock,
     ).start()
     try:
         assert b.utilization() == 0.0 and b.compute_ms_per_item == 0.0
         _submit(b, range(10))
-        _wait(lambda: rec.total() == 10)
-        _wait(lambda: b.queue_depth == 0)
-        assert b.utilization() > 0.3
-        assert 15.0 <= b.compute_ms_per_item < 200.0
-        time.sleep(0.6)
+        wait_until(lambda: rec.total() == 10)
+        wait_until(lambda: b.queue_depth == 0)
+        # 10 x 20 ms back to back: 200 ms busy of the last 500 ms.
+        assert b.utilization() == pytest.approx(0.4)
+        assert b.compute_ms_per_item == pytest.approx(20.0)
+        fake_clock.advance(0.4)  # the window now holds the last 100 ms of work only
+        assert b.utilization() == pytest.approx(0.2)
+        fake_clock.advance(0.2)
         assert b.utilization() == 0.0  # the window slid past the work
     finally:
         b.stop()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,8 +81,12 @@ class LatestFrameSlot:
     should be scored once, not for live cameras.
     """
 
-    def __init__(self, *, lockstep: bool = False) -> None:
+    def __init__(
+        self, *, lockstep: bool = False, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._cond = threading.Condition()
+        # Injectable so a timeout is tested by stepping time, not by waiting it out.
+        self._clock = clock
         self._frame: CapturedFrame | None = None
         self._taken = True  # nothing pending
         self._last_returned = -1
@@ -114,7 +119,7 @@ class LatestFrameSlot:
         Raises :class:`CameraTimeout` after ``timeout`` seconds (``None``: wait forever, or
         until the slot is closed or ``abort`` is set, which raise :class:`CameraError`).
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = None if timeout is None else self._clock() + timeout
         with self._cond:
             while True:
                 frame = self._frame
@@ -130,7 +135,7 @@ class LatestFrameSlot:
                 if deadline is None:
                     self._cond.wait(0.1)
                 else:
-                    remaining = deadline - time.monotonic()
+                    remaining = deadline - self._clock()
                     if remaining <= 0:
                         raise CameraTimeout(f"no new frame within {timeout:.3f} s")
                     self._cond.wait(min(remaining, 0.1))
