@@ -40,11 +40,20 @@ class CameraHealth:
 class CameraSupervisor:
     """Hands out the newest frame; hides (but reports) camera failures and restarts."""
 
-    def __init__(self, cfg: CameraSection, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        cfg: CameraSection,
+        *,
+        min_size: tuple[int, int] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.cfg = cfg
         # Injectable so the retry schedule and the silence report are tested by stepping
         # time; the camera's own frame wait still runs on the real clock.
         self._clock = clock
+        # (width, height) the heads need; a source that can deliver smaller frames cheaply
+        # (the folder camera decodes JPEGs at 1/2..1/8 scale) is told before it starts.
+        self.min_size = min_size
         self.log = get_logger(__name__)
         self.health = CameraHealth()
         self._cam: CameraSource | None = None
@@ -79,6 +88,9 @@ class CameraSupervisor:
             return False
         try:
             cam = self._open()
+            hint = getattr(cam, "set_min_size", None)
+            if self.min_size is not None and hint is not None:
+                hint(*self.min_size)
             cam.start()
         except CameraError as exc:
             self._failed(str(exc), now)

@@ -93,7 +93,13 @@ class Daemon:
             self.splits[h.name] = build_split(h, cfg.codec, cfg.server, cfg.device.name)
         self.active = self.splits[cfg.heads[0].name]
         self.pacer = FramePacer(cfg.device.fps_limit)
-        self.camera = CameraSupervisor(cfg.camera)
+        self.camera = CameraSupervisor(
+            cfg.camera,
+            min_size=(
+                max(s.head.input_hw[1] for s in self.splits.values()),
+                max(s.head.input_hw[0] for s in self.splits.values()),
+            ),
+        )
         try:
             self.camera.validate()
         except CameraError as exc:
@@ -516,7 +522,7 @@ class Daemon:
                 self.link.cpu_s * 1e3 / self.counters.sent if self.counters.sent else None
             ),
             "preprocess_ms_median": _r(_median(self._preprocess_ms)),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "peak_rss_mb": _peak_rss_mb(),
             "energy_head_mj_mean": _r(_mean(self._energy_head)),
             "energy_frame_mj_mean": _r(_mean(self._energy_frame)),
             "mean_power_w": _r(self.power.mean_power_w(self.t_start, now)),
@@ -558,6 +564,22 @@ def _pct(d: deque[float], q: float) -> float | None:
 
 def _mean(d: deque[float]) -> float | None:
     return float(np.mean(np.fromiter(d, dtype=np.float64))) if d else None
+
+
+def _peak_rss_mb() -> float:
+    """This process's own peak RSS (``VmHWM``).
+
+    Not ``ru_maxrss``: Linux carries it over fork and exec, so a daemon started by a big
+    parent (a benchmark or test runner that imported torch) reported the parent's peak.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError):
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def _atomic_json(path: Path, data: dict[str, Any]) -> None:

@@ -23,6 +23,8 @@ from hardware.powerlog import PowerLogWriter, SamplerDrain
 from hardware.sim import simulated_load_of
 from wire.logjson import get_logger
 
+SIM_HISTORY = 4096  # level changes the simulated load keeps in the daemon (~128 kB)
+
 
 class PowerMeter:
     """Owns the monitor + sampler; every query degrades to ``None`` when there is no monitor."""
@@ -40,6 +42,10 @@ class PowerMeter:
         if reader is None:
             return
         self._load = simulated_load_of(reader)
+        if self._load is not None:
+            # Only the simulated chip reads the load's history, and only its last conversion
+            # cycle: a few seconds of level changes is plenty (a daemon makes ~400 a second).
+            self._load.max_history = min(self._load.max_history, SIM_HISTORY)
         self._sampler = PowerSampler(reader, rate_hz=cfg.rate_hz, capacity=cfg.capacity)
 
     @property
