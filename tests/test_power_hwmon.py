@@ -88,4 +88,5 @@ def test_power_log_records_from_hwmon(tmp_path: Path) -> None:
     assert len(log) >= 5
     assert np.allclose(log.power_w, -1.485325) and np.allclose(log.bus_v, 5.035)
     assert log.metas[0]["source"]["kind"] == "hwmon"
-    assert main(["record", "--sim", "--hwmon", str(d), "--out", str(out)]) == 1
+    # --sim with --hwmon is a usage error (wire.exitcodes.USAGE), not a run-time failure
+    assert main(["record", "--sim", "--hwmon", str(d), "--out", str(out)]) == 2
