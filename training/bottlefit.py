@@ -22,11 +22,15 @@ The wire codec (``training.compressor``, straight-through) sits in the loop in b
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import math
+import os
 import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -38,7 +42,7 @@ from training.bottleneck import SplitHead, SplitTail, _resolve_after
 from training.compressor import CodecConfig, CompressorLayer, quant_params_for
 from training.data.transforms import normalize, pil_to_tensor, random_resized_crop
 
-STAGE2_TRAINABLE = ("tail", "restoration", "bottleneck")
+STAGE2_TRAINABLE = ("tail", "restoration", "bottleneck", "all")
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,9 @@ class BottleFitConfig:
     temperature: float = 2.0
     kd_weight: float = 1.0  # loss = kd_weight * KD + (1 - kd_weight) * CE (CE on labelled rows)
     # "tail": restoration + tail; "restoration": restoration only; "bottleneck": reduction +
-    # restoration (the device-side encoder keeps learning, the teacher's tail stays frozen)
+    # restoration (the device-side encoder keeps learning, the teacher's tail stays frozen);
+    # "all": reduction + restoration + tail (end-to-end KD; needs hundreds of photos, on a
+    # dozen it overfits)
     stage2_train: str = "tail"
     # Stage 1 matches the teacher this many segments *after* the split (0 = at the split),
     # training those tail segments too: the decoder side gets the capacity of a real stage.
@@ -156,6 +162,83 @@ def cache_teacher(
 # ---------------------------------------------------------------- the two stages
 
 
+class StageCheckpoint:
+    """Resumable state of one stage, saved atomically after every epoch.
+
+    Holds the weights of the head's reduction and the whole tail (the only things that
+    train), the optimiser, LR schedule, both RNGs and the history, so a killed run that is
+    started again with the same job continues at the next epoch and ends bit-for-bit
+    where an uninterrupted run would (same batches, same steps).
+    """
+
+    def __init__(self, path: str | os.PathLike | None) -> None:
+        self.path = Path(path) if path else None
+
+    def load(self) -> dict | None:
+        if self.path is None or not self.path.is_file():
+            return None
+        return torch.load(self.path, map_location="cpu", weights_only=False)
+
+    def save(self, state: dict) -> None:
+        if self.path is None:
+            return
+        from wire.atomicfile import write_atomic
+
+        write_atomic(self.path, lambda tmp: torch.save(state, tmp))
+
+
+def _snapshot(
+    head: SplitHead,
+    tail: SplitTail,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    gen: torch.Generator,
+    hist: StageHistory,
+    epochs: int,
+) -> dict:
+    return {
+        "epoch": len(hist.losses),
+        "epochs": epochs,
+        "reduction": head.reduction.state_dict(),
+        "tail": tail.state_dict(),
+        "opt": opt.state_dict(),
+        "sched": sched.state_dict(),
+        "gen": gen.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "losses": list(hist.losses),
+        "wall_s": hist.wall_s,
+    }
+
+
+def _restore(
+    state: dict | None,
+    head: SplitHead,
+    tail: SplitTail,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    gen: torch.Generator,
+    hist: StageHistory,
+    epochs: int,
+) -> int:
+    """Load a stage checkpoint (if any); the number of epochs already done."""
+    if state is None:
+        return 0
+    if state["epochs"] != epochs:
+        raise ValueError(
+            f"checkpoint was written for {state['epochs']} epochs, this job asks for {epochs}: "
+            "delete the checkpoint folder or keep the schedule"
+        )
+    head.reduction.load_state_dict(state["reduction"])
+    tail.load_state_dict(state["tail"])
+    opt.load_state_dict(state["opt"])
+    sched.load_state_dict(state["sched"])
+    gen.set_state(state["gen"])
+    torch.set_rng_state(state["torch_rng"])
+    hist.losses = list(state["losses"])
+    hist.wall_s = float(state["wall_s"])
+    return int(state["epoch"])
+
+
 def _batches(n: int, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:
     perm = torch.randperm(n, generator=gen)
     return [perm[i : i + batch_size] for i in range(0, n, batch_size)]
@@ -168,10 +251,11 @@ def _train_epoch(
     loss_of: Callable[[torch.Tensor], torch.Tensor],
     opt: torch.optim.Optimizer,
     sched: torch.optim.lr_scheduler.LRScheduler,
+    progress: Callable[[Iterable], Iterable] = lambda it: it,
 ) -> float:
     """One pass over ``n`` cached samples in shuffled batches; the sample-weighted mean loss."""
     total, count = 0.0, 0
-    for idx in _batches(n, batch_size, gen):
+    for idx in progress(_batches(n, batch_size, gen)):
         loss = loss_of(idx)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -203,10 +287,11 @@ def stage2_parameters(
 ) -> list[nn.Parameter]:
     if which == "restoration":
         return list(tail.restoration.parameters())
-    if which == "bottleneck":
+    if which in ("bottleneck", "all"):
         if head is None:
-            raise ValueError("stage2_train='bottleneck' needs the head (its reduction trains)")
-        return [*head.reduction.parameters(), *tail.restoration.parameters()]
+            raise ValueError(f"stage2_train={which!r} needs the head (its reduction trains)")
+        rest = tail.parameters() if which == "all" else tail.restoration.parameters()
+        return [*head.reduction.parameters(), *rest]
     return list(tail.parameters())
 
 
@@ -248,14 +333,21 @@ def stage1_head_distillation(
     feats: torch.Tensor,
     cfg: BottleFitConfig,
     progress: Callable[[Iterable], Iterable] = lambda it: it,
+    *,
+    checkpoint: StageCheckpoint | None = None,
+    batch_progress: Callable[[Iterable], Iterable] = lambda it: it,
 ) -> StageHistory:
-    """Train reduction + restoration so restoration(codec(reduction(f))) ≈ f (MSE)."""
+    """Train reduction + restoration so restoration(codec(reduction(f))) ≈ f (MSE).
+
+    ``feats`` may be stored in half precision (early cuts: thousands of 24×56×56 maps);
+    every batch is cast to float32 before it is used.
+    """
     hist = StageHistory("stage1_head_distillation")
     depth = cfg.distill_depth
     if depth > len(tail.body):
         raise ValueError(f"distill_depth {depth} > {len(tail.body)} segments after the split")
     targets = deeper_targets(tail, feats, depth)  # before any tail weight moves
-    match_output_statistics(tail, feats)
+    match_output_statistics(tail, feats[:2048].float())
     deeper = nn.Sequential(*list(tail.body)[:depth])
     params = stage1_parameters(head, tail, depth)
     _freeze_all_but((head, tail), params)
@@ -263,19 +355,25 @@ def stage1_head_distillation(
     n_steps = max(1, cfg.stage1_epochs * math.ceil(len(feats) / cfg.batch_size))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.stage1_lr, total_steps=n_steps)
     gen = torch.Generator().manual_seed(cfg.seed)
-    t0 = time.perf_counter()
-    for _ in progress(range(cfg.stage1_epochs)):
+    ckpt = checkpoint or StageCheckpoint(None)
+    done = _restore(ckpt.load(), head, tail, opt, sched, gen, hist, cfg.stage1_epochs)
+    for _ in progress(range(done, cfg.stage1_epochs)):
+        t0 = time.perf_counter()
         head.body.eval()
         head.reduction.train()
         tail.restoration.train()
         deeper.eval()  # frozen BN statistics; weights train when depth > 0
 
         def loss_of(idx: torch.Tensor) -> torch.Tensor:
-            z = compressor(jitter(head.reduction(feats[idx]), cfg.wire_noise))
-            return F.mse_loss(deeper(tail.restoration(z)), targets[idx])
+            z = compressor(jitter(head.reduction(feats[idx].float()), cfg.wire_noise))
+            return F.mse_loss(deeper(tail.restoration(z)), targets[idx].float())
 
-        hist.losses.append(_train_epoch(len(feats), cfg.batch_size, gen, loss_of, opt, sched))
-    hist.wall_s = time.perf_counter() - t0
+        n = len(feats)
+        hist.losses.append(
+            _train_epoch(n, cfg.batch_size, gen, loss_of, opt, sched, batch_progress)
+        )
+        hist.wall_s += time.perf_counter() - t0
+        ckpt.save(_snapshot(head, tail, opt, sched, gen, hist, cfg.stage1_epochs))
     return hist
 
 
@@ -309,7 +407,7 @@ def wire_tensors(
     head.eval()
     return torch.cat(
         [
-            compressor(head.reduction(feats[i : i + batch_size]))
+            compressor(head.reduction(feats[i : i + batch_size].float()))
             for i in range(0, len(feats), batch_size)
         ]
     )
@@ -325,39 +423,52 @@ def stage2_finetune(
     *,
     head: SplitHead | None = None,
     compressor: nn.Module | None = None,
+    checkpoint: StageCheckpoint | None = None,
+    batch_progress: Callable[[Iterable], Iterable] = lambda it: it,
 ) -> StageHistory:
     """Fine-tune restoration (+ tail) on cached wire tensors with KD (+ CE).
 
-    With ``stage2_train == "bottleneck"`` the reduction keeps training too, so ``wire``
-    must then hold the cached *features at the split* and ``head``/``compressor`` are
-    required: the forward pass is ``tail(compressor(head.reduction(f)))``.
+    With ``stage2_train`` "bottleneck" or "all" the reduction keeps training too, so
+    ``wire`` must then hold the cached *features at the split* and ``head``/``compressor``
+    are required: the forward pass is ``tail(compressor(head.reduction(f)))``.
     """
     hist = StageHistory("stage2_finetune")
     params = stage2_parameters(tail, cfg.stage2_train, head)
-    encode: Callable[[torch.Tensor], torch.Tensor] = lambda x: x  # noqa: E731
-    if cfg.stage2_train == "bottleneck":
+    encode: Callable[[torch.Tensor], torch.Tensor] = lambda x: x.float()  # noqa: E731
+    reduction_trains = cfg.stage2_train in ("bottleneck", "all")
+    if reduction_trains:
         if head is None or compressor is None:
-            raise ValueError("stage2_train='bottleneck' needs head= and compressor=")
+            raise ValueError(f"stage2_train={cfg.stage2_train!r} needs head= and compressor=")
         _freeze_all_but((head,), params)
-        encode = lambda f: compressor(jitter(head.reduction(f), cfg.wire_noise))  # noqa: E731
+        encode = lambda f: compressor(jitter(head.reduction(f.float()), cfg.wire_noise))  # noqa: E731
     _freeze_all_but((tail,), params)
     opt = torch.optim.AdamW(params, lr=cfg.stage2_lr, weight_decay=1e-4)
     n_steps = max(1, cfg.stage2_epochs * math.ceil(len(wire) / cfg.batch_size))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.stage2_lr, total_steps=n_steps)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
-    t0 = time.perf_counter()
-    for _ in progress(range(cfg.stage2_epochs)):
+    ckpt = checkpoint or StageCheckpoint(None)
+    if head is not None:
+        done = _restore(ckpt.load(), head, tail, opt, sched, gen, hist, cfg.stage2_epochs)
+    else:
+        done = 0
+    for _ in progress(range(done, cfg.stage2_epochs)):
+        t0 = time.perf_counter()
         tail.eval()  # frozen BN statistics and no dropout in the backbone suffix
         tail.restoration.train()
-        if head is not None and cfg.stage2_train == "bottleneck":
+        if head is not None and reduction_trains:
             head.reduction.train()
 
         def loss_of(idx: torch.Tensor) -> torch.Tensor:
             out = tail(encode(wire[idx]))
             return kd_loss(out, teacher_logits[idx], labels[idx], cfg.temperature, cfg.kd_weight)
 
-        hist.losses.append(_train_epoch(len(wire), cfg.batch_size, gen, loss_of, opt, sched))
-    hist.wall_s = time.perf_counter() - t0
+        n = len(wire)
+        hist.losses.append(
+            _train_epoch(n, cfg.batch_size, gen, loss_of, opt, sched, batch_progress)
+        )
+        hist.wall_s += time.perf_counter() - t0
+        if head is not None:
+            ckpt.save(_snapshot(head, tail, opt, sched, gen, hist, cfg.stage2_epochs))
     tail.eval()
     for p in tail.parameters():
         p.requires_grad_(True)
@@ -395,7 +506,10 @@ def student_logits_from_feats(
     head.eval()
     tail.eval()
     return torch.cat(
-        [tail(compressor(head.reduction(feats[i : i + bs]))) for i in range(0, len(feats), bs)]
+        [
+            tail(compressor(head.reduction(feats[i : i + bs].float())))
+            for i in range(0, len(feats), bs)
+        ]
     )
 
 
@@ -476,6 +590,15 @@ class BottleFitJob:
     threads: int = 2
     progress: bool = True
     fit: BottleFitConfig = field(default_factory=BottleFitConfig)
+    # folder of the ImageNet sample ("" = ../shared/data/imagenet-sample or the env var);
+    # read only when ``sources`` names "imagenet-sample"
+    imagenet_root: str = ""
+    # git-ignored folder for the teacher cache and the per-epoch checkpoints ("" = none):
+    # a rerun of the same job reuses the cache and continues at the next epoch
+    run_dir: str = ""
+    # cached split-point features in float16: early cuts have big maps (24x56x56 after
+    # stage2); halves the memory, the MSE targets lose nothing that matters at 1-2-bit codes
+    half_features: bool = False
 
     def __post_init__(self) -> None:
         for name in ("mixed_crops", "dead_leaves"):
@@ -486,6 +609,22 @@ class BottleFitJob:
         d = asdict(self)
         d["codec"] = self.codec.to_dict()
         return d
+
+    def key(self, *, data_only: bool = False) -> str:
+        """Hash of what determines the cached teacher outputs (``data_only``) or the run.
+
+        Progress, threads and the run folder do not change results, so they stay out.
+        """
+        d = self.to_dict()
+        for k in ("progress", "threads", "run_dir"):
+            d.pop(k)
+        if data_only:
+            keep = ("model", "after", "train_crops", "mixed_crops", "dead_leaves", "sources")
+            d = {k: d[k] for k in (*keep, "heldout_crops", "input_size", "imagenet_root",
+                                   "half_features")}  # fmt: skip
+            d["seed"] = self.fit.seed
+        blob = json.dumps(d, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
 
 
 def _tqdm(enabled: bool, desc: str):
@@ -510,8 +649,13 @@ def evaluate_split(
     eval_x: torch.Tensor,
     eval_y: torch.Tensor,
     teacher_eval_logits: torch.Tensor,
+    heldout_labels: torch.Tensor | None = None,
 ) -> dict:
-    """Agreement/KL on held-out crops, top-1 + agreement on the labelled samples."""
+    """Agreement/KL on the held-out inputs, top-1 + agreement on the labelled samples.
+
+    With ``heldout_labels`` (the held-out ImageNet photos) also the teacher's and the
+    split's top-1, the split's top-5 and the top-1 loss in points, on those photos.
+    """
     s = student_logits_from_feats(head, tail, compressor, heldout_feats)
     agree, kl = agreement_and_kl(s, heldout_logits)
     with torch.no_grad():
@@ -519,12 +663,31 @@ def evaluate_split(
         tail.eval()
         se = tail(compressor(head(eval_x)))
     agree_e, kl_e = agreement_and_kl(se, teacher_eval_logits)
+    labelled: dict = {}
+    if heldout_labels is not None and bool((heldout_labels >= 0).all()):
+        labelled = topk_scores(s, heldout_logits, heldout_labels)
     return {
+        **labelled,
         "heldout_top1_agreement": agree,
         "heldout_kl_nats": kl,
         "eval_top1": float((se.argmax(1) == eval_y).float().mean()),
         "eval_top1_agreement": agree_e,
         "eval_kl_nats": kl_e,
+    }
+
+
+@torch.no_grad()
+def topk_scores(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor) -> dict:
+    """Teacher top-1, split top-1/top-5 and the top-1 loss (points) on labelled inputs."""
+    top5 = student.topk(5, dim=1).indices
+    t1 = float((teacher.argmax(1) == labels).float().mean())
+    s1 = float((student.argmax(1) == labels).float().mean())
+    return {
+        "heldout_teacher_top1": t1,
+        "heldout_top1": s1,
+        "heldout_top5": float((top5 == labels[:, None]).any(1).float().mean()),
+        "heldout_top1_loss_pts": 100.0 * (t1 - s1),
+        "heldout_n": len(labels),
     }
 
 
@@ -535,12 +698,7 @@ def run_bottlefit(job: BottleFitJob, *, naive_baseline: bool = True) -> dict:
     """
     from torch.utils.data import ConcatDataset, Dataset
 
-    from training.data.photos import (
-        LabeledImageNetSamples,
-        MixedPhotoCrops,
-        PhotoCrops,
-        shipped_photos,
-    )
+    from training.data.photos import LabeledImageNetSamples, shipped_photos
     from training.data.transforms import BoardView
     from training.models import create_model
 
@@ -557,30 +715,56 @@ def run_bottlefit(job: BottleFitJob, *, naive_baseline: bool = True) -> dict:
     def jitter(seed: int) -> CropJitter:
         return CropJitter(size, mean, std, seed=seed)
 
-    def crops(n: int, seed: int, sources: tuple[str, ...] = job.sources) -> PhotoCrops:
-        return PhotoCrops(jitter, n, seed=seed, sources=sources)
+    from training.bottlefit_data import (
+        IMAGENET_SAMPLE_SOURCE,
+        LabelledPhotos,
+        ListedPhotoCrops,
+        imagenet_sample_split,
+        listed_mixed_crops,
+    )
 
-    plain_ds = crops(job.train_crops, job.fit.seed + 1)
+    shipped = tuple(x for x in job.sources if x != IMAGENET_SAMPLE_SOURCE)
+    photos = shipped_photos(shipped) if shipped else []
+    held_photos = None
+    if IMAGENET_SAMPLE_SOURCE in job.sources:
+        train_photos, held_photos = imagenet_sample_split(job.imagenet_root or None)
+        photos = [*train_photos, *photos]
+    plain_ds = ListedPhotoCrops(photos, jitter, job.train_crops, seed=job.fit.seed + 1)
     extras: list[Dataset] = []  # label-free inputs beyond plain crops, in a fixed order
     if job.mixed_crops > 0:
-        extras.append(
-            MixedPhotoCrops(jitter, job.mixed_crops, seed=job.fit.seed + 2, sources=job.sources)
-        )
+        extras.append(listed_mixed_crops(photos, jitter, job.mixed_crops, job.fit.seed + 2))
     if job.dead_leaves > 0:
         from training.data.dead_leaves import DeadLeaves
 
         extras.append(
-            DeadLeaves(jitter, job.dead_leaves, seed=job.fit.seed + 3, sources=job.sources)
+            DeadLeaves(
+                jitter, job.dead_leaves, seed=job.fit.seed + 3, sources=shipped or TRAIN_SOURCES
+            )
         )
     train_ds = ConcatDataset([plain_ds, *extras]) if extras else plain_ds
-    held_ds = crops(job.heldout_crops, job.fit.seed + 1000, HELDOUT_SOURCES)
+    if held_photos is not None:  # the fixed protocol: 200 held-out photos, board view
+        held_ds: Dataset = LabelledPhotos(held_photos, BoardView(size, mean, std))
+    else:
+        held = shipped_photos(HELDOUT_SOURCES)
+        held_ds = ListedPhotoCrops(held, jitter, job.heldout_crops, seed=job.fit.seed + 1000)
     t0 = time.perf_counter()
-    feats, logits, labels = cache_teacher(
-        teacher, job.after, _loader(train_ds), _tqdm(job.progress, "teacher: train crops")
+    cache = StageCheckpoint(
+        Path(job.run_dir) / f"teacher-{job.key(data_only=True)}.pt" if job.run_dir else None
     )
-    hfeats, hlogits, _ = cache_teacher(
-        teacher, job.after, _loader(held_ds), _tqdm(job.progress, "teacher: held-out crops")
-    )
+    cached = cache.load()
+    if cached is None:
+        feats, logits, labels = cache_teacher(
+            teacher, job.after, _loader(train_ds), _tqdm(job.progress, "teacher: train crops")
+        )
+        if job.half_features:
+            feats = feats.half()
+        hfeats, hlogits, hlabels = cache_teacher(
+            teacher, job.after, _loader(held_ds), _tqdm(job.progress, "teacher: held-out")
+        )
+        cache.save({"train": (feats, logits, labels), "heldout": (hfeats, hlogits, hlabels)})
+    else:
+        feats, logits, labels = cached["train"]
+        hfeats, hlogits, hlabels = cached["heldout"]
     eval_ds = LabeledImageNetSamples(BoardView(size, mean, std))
     eval_x = torch.stack([eval_ds[i][0] for i in range(len(eval_ds))])
     eval_y = torch.tensor([eval_ds[i][1] for i in range(len(eval_ds))])
@@ -596,7 +780,7 @@ def run_bottlefit(job: BottleFitJob, *, naive_baseline: bool = True) -> dict:
     for p in (*head.parameters(), *tail.parameters()):
         p.requires_grad_(True)
     compressor = make_compressor(head, job.codec)
-    ev = (hfeats, hlogits, eval_x, eval_y, teacher_eval)
+    ev = (hfeats, hlogits, eval_x, eval_y, teacher_eval, hlabels)
     metrics: dict = {"job": job.to_dict(), "spec": head.spec.to_dict()}  # type: ignore[attr-defined]
     metrics["teacher"] = {
         "eval_top1": float((teacher_eval.argmax(1) == eval_y).float().mean()),
@@ -605,11 +789,23 @@ def run_bottlefit(job: BottleFitJob, *, naive_baseline: bool = True) -> dict:
     if naive_baseline:
         metrics["naive_insertion"] = evaluate_split(teacher, head, tail, compressor, *ev)
 
+    def ckpt(stage: str) -> StageCheckpoint:
+        return StageCheckpoint(
+            Path(job.run_dir) / f"ckpt-{job.key()}-{stage}.pt" if job.run_dir else None
+        )
+
     h1 = stage1_head_distillation(
-        head, tail, compressor, feats, job.fit, _tqdm(job.progress, "stage 1 (head distillation)")
+        head,
+        tail,
+        compressor,
+        feats,
+        job.fit,
+        _tqdm(job.progress, "stage 1 (head distillation)"),
+        checkpoint=ckpt("stage1"),
+        batch_progress=_tqdm(job.progress, "stage 1 batches"),
     )
     metrics["after_stage1"] = evaluate_split(teacher, head, tail, compressor, *ev)
-    bottleneck_trains = job.fit.stage2_train == "bottleneck"
+    bottleneck_trains = job.fit.stage2_train in ("bottleneck", "all")
     wire = feats if bottleneck_trains else wire_tensors(head, compressor, feats)
     h2 = stage2_finetune(
         tail,
@@ -620,6 +816,8 @@ def run_bottlefit(job: BottleFitJob, *, naive_baseline: bool = True) -> dict:
         _tqdm(job.progress, "stage 2 (KD fine-tune)"),
         head=head,
         compressor=compressor,
+        checkpoint=ckpt("stage2"),
+        batch_progress=_tqdm(job.progress, "stage 2 batches"),
     )
     metrics["bottlefit"] = evaluate_split(teacher, head, tail, compressor, *ev)
 
@@ -645,6 +843,9 @@ def run_bottlefit(job: BottleFitJob, *, naive_baseline: bool = True) -> dict:
         "mixed_crops": len(train_ds) - len(plain_ds) - job.dead_leaves,
         "dead_leaves": job.dead_leaves,
         "heldout_crops": len(held_ds),
+        "heldout_kind": "imagenet-sample held-out photos, board view"
+        if held_photos is not None
+        else "crops of the shipped colour photos",
         "eval_samples": len(eval_y),
         "sources_train": list(job.sources),
         "sources_heldout": list(HELDOUT_SOURCES),
@@ -662,5 +863,6 @@ def run_bottlefit(job: BottleFitJob, *, naive_baseline: bool = True) -> dict:
         "plain_crops": plain_ds,  # the first len(plain_ds) rows of feats/logits/labels
         "heldout_crops": held_ds,
         "heldout": (hfeats, hlogits),
+        "heldout_labels": hlabels,
         "eval": (eval_x, eval_y, teacher_eval),
     }

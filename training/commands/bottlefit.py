@@ -43,8 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--sources",
         default="skimage,sklearn",
-        help="comma-separated shipped photo sets to train on "
-        "(skimage, sklearn, skimage-gray, matplotlib; foolbox is the evaluation set)",
+        help="comma-separated photo sets to train on (imagenet-sample: its 500 training "
+        "photos; skimage, sklearn, skimage-gray, matplotlib; foolbox is the evaluation set)",
     )
     p.add_argument("--stage1-epochs", type=int, default=60)
     p.add_argument("--stage2-epochs", type=int, default=3)
@@ -64,9 +64,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--stage2-train",
         default="tail",
-        choices=("tail", "restoration", "bottleneck"),
-        help="what stage 2 fine-tunes: restoration + tail, restoration only, or "
-        "reduction + restoration (teacher tail frozen)",
+        choices=("tail", "restoration", "bottleneck", "all"),
+        help="what stage 2 fine-tunes: restoration + tail, restoration only, "
+        "reduction + restoration (teacher tail frozen), or all three (end-to-end KD)",
+    )
+    p.add_argument(
+        "--imagenet-root",
+        default="",
+        help="folder of the ImageNet sample (<synset>_<name>.JPEG + synsets.txt) when "
+        "--sources names imagenet-sample; default $SPLITFIT_IMAGENET_SAMPLE or "
+        "../shared/data/imagenet-sample. Its 200 held-out photos are never trained on",
+    )
+    p.add_argument(
+        "--run-dir",
+        default="",
+        help="git-ignored folder for the teacher cache and per-epoch checkpoints; "
+        "rerunning the same command continues where a killed run stopped (default: none)",
+    )
+    p.add_argument(
+        "--half-features",
+        action="store_true",
+        help="cache split-point features in float16 (early cuts: big feature maps)",
     )
     p.add_argument(
         "--wire-noise",
@@ -120,6 +138,11 @@ def explicit_command(args: argparse.Namespace, out: str | None = None) -> str:
     ):  # fmt: skip
         parts += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
     parts += codec_flags(args)  # --quality, --level, ...: one flag per codec parameter
+    for key in ("imagenet_root", "run_dir"):  # only when given: defaults are machine paths
+        if getattr(args, key, ""):
+            parts += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
+    if getattr(args, "half_features", False):
+        parts.append("--half-features")
     parts += ["--out", out or str(args.out)]
     return " ".join(parts)
 
