@@ -23,6 +23,8 @@ from wire.tomltable import REQUIRED, TomlTable
 POWER_KINDS = ("ina226", "hwmon", "sim", "none")
 OUTAGE_MODES = ("drop", "buffer")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+# [[heads]] kinds: a split head (tail on the server), the whole model on the board.
+PARTITION_KINDS = ("split", "local")
 # Camera params that name files; resolved against the config directory.
 _CAMERA_PATH_PARAMS = ("path", "root", "folder", "file")
 
@@ -60,6 +62,12 @@ class HeadSection:
     manifest: Path
     num_threads: int = 1
     tail_ms: float | None = None  # server time of this split's tail when idle (policy input)
+    kind: str = "split"  # split | local (the whole model on the board, no server)
+
+    @property
+    def remote(self) -> bool:
+        """True when frames of this partition go to the server."""
+        return self.kind != "local"
 
 
 @dataclass(frozen=True)
@@ -124,6 +132,7 @@ class PolicySection:
     hysteresis: float = 0.15  # switch only when >= 15 % better
     min_dwell_s: float = 5.0  # and not more often than this
     bandwidth_mbps: float = 10.0  # initial link estimate before replies refine it
+    local_fallback: bool = True  # server unreachable: answer on a local partition meanwhile
 
 
 @dataclass(frozen=True)
@@ -213,6 +222,7 @@ def _heads(items: list[TomlTable] | None, base: Path) -> tuple[HeadSection, ...]
                 manifest=t.path("manifest", base, model.with_suffix(".json")),
                 num_threads=t.integer("num_threads", 1, lo=1),
                 tail_ms=t.number("tail_ms", None, lo=0),
+                kind=t.string("kind", "split", choices=PARTITION_KINDS),
             )
         )
         t.finish()
@@ -307,6 +317,7 @@ def _policy(t: TomlTable) -> PolicySection:
         hysteresis=t.number("hysteresis", 0.15, lo=0),
         min_dwell_s=t.number("min_dwell_s", 5.0, lo=0),
         bandwidth_mbps=t.number("bandwidth_mbps", 10.0, above=0),
+        local_fallback=t.boolean("local_fallback", True),
     )
     if s.hysteresis >= 1:
         raise t.invalid("hysteresis", "must be < 1 (a fraction)")

@@ -28,6 +28,7 @@ from device import status as led
 from device.capture import CameraSupervisor, EndOfInput
 from device.config import ConfigError, DeviceConfig, load_config
 from device.link import Link
+from device.local import LocalModel, NoLink, answer_record
 from device.metrics import Counters, FrameRecord, MetricsWriter, Rolling
 from device.notify import Notifier
 from device.outputs import check_writable
@@ -89,16 +90,29 @@ class Daemon:
         self.cfg = cfg
         set_level(cfg.logging.level)
         self.splits: dict[str, Split] = {}
+        self.locals: dict[str, LocalModel] = {}
         for h in cfg.heads:
-            self.splits[h.name] = build_split(h, cfg.codec, cfg.server, cfg.device.name)
-        self.active = self.splits[cfg.heads[0].name]
+            if h.remote:
+                self.splits[h.name] = build_split(h, cfg.codec, cfg.server, cfg.device.name)
+            else:
+                self.locals[h.name] = LocalModel(h)
+        # The partition the policy chose (the first [[heads]] to start with), and the split
+        # whose session the link holds (the chosen one, or the last split chosen).
+        self.chosen = cfg.heads[0].name
+        first_split = next((h.name for h in cfg.heads if h.remote), None)
+        self.active: Split | None = self.splits.get(self.chosen) or (
+            self.splits[first_split] if first_split else None
+        )
+        # Answers frames while the server is unreachable (policy.local_fallback).
+        self.fallback: LocalModel | None = (
+            next(iter(self.locals.values())) if self.locals and cfg.policy.local_fallback else None
+        )
+        self.current = self.chosen  # the partition that took the latest frame
         self.pacer = FramePacer(cfg.device.fps_limit)
+        heads = [s.head for s in self.splits.values()] + [m.head for m in self.locals.values()]
         self.camera = CameraSupervisor(
             cfg.camera,
-            min_size=(
-                max(s.head.input_hw[1] for s in self.splits.values()),
-                max(s.head.input_hw[0] for s in self.splits.values()),
-            ),
+            min_size=(max(h.input_hw[1] for h in heads), max(h.input_hw[0] for h in heads)),
         )
         try:
             self.camera.validate()
@@ -115,20 +129,25 @@ class Daemon:
         if cfg.power.monitor != "none":
             check_writable(cfg.power.log_path, "power.log_path")
         self.metrics = MetricsWriter(None)
+        policy_names = list(self.splits) or list(self.locals)
         self.policy = PartitionPolicy(
-            names=list(self.splits),
-            active=self.active.name,
+            names=policy_names,
+            active=self.active.name if self.active is not None else policy_names[0],
             hysteresis=cfg.policy.hysteresis,
             min_dwell_s=cfg.policy.min_dwell_s,
             bandwidth_bps=cfg.policy.bandwidth_mbps * 1e6,
-            enabled=cfg.policy.switching and len(self.splits) > 1,
+            enabled=cfg.policy.switching and len(self.splits) > 1 and self.chosen in self.splits,
         )
         for s in self.splits.values():
             tail = s.cfg.tail_ms if s.cfg.tail_ms is not None else manifest_tail_ms(s.head)
             if tail is not None:
                 self.policy.set_tail_ms(s.name, tail)
-        self.link = Link(cfg.server, self.active.hello, self.counters, busy=self.power.busy)
-        self._probed = len(self.splits) < 2
+        self.link: Link | NoLink = (
+            Link(cfg.server, self.active.hello, self.counters, busy=self.power.busy)
+            if self.active is not None
+            else NoLink()
+        )
+        self._probed = len(self.splits) + len(self.locals) < 2
 
     # ------------------------------------------------------------------ control
 
@@ -144,7 +163,7 @@ class Daemon:
         self.log.info(
             "starting",
             device=self.cfg.device.name,
-            heads=[s.name for s in self.splits.values()],
+            heads=[h.name for h in self.cfg.heads],
             endpoints=list(self.cfg.server.endpoints),
             pid=os.getpid(),
             max_frames=self.max_frames,
@@ -194,8 +213,9 @@ class Daemon:
 
     def _step(self) -> None:
         """One iteration: take a frame (if there is room) and push it through the head."""
+        local = self._local_for_frame()
         outage_drop = self.cfg.server.outage == "drop"
-        if outage_drop and not self.link.ready:
+        if local is None and outage_drop and not self.link.ready:
             # No session: keep the camera drained (latest-frame) but do no work for nothing.
             frame = self.camera.latest(0.05)
             if frame is not None:
@@ -207,8 +227,10 @@ class Daemon:
         t_wait0 = time.monotonic()
         if not self.pacer.wait(0.1):  # fps_limit: not this frame's slot yet
             return
-        if not self.link.wait_slot(0.1):
+        if local is None and not self.link.wait_slot(0.1):
             return
+        if local is None and self.fallback is not None and not self.link.ready:
+            return  # the session went away while we waited: the next pass answers locally
         t_wait1 = time.monotonic()
         frame = self.camera.latest(0.2)
         if frame is None:
@@ -220,7 +242,7 @@ class Daemon:
         if first:
             self._probe(frame.image)
         try:
-            rec = self._process(frame)
+            rec = self._process(frame) if local is None else self._process_local(frame, local)
         except Exception as exc:  # one bad frame must never end the loop
             self.frame_errors += 1
             self.log.warning("frame_failed", error=f"{type(exc).__name__}: {exc}")
@@ -278,6 +300,61 @@ class Daemon:
         self._preprocess_ms.append(rec.preprocess_ms)
         return rec
 
+    def _local_for_frame(self) -> LocalModel | None:
+        """The local partition that takes the next frame, or None to send it to the server.
+
+        The chosen partition when it is a local one; the fallback while the server is
+        unreachable (no session), so a server outage costs answers only for the frames that
+        were in flight when it went away.
+        """
+        local = self.locals.get(self.chosen)
+        if local is None and self.fallback is not None and not self.link.ready:
+            local = self.fallback
+        now_on = local.name if local is not None else self.chosen
+        if now_on != self.current:
+            if local is not None and self.chosen not in self.locals:
+                self.log.warning(
+                    "local_fallback", partition=local.name, chosen=self.chosen,
+                    server=self.link.state.value,
+                )  # fmt: skip
+            elif self.current in self.locals and self.chosen not in self.locals:
+                self.log.info("local_fallback_end", partition=self.chosen, after=self.current)
+            self.current = now_on
+        return local
+
+    def _process_local(self, frame: Any, local: LocalModel) -> FrameRecord:
+        """The whole model on the board: the answer is ready when the head returns."""
+        t_taken = time.monotonic()
+        self._seq = self._seq % _SEQ_MAX + 1
+        rec = FrameRecord(
+            seq=self._seq,
+            head=local.name,
+            capture_ts=time.time() - (t_taken - frame.timestamp),
+            capture_mono=frame.timestamp,
+            frame_number=frame.frame_number,
+            label=frame.label,
+            capture_ms=(t_taken - frame.timestamp) * 1e3,
+        )
+        c0 = time.thread_time()
+        t0 = time.monotonic()
+        image = preprocess(frame.image, size=local.head.input_hw)
+        t1 = time.monotonic()
+        with self.power.busy():
+            ans = local.classify(image)
+        t2 = time.monotonic()
+        rec.model_cpu_ms = (time.thread_time() - c0) * 1e3
+        rec.preprocess_ms = (t1 - t0) * 1e3
+        rec.head_t0, rec.head_t1 = t1, t2
+        rec.head_ms = ans.head_ms
+        answer_record(rec, ans, t2)
+        self.submitted += 1
+        self.counters.answered_local += 1
+        self._pending.append(rec)
+        self._head_ms.append(rec.head_ms)
+        self._encode_ms.append(0.0)
+        self._preprocess_ms.append(rec.preprocess_ms)
+        return rec
+
     def _probe(self, image: np.ndarray) -> None:
         """Run every head once on a real frame: warm-up plus the policy's first estimates."""
         self._probed = True
@@ -292,6 +369,12 @@ class Daemon:
                 self.policy.observe_device(s.name, out.head_ms, enc, len(payload))
             except Exception as exc:
                 self.log.warning("probe_failed", head=s.name, error=f"{type(exc).__name__}: {exc}")
+        for m in self.locals.values():
+            try:
+                x = preprocess(image, size=m.head.input_hw)
+                m.classify(x)  # warm-up: XNNPACK packing is paid here, not by a real frame
+            except Exception as exc:
+                self.log.warning("probe_failed", head=m.name, error=f"{type(exc).__name__}: {exc}")
         self.log.info(
             "splits_probed",
             estimates_ms={
@@ -405,7 +488,8 @@ class Daemon:
     def _update_status(self, now: float) -> None:
         fps = self.rolling.fps(now)
         self.notifier.status(
-            f"fps={fps:.1f} server={self.link.state.value} head={self.active.name} "
+            f"fps={fps:.1f} server={self.link.state.value} partition={self.current} "
+            f"chosen={self.chosen} "
             f"camera={self.camera.status} inflight={self.link.inflight} "
             f"replied={self.counters.replied} lost={self.counters.lost}"
         )
@@ -419,7 +503,7 @@ class Daemon:
             p99_ms=_r(p99),
             mean_power_w=_r(self.power.mean_power_w(since, now)),
             server=self.link.state.value,
-            head=self.active.name,
+            head=self.current,
             inflight=self.link.inflight,
             camera_dropped=self.camera.frames_dropped,
             **asdict(self.counters),
@@ -434,6 +518,7 @@ class Daemon:
         self.link.wait_idle(min(self.cfg.server.reply_timeout_s, self.cfg.device.drain_timeout_s))
         self._collect()
         self.active = self.splits[decision.new]
+        self.chosen = decision.new
         self.link.switch_session(self.active.hello)
         self.policy.switched(decision.new, now)
         self.counters.switches += 1
@@ -510,7 +595,7 @@ class Daemon:
             "drained": drained,
             "elapsed_s": round(elapsed, 3),
             "frames_submitted": self.submitted,
-            "fps": round(self.counters.replied / elapsed, 3),
+            "fps": round((self.counters.replied + self.counters.answered_local) / elapsed, 3),
             "latency_p50_ms": _r(float(np.percentile(lat, 50)) if lat is not None else None),
             "latency_p99_ms": _r(float(np.percentile(lat, 99)) if lat is not None else None),
             "head_ms_median": _r(_median(self._head_ms)),
@@ -532,7 +617,8 @@ class Daemon:
                 else None
             ),
             "sessions": self.link.sessions,
-            "active_head": self.active.name,
+            "active_head": self.current,
+            "chosen_partition": self.chosen,
             "frame_errors": self.frame_errors,
             "camera_dropped": self.camera.frames_dropped,
             "camera_failures": self.camera.health.failures,

@@ -433,6 +433,9 @@ class Link(threading.Thread):
             self.log.info(
                 "session_reset", reason=reason, attempt=self._attempt, was_ready=was_ready
             )
+        # Not ready before the lost frames free their window slots: a main loop woken by a
+        # freed slot must see the outage (and, say, answer locally), not send into it.
+        self.state = LinkState.OFFLINE
         if reason != "switch":
             with self._lock:
                 lost = list(self._inflight.values())

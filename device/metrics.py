@@ -129,6 +129,7 @@ class Counters:
     captured: int = 0
     sent: int = 0
     replied: int = 0
+    answered_local: int = 0  # frames answered by a local partition (chosen or fallback)
     lost: int = 0  # in flight past reply_timeout or across a session loss
     dropped_outage: int = 0
     dropped_buffer: int = 0  # evicted from the outage buffer

@@ -18,11 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+# The one free_port; tests get it as conftest's ``free_port`` fixture. Re-exported here
+# only for test modules not yet moved to the fixture.
+from benchmarks.ports import free_port  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -41,8 +44,12 @@ def build_head(
     seed: int = 0,
     filters: int = 8,
     extra_layers: int = 0,
+    pool: bool = False,
 ) -> tuple[Path, Path]:
-    """Build ``name.tflite`` + ``name.json`` in ``out_dir`` (in a subprocess, with TF)."""
+    """Build ``name.tflite`` + ``name.json`` in ``out_dir`` (in a subprocess, with TF).
+
+    ``pool``: end in a global average pool, so the output is (1, 1, 1, channels) logits — a
+    whole model for a ``kind = "local"`` partition instead of a split head."""
     out_dir.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run(
         [
@@ -64,6 +71,7 @@ def build_head(
             str(filters),
             "--extra-layers",
             str(extra_layers),
+            *(["--pool"] if pool else []),
         ],
         capture_output=True,
         text=True,
@@ -90,6 +98,8 @@ def _build_head_main(args: argparse.Namespace) -> None:
     for _ in range(args.extra_layers):
         x = tf.keras.layers.Conv2D(args.filters, 3, padding="same", activation="relu")(x)
     x = tf.keras.layers.Conv2D(c, 3, strides=args.stride2, padding="same", activation="relu")(x)
+    if args.pool:  # a whole model: logits as a (1, 1, 1, classes) map
+        x = tf.keras.layers.GlobalAveragePooling2D(keepdims=True)(x)
     model = tf.keras.Model(inp, x)
     rng = np.random.default_rng(args.seed)
 
@@ -133,12 +143,6 @@ def _build_head_main(args: argparse.Namespace) -> None:
 
 
 # ---------------------------------------------------------------------- ROUTER peer
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _peer_main(args: argparse.Namespace) -> None:
@@ -323,6 +327,7 @@ def main() -> None:
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--filters", type=int, default=8)
     b.add_argument("--extra-layers", type=int, default=0)
+    b.add_argument("--pool", action="store_true")
     q = sub.add_parser("peer")
     q.add_argument("--endpoint", required=True)
     q.add_argument("--malformed", action="store_true")
@@ -369,8 +374,19 @@ class Proc:
         )
         self.out: list[str] = []
         self.err: list[str] = []
-        for stream, sink in ((self.p.stdout, self.out), (self.p.stderr, self.err)):
-            threading.Thread(target=self._pump, args=(stream, sink), daemon=True).start()
+        self._readers = [
+            threading.Thread(target=self._pump, args=(stream, sink), daemon=True)
+            for stream, sink in ((self.p.stdout, self.out), (self.p.stderr, self.err))
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def drained(self, timeout: float = 10.0) -> None:
+        """Wait until both pipes reached EOF (the process exited): every line is collected,
+        so a test can count them without a guessed sleep."""
+        for reader in self._readers:
+            reader.join(timeout)
+            assert not reader.is_alive(), f"{self.argv[:3]}: output still open after {timeout} s"
 
     @staticmethod
     def _pump(stream, sink) -> None:
@@ -395,7 +411,7 @@ class Proc:
                 if pred(e):
                     return e
             if self.p.poll() is not None:
-                time.sleep(0.05)
+                self.drained()
                 for e in self.events(stream):
                     if pred(e):
                         return e
