@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "accuracy_vs_bytes": ("benchmarks.accuracy_vs_bytes", "accuracy vs bytes/frame (Fig. 7)"),
     "bottlefit": ("benchmarks.bottlefit", "BottleFit training run summary"),
     "split_points": ("benchmarks.split_points", "int8 head cost + 3G energy per split point"),
+    "frontier": ("benchmarks.frontier", "bytes, int8 head ms, held-out accuracy per trained split"),
 }
 
 
