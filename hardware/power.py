@@ -98,8 +98,10 @@ class PowerSampler:
     """Polls ``reader.read()`` at ``rate_hz`` in a daemon thread into a bounded ring buffer.
 
     Samples are placed at ``PowerSample.t_mid`` (read time minus the ADC window's age), kept
-    strictly increasing. The buffer stores each value twice (at i and i+capacity) so any
-    logical window is one contiguous numpy slice, without copying the whole ring per query.
+    strictly increasing. The time column is stored twice (at i and i+capacity) so the logical
+    window is one sorted contiguous slice to search; the other columns are stored once and
+    copied out in at most two pieces (a query copies its window anyway). Mirroring every
+    column kept 6.4 MB resident for the default 65536 samples, 3.7 MB now.
     """
 
     def __init__(
@@ -124,8 +126,10 @@ class PowerSampler:
         self._sleep = sleep  # injectable with the clock: virtual-time benchmarks and tests
         self._name = name
         self._lock = threading.Lock()
-        self._buf = {c: np.zeros(2 * capacity, dtype=np.float64) for c in _COLUMNS}
-        self._flags = np.zeros(2 * capacity, dtype=np.uint8)
+        self._buf = {
+            c: np.zeros(2 * capacity if c == "t" else capacity, dtype=np.float64) for c in _COLUMNS
+        }
+        self._flags = np.zeros(capacity, dtype=np.uint8)
         self._count = 0
         self._gaps = 0
         self._stale = 0
@@ -267,18 +271,28 @@ class PowerSampler:
                 ("current_a", s.current_a),
                 ("power_w", s.power_w),
             ):
-                arr = self._buf[col]
-                arr[i] = v
-                arr[i + cap] = v
-            f = FLAG_OVERFLOW if s.overflow else 0
-            self._flags[i] = f
-            self._flags[i + cap] = f
+                self._buf[col][i] = v
+            self._buf["t"][i + cap] = mid
+            self._flags[i] = FLAG_OVERFLOW if s.overflow else 0
             if s.overflow:
                 self._overflow += 1
             self._count += 1
             self._new_data.notify_all()
 
     # -- queries -------------------------------------------------------------------
+
+    def _window(self, first: int, k: int) -> dict[str, np.ndarray]:
+        """Copies of ``k`` samples from physical index ``first`` on (wrapping); lock held."""
+        cap = self.capacity
+        first %= cap
+        end = first + k
+        out = {}
+        for c, arr in (*self._buf.items(), ("flags", self._flags)):
+            if end <= cap:
+                out[c] = arr[first:end].copy()
+            else:
+                out[c] = np.concatenate((arr[first:cap], arr[: end - cap]))
+        return out
 
     def _span(self) -> tuple[int, int]:
         """Start index and length of the logical window inside the mirrored buffer."""
@@ -292,9 +306,7 @@ class PowerSampler:
             lo = 0 if t0 is None else int(np.searchsorted(t, t0, side="left"))
             hi = n if t1 is None else int(np.searchsorted(t, t1, side="right"))
             lo, hi = max(0, lo - pad), min(n, hi + pad)
-            out = {c: self._buf[c][start + lo : start + hi].copy() for c in _COLUMNS}
-            out["flags"] = self._flags[start + lo : start + hi].copy()
-        return out
+            return self._window(start + lo, max(0, hi - lo))
 
     def arrays(self, t0: float | None = None, t1: float | None = None) -> dict[str, np.ndarray]:
         """Columns (t, timestamp, bus_v, shunt_v, current_a, power_w, flags) with t in [t0, t1]."""
@@ -389,9 +401,7 @@ class PowerSampler:
             lost = max(0, oldest - seq)
             first = max(seq, oldest)
             k = count - first
-            start = first % self.capacity
-            out = {c: self._buf[c][start : start + k].copy() for c in _COLUMNS}
-            out["flags"] = self._flags[start : start + k].copy()
+            out = self._window(first, k)
         return count, out, lost
 
     def gap_events_since(self, seq: int) -> tuple[int, list[GapEvent]]:

@@ -94,3 +94,35 @@ def test_peak_rss_in_the_summary_is_the_daemons_own(head, tmp_path):
         peer.kill()
     peak = json.loads(summary.read_text())["peak_rss_mb"]
     assert 20 < peak < 250, peak
+
+
+def test_power_ring_stores_each_value_once_and_reads_across_the_wrap():
+    from hardware.power import PowerSampler
+    from hardware.powersample import PowerSample
+
+    class Never:
+        def read(self) -> PowerSample:
+            raise AssertionError("not started")
+
+    cap = 8
+    s = PowerSampler(Never(), rate_hz=100.0, capacity=cap, adapt_reader=False)
+    per_sample = sum(a.nbytes for a in s._buf.values()) + s._flags.nbytes
+    assert per_sample == cap * (2 * 8 + 5 * 8 + 1)  # was cap * 2 * (6 * 8 + 1)
+
+    def store(k: int) -> None:
+        s._store(float(k), PowerSample(5.0, 0.001 * k, 0.01 * k, float(k), float(k) + 0.5))
+
+    for k in range(5):
+        store(k)
+    seq, cols, lost = s.since(0)
+    assert (seq, lost) == (5, 0) and cols["power_w"].tolist() == [0, 1, 2, 3, 4]
+    for k in range(5, 13):  # wraps: physical slots 5, 6, 7, 0, 1, ...
+        store(k)
+    seq, cols, lost = s.since(seq)
+    assert (seq, lost) == (13, 0) and cols["power_w"].tolist() == list(range(5, 13))
+    assert cols["timestamp"].tolist() == [k + 0.5 for k in range(5, 13)]
+    a = s.arrays(6.0, 11.0)  # a window whose physical slots wrap around the end
+    assert a["t"].tolist() == [6, 7, 8, 9, 10, 11] and a["power_w"].tolist() == a["t"].tolist()
+    assert s.energy_j(6.0, 11.0) == pytest.approx(sum((k + k + 1) / 2 for k in range(6, 11)))
+    assert [x.power_w for x in s.samples()] == list(range(5, 13))
+    assert s.latest().power_w == 12.0
