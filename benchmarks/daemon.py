@@ -203,11 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     print("building the ResNet-18 head (export + convert-head)...", file=sys.stderr)
     tfl, manifest, how = build_resnet18_head(args.work)
 
-    import socket
+    from benchmarks.ports import free_port
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     peer = subprocess.Popen(
         [PY, "-m", "benchmarks.daemon", "--peer", f"tcp://127.0.0.1:{port}"],
         cwd=ROOT,

@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.ports import free_port
 from wire import exitcodes
 from wire.atomicfile import write_atomic, write_json_atomic
 
@@ -186,12 +186,6 @@ def prepare_tail(artifacts: Path, paths: DemoPaths) -> None:
         if target.is_symlink() or target.exists():
             target.unlink()
         target.symlink_to((artifacts / name).resolve())
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_server_config(paths: DemoPaths, endpoint: str) -> Path:

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import demo
+from benchmarks.ports import free_port
 
 ROOT = demo.ROOT
 RESULTS = ROOT / "benchmarks" / "results"
@@ -148,7 +149,7 @@ def _wait(proc: subprocess.Popen, others: list[subprocess.Popen], log: Path, tim
 def run_split(ns: ShapedNamespace, paths: demo.DemoPaths, tflite: Path, frames: int,
               timeout: float) -> list[dict]:  # fmt: skip
     """The real daemons inside the namespace, as systemd would start them."""
-    endpoint = f"tcp://127.0.0.1:{demo.free_port()}"
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
     server_cfg = demo.write_server_config(paths, endpoint)
     device_cfg = demo.write_device_config(paths, endpoint, tflite, frames)
     for stale in (paths.metrics, paths.summary, paths.power_log):
@@ -165,7 +166,7 @@ def run_split(ns: ShapedNamespace, paths: demo.DemoPaths, tflite: Path, frames: 
 
 
 def run_cloud(ns: ShapedNamespace, out: Path, images: Path, timeout: float) -> list[dict]:
-    endpoint = f"tcp://127.0.0.1:{demo.free_port()}"
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
     frames = out / "cloud-frames.jsonl"
     frames.unlink(missing_ok=True)
     env = dict(os.environ, PYTHONUNBUFFERED="1")

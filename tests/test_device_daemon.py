@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from test_device_support import cached_head, free_port, start_daemon, start_peer, write_config
+from test_device_support import cached_head, start_daemon, start_peer, write_config
 
 
 @pytest.fixture(scope="module")
@@ -23,18 +22,11 @@ def head(tmp_path_factory) -> tuple[Path, Path]:
     return cached_head(tmp_path_factory.getbasetemp())
 
 
-def _rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
 def _metrics(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def test_frames_flow_and_replies_match_by_seq(head, tmp_path):
+def test_frames_flow_and_replies_match_by_seq(head, tmp_path, free_port):
     port = free_port()
     peer = start_peer(f"tcp://127.0.0.1:{port}")
     try:
@@ -67,32 +59,43 @@ def test_frames_flow_and_replies_match_by_seq(head, tmp_path):
     assert hello["shape"] == manifest["bottleneck_chw"]
 
 
-def test_server_restart_reconnects_within_2s_and_continues(head, tmp_path):
+def test_server_restart_reconnects_and_continues(head, tmp_path, free_port, wait_until):
+    """The daemon survives a server restart: frames captured meanwhile are dropped (not
+    queued), and a new session carries on. How fast it comes back is bounded exactly by
+    test_device_link (HELLO retries <= hello_timeout + reconnect_max apart, < 2 s), how
+    little memory an outage holds by the same file's outage test, and the daemon's RSS over
+    time by benchmarks/daemon.py — not by wall-clock or RSS thresholds here."""
     port = free_port()
     endpoint = f"tcp://127.0.0.1:{port}"
     peer = start_peer(endpoint)
-    cfg = write_config(
-        tmp_path / "d.toml", head[0], port, f'[metrics]\npath = "{tmp_path / "m.jsonl"}"\n'
-    )
+    metrics = tmp_path / "m.jsonl"
+    cfg = write_config(tmp_path / "d.toml", head[0], port, f'[metrics]\npath = "{metrics}"\n')
     d = start_daemon(cfg, "--summary", str(tmp_path / "sum.json"))
+
+    def rows() -> list[dict]:
+        return _metrics(metrics) if metrics.exists() else []
+
     try:
         assert d.wait_for(lambda e: e.get("event") == "ready", 30, "err"), d.err[-10:]
-        time.sleep(0.5)
-        rss_before = _rss_kb(d.p.pid)
+        wait_until(lambda: any(r["status"] == "ok" for r in rows()), 10, what="a first reply")
         peer.kill()
-        time.sleep(1.5)  # outage: ~150 camera frames, dropped rather than queued
-        rss_outage = _rss_kb(d.p.pid)
+        # The outage is seen (missed pongs), then a HELLO goes unanswered: the camera (100
+        # fps) ran on meanwhile, and its frames were dropped (counted in the summary below).
+        assert d.wait_for(
+            lambda e: e.get("event") == "session_reset" and e.get("reason") == "hello_timeout",
+            10,
+            "err",
+        ), d.err[-10:]
         peer2 = start_peer(endpoint)
-        t_back = time.monotonic()
         hello = peer2.wait_for(lambda e: e.get("event") == "hello", 10)
         assert hello is not None, d.err[-10:]
-        first = peer2.wait_for(lambda e: e.get("event") == "frame", 10)
-        assert first is not None
-        assert time.monotonic() - t_back < 2.0
         # ... and it keeps going on the new session.
-        time.sleep(1.0)
+        wait_until(
+            lambda: len([e for e in peer2.events() if e.get("event") == "frame"]) > 20,
+            10,
+            what="frames on the new session",
+        )
         frames2 = [e for e in peer2.events() if e.get("event") == "frame"]
-        assert len(frames2) > 20
         assert {e["session"] for e in frames2} == {hello["session"]}
         rc = d.stop(signal.SIGTERM)
     finally:
@@ -104,13 +107,11 @@ def test_server_restart_reconnects_within_2s_and_continues(head, tmp_path):
     s = json.loads((tmp_path / "sum.json").read_text())
     assert s["sessions"] >= 2 and s["reconnects"] >= 1
     assert s["dropped_outage"] > 0
-    # Memory stays bounded: nothing in flight beyond the window ever accumulated, and the
-    # process did not grow while the server was away.
+    # Nothing in flight beyond the window ever accumulated.
     assert s["sent"] - s["replied"] - s["lost"] <= 4
-    assert rss_outage - rss_before < 4096, (rss_before, rss_outage)
 
 
-def test_malformed_replies_are_counted_not_fatal(head, tmp_path):
+def test_malformed_replies_are_counted_not_fatal(head, tmp_path, free_port):
     port = free_port()
     peer = start_peer(f"tcp://127.0.0.1:{port}", "--malformed")
     try:
@@ -126,7 +127,7 @@ def test_malformed_replies_are_counted_not_fatal(head, tmp_path):
     assert s["unknown_replies"] >= 9  # replies for a seq never sent
 
 
-def test_camera_failure_is_reported_and_retried(head, tmp_path):
+def test_camera_failure_is_reported_and_retried(head, tmp_path, free_port):
     port = free_port()
     peer = start_peer(f"tcp://127.0.0.1:{port}")
     photos = tmp_path / "photos"  # does not exist yet: the camera cannot open
@@ -160,7 +161,7 @@ def test_bad_config_exits_2_naming_the_key(tmp_path, head):
     cfg = write_config(tmp_path / "d.toml", head[0], 1, "windw = 3\n")
     d = start_daemon(cfg)
     assert d.p.wait(30) == 2
-    time.sleep(0.1)
+    d.drained()
     assert len(d.err) == 1 and "server.windw" in d.err[0], d.err
 
 
@@ -174,18 +175,19 @@ def test_check_flag_and_a_head_that_does_not_match_its_manifest(head, tmp_path):
     (tmp_path / "head.json").write_text(head[1].read_text())
     d = start_daemon(write_config(tmp_path / "d2.toml", bad, 1))
     assert d.p.wait(60) == 3  # wire.exitcodes.BAD_INPUT: a model artifact that is not valid
-    time.sleep(0.1)
+    d.drained()
     assert len(d.err) == 1 and "does not match its manifest" in d.err[0], d.err
 
 
-def test_sigterm_drains_frames_in_flight(head, tmp_path):
+def test_sigterm_drains_frames_in_flight(head, tmp_path, free_port, wait_until):
     port = free_port()
     peer = start_peer(f"tcp://127.0.0.1:{port}", "--delay-ms", "100")
     cfg = write_config(tmp_path / "d.toml", head[0], port, "window = 4\n")
     d = start_daemon(cfg, "--summary", str(tmp_path / "s.json"))
     try:
         assert d.wait_for(lambda e: e.get("event") == "ready", 30, "err"), d.err[-10:]
-        time.sleep(0.5)  # the slow server keeps the window full
+        # The slow server (100 ms a frame) keeps the window full once frames arrive.
+        wait_until(lambda: sum(e.get("event") == "frame" for e in peer.events()) >= 2, 10)
         assert d.stop(signal.SIGTERM) == 0
     finally:
         d.kill()

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_device_support import cached_head, free_port, start_daemon, start_peer, write_config
+from test_device_support import cached_head, start_daemon, start_peer, write_config
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def _tree(root: Path) -> dict[str, tuple[bool, int, int]]:
     return out
 
 
-def test_fps_limit_is_not_exceeded_by_the_real_daemon(head, tmp_path):
+def test_fps_limit_is_not_exceeded_by_the_real_daemon(head, tmp_path, free_port):
     port = free_port()
     peer = start_peer(f"tcp://127.0.0.1:{port}")
     metrics = tmp_path / "m.jsonl"
@@ -75,7 +75,7 @@ def test_fps_limit_is_not_exceeded_by_the_real_daemon(head, tmp_path):
     assert rate >= 5.0, rate
 
 
-def test_check_changes_nothing_on_disk(head, tmp_path):
+def test_check_changes_nothing_on_disk(head, tmp_path, free_port):
     photos = _photos(tmp_path / "photos")
     out = tmp_path / "out"
     cfg = write_config(
@@ -95,7 +95,7 @@ def test_check_changes_nothing_on_disk(head, tmp_path):
     assert not out.exists()
 
 
-def test_check_still_refuses_an_output_path_it_could_not_create(head, tmp_path):
+def test_check_still_refuses_an_output_path_it_could_not_create(head, tmp_path, free_port):
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the metrics directory should be\n")
     cfg = write_config(

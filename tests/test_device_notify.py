@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from test_device_support import cached_head, free_port, start_daemon, start_peer, write_config
+from test_device_support import cached_head, start_daemon, start_peer, write_config
 
 from device.notify import Notifier
 
@@ -80,7 +80,7 @@ def head(tmp_path_factory) -> tuple[Path, Path]:
     return cached_head(tmp_path_factory.getbasetemp())
 
 
-def test_daemon_ready_watchdog_stopping_on_sigterm(head, tmp_path):
+def test_daemon_ready_watchdog_stopping_on_sigterm(head, tmp_path, free_port):
     port = free_port()
     peer = start_peer(f"tcp://127.0.0.1:{port}")
     ns = NotifySocket(str(tmp_path / "n.sock"))
@@ -106,7 +106,7 @@ def test_daemon_ready_watchdog_stopping_on_sigterm(head, tmp_path):
     assert json.loads((tmp_path / "s.json").read_text())["reason"] == "signal"
 
 
-def test_stalled_pipeline_stops_watchdog_pings(head, tmp_path):
+def test_stalled_pipeline_stops_watchdog_pings(head, tmp_path, free_port):
     """A camera that delivers one frame every 4 s: between frames the pipeline is stalled
     for longer than stall_timeout_s, so pings must stop — and resume with the next frame."""
     port = free_port()
@@ -144,7 +144,7 @@ def test_stalled_pipeline_stops_watchdog_pings(head, tmp_path):
     assert any(e.get("event") == "pipeline_stalled" for e in d.events("err"))
 
 
-def test_ready_after_startup_timeout_when_no_server_answers(head, tmp_path):
+def test_ready_after_startup_timeout_when_no_server_answers(head, tmp_path, free_port):
     ns = NotifySocket(str(tmp_path / "n.sock"))
     cfg = write_config(
         tmp_path / "d.toml", head[0], free_port(), "[device]\nstartup_timeout_s = 1.0\n"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_device_support import cached_head, free_port, start_peer, write_config
+from test_device_support import cached_head, start_peer, write_config
 
 from device.config import ConfigError, load_config
 from device.daemon import Daemon
@@ -20,7 +20,7 @@ def head(tmp_path_factory) -> tuple[Path, Path]:
     return cached_head(tmp_path_factory.getbasetemp())
 
 
-def test_energy_per_frame_follows_the_simulated_load(head, tmp_path, capsys):
+def test_energy_per_frame_follows_the_simulated_load(head, tmp_path, capsys, free_port):
     port = free_port()
     peer = start_peer(f"tcp://127.0.0.1:{port}", "--delay-ms", "20")
     extra = (
@@ -66,7 +66,7 @@ def test_bad_power_params_name_the_key(head, tmp_path):
         Daemon(cfg)
 
 
-def test_power_log_holds_the_trace_behind_the_frames_energy(head, tmp_path):
+def test_power_log_holds_the_trace_behind_the_frames_energy(head, tmp_path, free_port):
     """With ``power.log_path`` the daemon's own samples land in a power-log CSV whose
     integral over each frame's window matches the energy the metrics report."""
     from hardware.powerlog import read_power_log

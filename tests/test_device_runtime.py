@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_device_support import cached_head, free_port, start_daemon, start_peer, write_config
+from test_device_support import cached_head, start_daemon, start_peer, write_config
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def _switches(d) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_switches_split_when_server_load_rises_and_back_when_it_falls(heads, tmp_path):
+def test_switches_split_when_server_load_rises_and_back_when_it_falls(heads, tmp_path, free_port):
     load = tmp_path / "load.json"
     load.write_text("{}")
     port = free_port()
@@ -77,7 +77,7 @@ def test_switches_split_when_server_load_rises_and_back_when_it_falls(heads, tmp
 
 
 @pytest.mark.slow
-def test_sighup_reloads_config_and_keeps_old_one_when_invalid(heads, tmp_path):
+def test_sighup_reloads_config_and_keeps_old_one_when_invalid(heads, tmp_path, free_port):
     port = free_port()
     peer = start_peer(f"tcp://127.0.0.1:{port}")
     m1, m2 = tmp_path / "m1.jsonl", tmp_path / "m2.jsonl"
@@ -106,7 +106,7 @@ def test_sighup_reloads_config_and_keeps_old_one_when_invalid(heads, tmp_path):
 
 
 @pytest.mark.slow
-def test_outage_buffer_is_bounded_and_flushed_after_reconnect(heads, tmp_path):
+def test_outage_buffer_is_bounded_and_flushed_after_reconnect(heads, tmp_path, free_port):
     port = free_port()
     endpoint = f"tcp://127.0.0.1:{port}"
     peer = start_peer(endpoint)

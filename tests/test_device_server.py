@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_device_support import Proc, cached_head, free_port, start_daemon, write_config
+from test_device_support import Proc, cached_head, start_daemon, write_config
 
 pytest.importorskip("torch")
 from test_server_support import make_tail
@@ -52,7 +52,7 @@ def _server(tmp_path: Path, tail_dir: Path, port: int) -> Proc:
 
 
 @pytest.mark.slow
-def test_daemon_streams_to_the_real_server(split, tmp_path):
+def test_daemon_streams_to_the_real_server(split, tmp_path, free_port):
     tfl, _, tail_dir = split
     port = free_port()
     server = _server(tmp_path, tail_dir, port)
@@ -73,7 +73,7 @@ def test_daemon_streams_to_the_real_server(split, tmp_path):
 
 
 @pytest.mark.slow
-def test_real_server_killed_and_restarted(split, tmp_path):
+def test_real_server_killed_and_restarted(split, tmp_path, free_port):
     tfl, _, tail_dir = split
     port = free_port()
     server = _server(tmp_path, tail_dir, port)
@@ -102,7 +102,7 @@ def test_real_server_killed_and_restarted(split, tmp_path):
 
 
 @pytest.mark.slow
-def test_server_without_the_model_refuses_hello_daemon_keeps_retrying(split, tmp_path):
+def test_server_without_the_model_refuses_hello_daemon_keeps_retrying(split, tmp_path, free_port):
     tfl, _, _ = split
     other, _ = make_tail(tmp_path / "other", model_id="some-other-split", chw=(2, 8, 8))
     port = free_port()

@@ -173,7 +173,7 @@ def test_agreement_is_per_photo_when_two_photos_share_a_label():
     assert s["top1_agreement_with_teacher"] == pytest.approx(1.0)  # 3 of 3 named frames
 
 
-def test_cloud_client_times_the_preprocess_it_does(tmp_path):
+def test_cloud_client_times_the_preprocess_it_does(tmp_path, free_port):
     """The real cloud pair over ZeroMQ on 127.0.0.1 (no shaping): the client's rows carry the
     224² preprocess as device work, and its latency starts before it, at frame pickup."""
     import os
@@ -189,7 +189,7 @@ def test_cloud_client_times_the_preprocess_it_does(tmp_path):
     images.write_text(json.dumps([{"path": str(p.path), "label": str(p.label),
                                    "label_id": int(p.label)} for p in photos]))  # fmt: skip
     out = tmp_path / "frames.jsonl"
-    endpoint = f"tcp://127.0.0.1:{demo.free_port()}"
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     with demo.process_group() as procs:
         demo._start(procs, [sys.executable, "-m", "benchmarks.e2e_cloud", "server",

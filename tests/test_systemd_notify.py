@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from test_device_support import Proc, cached_head, free_port, start_peer
+from test_device_support import Proc, cached_head, start_peer
 from test_systemd_sandbox import (
     DEVICE_UNIT,
     filesystem_emulation_supported,
@@ -44,6 +44,8 @@ from test_systemd_sandbox import (
     unit_settings,
     with_unit_filesystem,
 )
+
+from benchmarks.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent

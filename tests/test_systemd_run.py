@@ -124,8 +124,7 @@ def test_power_log_unit_records_under_its_policy(tmp_path: Path) -> None:
 
 @pytest.mark.slow  # torch in two processes: ~15 s
 @needs_fs
-def test_server_unit_serves_a_tail_under_its_policy(tmp_path: Path) -> None:
-    from test_device_support import free_port
+def test_server_unit_serves_a_tail_under_its_policy(tmp_path: Path, free_port) -> None:
     from test_server_support import CHW, QUANT, expected_topk, hello_for, make_tail, random_payload
 
     from server.client import TailClient
