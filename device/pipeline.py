@@ -36,7 +36,10 @@ def build_split(
     bits = codec_cfg.bits or int(mcodec.get("bits", 8))
     params = codec_cfg.params if codec_cfg.params is not None else dict(mcodec.get("params", {}))
     quant = QuantParams(scale=head.quant.scale, zero_point=head.quant.zero_point, bits=bits)
-    codec = FeatureCodec(head.bottleneck_chw, quant, name, params)
+    # table codecs (rans, zstd_dict) take the manifest's tables and name them in the HELLO
+    codec = FeatureCodec(
+        head.bottleneck_chw, quant, name, params, tables=head.manifest.codec_tables()
+    )
     hello = Hello(
         model_id=head.model_id,
         tensor_shape=tuple(head.bottleneck_chw),

@@ -54,7 +54,8 @@ from server.isolation import ItemFailure, run_isolated_report
 from server.metrics import ServerMetrics
 from server.registry import SCALE_TOLERANCE, ModelRegistry, TailModel, load_tail, pick_device
 from server.sessions import Session, SessionTable
-from wire.codecs import CODEC_NAMES, FeatureCodec
+from wire.codecs import CODEC_NAMES, FeatureCodec, codec_class
+from wire.entropy_tables import TablesMismatch
 from wire.errors import BadVersion, CodecError, PayloadTooLarge, ProtocolError
 from wire.logjson import get_logger
 from wire.protocol import (
@@ -673,9 +674,22 @@ class TailServer:
             raise _Rejected(
                 ErrorCode.MALFORMED, f"max_payload must be >= 1, got {hello.max_payload}"
             )
+        if codec_class(hello.codec).table_kind and "tables" not in hello.codec_params:
+            raise _Rejected(
+                ErrorCode.UNSUPPORTED_CODEC,
+                f"codec {hello.codec!r} needs codec_params.tables = the sha256 of its tables",
+            )
         try:
             quant = QuantParams(scale=hello.scale, zero_point=hello.zero_point, bits=hello.bits)
-            codec = FeatureCodec(model.input_chw, quant, hello.codec, dict(hello.codec_params))
+            codec = FeatureCodec(
+                model.input_chw,
+                quant,
+                hello.codec,
+                dict(hello.codec_params),
+                tables=model.codec_tables,
+            )
+        except TablesMismatch as exc:
+            raise _Rejected(ErrorCode.UNSUPPORTED_CODEC, f"entropy tables differ: {exc}") from None
         except (CodecError, ValueError, TypeError) as exc:
             raise _Rejected(
                 ErrorCode.UNSUPPORTED_CODEC, f"codec/quantization rejected: {exc}"

@@ -12,13 +12,14 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from wire.entropy_tables import EntropyTables
 from wire.manifest import TailManifest, load_tail_manifest, sha256_file
 
 
@@ -99,6 +100,9 @@ class TailModel:
     device: torch.device
     path: Path
     trained_quant: TrainedQuant | None = None
+    #: entropy tables from tail.json (``codec.tables``), parsed once: table codecs' HELLOs
+    #: must name these by hash
+    codec_tables: dict[str, EntropyTables] = field(default_factory=dict)
 
     @property
     def input_chw(self) -> tuple[int, int, int]:
@@ -185,7 +189,15 @@ def load_tail(tail_path: Path, manifest_path: Path, device: torch.device) -> Tai
             f"{tail_path} outputs {shape} for a batch of 2, but {manifest_path} says "
             f"num_classes = {manifest.num_classes}"
         )
-    return TailModel(manifest.model_id, manifest, module, device, tail_path, trained_quant)
+    return TailModel(
+        manifest.model_id,
+        manifest,
+        module,
+        device,
+        tail_path,
+        trained_quant,
+        manifest.codec_tables(),
+    )
 
 
 class ModelRegistry:

@@ -72,7 +72,7 @@ def test_hello_frame_reply_matches_the_tail_run_directly(server, tails) -> None:
         assert isinstance(welcome, Welcome) and welcome.session_id > 0
         caps = welcome.capabilities
         assert caps["max_payload"] == 1 << 20 and caps["max_batch"] == 32
-        assert set(caps["codecs"]) == {"jpeg", "png", "zstd", "raw"}
+        assert set(caps["codecs"]) == {"jpeg", "png", "zstd", "raw", "rans", "zstd_dict"}
         assert caps["num_classes"] == NUM_CLASSES and caps["protocol_version"] == PROTOCOL_VERSION
         for _ in range(5):
             payload, x = random_payload(rng)

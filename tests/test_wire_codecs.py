@@ -11,16 +11,35 @@ from PIL import Image
 from wire.codecs import (
     CODEC_NAMES,
     FeatureCodec,
+    codec_class,
     normalize_params,
     pack_bits,
     unpack_bits,
 )
+from wire.entropy_tables import rans_tables_from_codes, zstd_dict_tables_from_codes
 from wire.errors import CodecError
 from wire.quant import QuantParams, dequantize_codes, quantize_float_to_int8, requantize_int8
 from wire.synthetic import relu_features
 from wire.tiling import grid_shape, tile, untile
 
 # ----------------------------------------------------------------------------- quant
+
+
+def codec_for(shape, qp: QuantParams, codec: str) -> FeatureCodec:
+    """FeatureCodec(shape, qp, codec); table codecs get tables fit to four synthetic frames."""
+    if codec_class(codec).table_kind is None:
+        return FeatureCodec(shape, qp, codec)
+    codes = np.stack(
+        [
+            requantize_int8(quantize_float_to_int8(relu_features(shape, seed=s), qp), qp)
+            for s in range(100, 104)
+        ]
+    )
+    tables = {
+        "rans": rans_tables_from_codes(codes, qp.bits),
+        "zstd_dict": zstd_dict_tables_from_codes(codes, qp.bits, 1024),
+    }
+    return FeatureCodec(shape, qp, codec, tables=tables)
 
 
 def test_bits8_requantize_dequantize_is_exactly_tflite_dequantization() -> None:
@@ -139,7 +158,7 @@ SHAPE = (12, 56, 56)
 @pytest.mark.parametrize("bits", [1, 3, 8])
 def test_encode_int8_then_decode(codec, bits) -> None:
     qp = QuantParams(scale=0.05, zero_point=-128, bits=bits)
-    fc = FeatureCodec(SHAPE, qp, codec)
+    fc = codec_for(SHAPE, qp, codec)
     q = quantize_float_to_int8(relu_features(SHAPE), qp)
     codes = requantize_int8(q, qp)
     data = fc.encode_int8(np.transpose(q, (1, 2, 0))[None], layout="NHWC")
@@ -214,7 +233,7 @@ def test_normalize_params_fills_defaults() -> None:
 @pytest.mark.parametrize("codec", CODEC_NAMES)
 def test_wrong_tensor_or_payload_is_codec_error(codec) -> None:
     qp = QuantParams(0.1, -128, 5)
-    fc = FeatureCodec(SHAPE, qp, codec)
+    fc = codec_for(SHAPE, qp, codec)
     with pytest.raises(CodecError, match="codec expects"):
         fc.encode_int8(np.zeros((1, 56, 56, 11), np.int8))
     with pytest.raises(CodecError, match="int8"):
@@ -226,7 +245,7 @@ def test_wrong_tensor_or_payload_is_codec_error(codec) -> None:
         with pytest.raises(CodecError):
             fc.decode(bad)
     # a valid payload for a different shape is refused, not reshaped
-    other = FeatureCodec((12, 28, 28), qp, codec).encode_codes(np.zeros((12, 28, 28), np.uint8))
+    other = codec_for((12, 28, 28), qp, codec).encode_codes(np.zeros((12, 28, 28), np.uint8))
     with pytest.raises(CodecError):
         fc.decode(other)
 
@@ -267,7 +286,7 @@ def test_one_codec_shared_by_threads_gives_identical_results(codec) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     qp = QuantParams(6 / 255, -128, 5)
-    fc = FeatureCodec(SHAPE, qp, codec)
+    fc = codec_for(SHAPE, qp, codec)
     inputs = [quantize_float_to_int8(relu_features(SHAPE, seed=s), qp) for s in range(6)]
     expected = [fc.encode_int8(q, layout="CHW") for q in inputs]
 

@@ -22,6 +22,12 @@ Payload formats (no per-frame header; the HELLO carries shape, quantization and 
   0..255 (``gray = round(code*255/(2**bits-1))``, exactly invertible).
 - ``jpeg``: baseline 8-bit grayscale JPEG (Pillow/libjpeg-turbo) of the same scaled tiled
   image; decoded gray levels are mapped back with ``code = round(gray*(2**bits-1)/255)``.
+- ``rans``: interleaved rANS of the codes with per-channel frequency tables (``wire.rans``).
+- ``zstd_dict``: one zstd frame (content size recorded, no dictionary id) of the ``raw``
+  payload, compressed with a dictionary trained on the training set's codes.
+
+The last two are driven by entropy tables that travel in the head and tail manifests
+(``wire.entropy_tables``); HELLO names them by hash in ``codec_params["tables"]``.
 
 Error bounds are in docs/wire.md: lossless codecs are exact; JPEG's error is measured there.
 """
@@ -29,6 +35,7 @@ Error bounds are in docs/wire.md: lossless codecs are exact; JPEG's error is mea
 from __future__ import annotations
 
 import io
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -40,8 +47,10 @@ import zstandard
 from PIL import Image
 
 from wire.bitpack import pack_bits, packed_size, unpack_bits
+from wire.entropy_tables import EntropyTables, TablesMismatch
 from wire.errors import CodecError
 from wire.quant import QuantParams, dequantize_codes, quantize_float_to_int8, requantize_int8
+from wire.rans import RansCoder
 from wire.registry import Registry
 from wire.tiling import tile, tiled_shape, untile
 
@@ -51,6 +60,7 @@ __all__ = [
     "Codec",
     "FeatureCodec",
     "Param",
+    "TablesMismatch",
     "codec_class",
     "jpeg_quant_table",
     "jpeg_rmse_bound",
@@ -61,6 +71,8 @@ __all__ = [
     "unpack_bits",
     "unregister_codec",
 ]
+
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 #: zstd decoder window cap: payloads are at most a few hundred kB, so a frame asking for a
 #: larger window is hostile or broken and is refused instead of allocating it.
@@ -102,6 +114,10 @@ class Codec:
     lossless: ClassVar[bool]
     params: ClassVar[Mapping[str, Param]] = {}
     help: ClassVar[str] = ""
+    #: The kind of entropy tables (``wire.entropy_tables``) the codec is driven by, or None.
+    #: A table codec is built with its tables and takes ``codec_params["tables"]`` = their
+    #: sha256, so both ends provably hold the same tables.
+    table_kind: ClassVar[str | None] = None
 
     def __init__(self, shape_chw: tuple[int, int, int], bits: int, params: dict[str, int]):
         self.shape_chw = shape_chw
@@ -122,10 +138,20 @@ class Codec:
         if not isinstance(params, dict):
             raise CodecError(f"{cls.name} params must be a dict, got {type(params).__name__}")
         for key in params:
-            if key not in cls.params:
-                allowed = ", ".join(cls.params) or "none"
-                raise CodecError(f"unknown {cls.name} parameter {key!r} (allowed: {allowed})")
-        out = {}
+            if key not in cls.params and not (cls.table_kind and key == "tables"):
+                allowed = ", ".join([*cls.params, *(["tables"] if cls.table_kind else [])])
+                raise CodecError(
+                    f"unknown {cls.name} parameter {key!r} (allowed: {allowed or 'none'})"
+                )
+        out: dict[str, Any] = {}
+        if cls.table_kind:
+            ref = params.get("tables")
+            if not isinstance(ref, str) or not _SHA256_HEX.match(ref):
+                raise CodecError(
+                    f"{cls.name} needs codec_params['tables'] = the sha256 (64 lowercase hex "
+                    f"digits) of its {cls.table_kind} tables, got {_short(ref)}"
+                )
+            out["tables"] = ref
         for key, spec in cls.params.items():
             value = params.get(key, spec.default)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -165,6 +191,12 @@ def codec_class(name: str) -> type[Codec]:
     if cls is None:
         raise CodecError(f"unknown codec {name!r}; expected one of {', '.join(CODEC_NAMES)}")
     return cls
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    """repr() cut short: a peer's value must not fill an error message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def normalize_params(codec: str, params: dict | None) -> dict[str, int]:
@@ -230,10 +262,6 @@ def _gray_to_code_lut(bits: int) -> np.ndarray:
     levels = (1 << bits) - 1
     g = np.arange(256, dtype=np.int32)
     return ((2 * g * levels + 255) // 510).astype(np.uint8)  # round half up
-
-
-_TO_GRAY = {b: _code_to_gray_lut(b) for b in range(1, 9)}
-_FROM_GRAY = {b: _gray_to_code_lut(b) for b in range(1, 9)}
 
 
 _TO_GRAY = {b: _code_to_gray_lut(b) for b in range(1, 9)}
@@ -377,6 +405,122 @@ class RawCodec(Codec):
         return unpack_bits(data, self.n_values, self.bits).reshape(self.shape_chw)
 
 
+class _TableCodec(Codec):
+    """A codec driven by entropy tables that both ends hold (``wire.entropy_tables``)."""
+
+    def __init__(
+        self,
+        shape_chw: tuple[int, int, int],
+        bits: int,
+        params: dict[str, Any],
+        tables: EntropyTables,
+    ) -> None:
+        super().__init__(shape_chw, bits, params)
+        if tables.kind != self.table_kind:
+            raise CodecError(f"{self.name} needs {self.table_kind} tables, got {tables.kind}")
+        if tables.sha256 != params["tables"]:
+            raise TablesMismatch(
+                f"{self.name}: codec_params names tables {params['tables'][:12]}..., "
+                f"this side holds {tables.sha256[:12]}... (head and tail from different "
+                "exports? re-export or reconvert so both carry the same tables)"
+            )
+        if tables.bits != bits:
+            raise CodecError(f"{self.name} tables are for {tables.bits}-bit codes, not {bits}")
+        if tables.channels != shape_chw[0]:
+            raise CodecError(
+                f"{self.name} tables are for {tables.channels} channels, the tensor has "
+                f"{shape_chw[0]}"
+            )
+        self.tables = tables
+
+
+@register_codec
+class RansCodec(_TableCodec):
+    """rANS over interleaved lanes with per-channel frequencies from a learned entropy model."""
+
+    name = "rans"
+    lossless = True
+    table_kind = "rans"
+    params = MappingProxyType(
+        {"lanes": Param(32, 1, 4096, "interleaved rANS states (speed vs 4 B/lane)")}
+    )
+    help = "rANS with per-channel frequency tables from the manifest (lossless; numpy)"
+
+    def __init__(self, shape_chw, bits, params, tables) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(shape_chw, bits, params, tables)
+        self._coder = RansCoder(tables.frequencies(), shape_chw, params["lanes"])
+
+    def encode(self, codes_chw: np.ndarray) -> bytes:
+        return self._coder.encode(codes_chw)
+
+    def decode(self, data: bytes) -> np.ndarray:
+        return self._coder.decode(data)
+
+
+@register_codec
+class ZstdDictCodec(_TableCodec):
+    """zstd of the bit-packed codes with a dictionary trained on the training set's codes.
+
+    The dictionary carries the entropy tables (and common byte strings), so a small frame
+    does not pay for its own; the frame omits the dictionary id (HELLO's tables hash names
+    it) and keeps its content size, which the decoder checks before allocating.
+    """
+
+    name = "zstd_dict"
+    lossless = True
+    table_kind = "zstd_dict"
+    params = MappingProxyType({"level": Param(3, 1, 22, "zstd compression level")})
+    help = "zstd of the bit-packed codes with a trained dictionary from the manifest (lossless)"
+
+    def __init__(self, shape_chw, bits, params, tables) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(shape_chw, bits, params, tables)
+        self._local = threading.local()
+        self._want = packed_size(self.n_values, bits)
+
+    def _pair(self) -> tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor]:
+        pair = getattr(self._local, "pair", None)
+        if pair is None:
+            try:
+                dictionary = zstandard.ZstdCompressionDict(self.tables.data)
+                dictionary.precompute_compress(level=self.values["level"])
+            except zstandard.ZstdError as exc:
+                raise CodecError(f"zstd_dict tables are not a zstd dictionary: {exc}") from None
+            pair = (
+                zstandard.ZstdCompressor(
+                    level=self.values["level"],
+                    dict_data=dictionary,
+                    write_content_size=True,
+                    write_dict_id=False,
+                ),
+                zstandard.ZstdDecompressor(dict_data=dictionary, max_window_size=_ZSTD_MAX_WINDOW),
+            )
+            self._local.pair = pair
+        return pair
+
+    def encode(self, codes_chw: np.ndarray) -> bytes:
+        return self._pair()[0].compress(pack_bits(codes_chw, self.bits))
+
+    def decode(self, data: bytes) -> np.ndarray:
+        try:
+            size = zstandard.frame_content_size(data)
+        except zstandard.ZstdError as exc:
+            raise CodecError(f"not a zstd frame: {exc}") from None
+        if size != self._want:
+            raise CodecError(f"zstd frame holds {size} bytes, expected {self._want}")
+        dobj = self._pair()[1].decompressobj()
+        try:
+            packed = dobj.decompress(data)
+        except zstandard.ZstdError as exc:
+            raise CodecError(f"corrupt zstd_dict payload: {exc}") from None
+        if not dobj.eof:
+            raise CodecError("truncated zstd_dict payload")
+        if dobj.unused_data:
+            raise CodecError(f"{len(dobj.unused_data)} trailing bytes after the zstd frame")
+        if len(packed) != self._want:
+            raise CodecError(f"zstd frame decoded to {len(packed)} bytes, expected {self._want}")
+        return unpack_bits(packed, self.n_values, self.bits).reshape(self.shape_chw)
+
+
 # ----------------------------------------------------------------------------- per stream
 
 
@@ -389,6 +533,7 @@ class FeatureCodec:
         quant: QuantParams,
         codec: str,
         params: dict | None = None,
+        tables: Mapping[str, EntropyTables] | None = None,
     ) -> None:
         try:
             shape = tuple(int(d) for d in shape_chw)
@@ -402,10 +547,23 @@ class FeatureCodec:
         self.quant = quant
         cls = codec_class(codec)
         self.codec = codec
+        kind = cls.table_kind
+        held = None if kind is None or tables is None else tables.get(kind)
+        if kind is not None and held is None:
+            raise CodecError(
+                f"codec {codec!r} needs {kind} entropy tables, and none came with the manifest "
+                "(export with a rate-trained entropy model, or pick another codec)"
+            )
+        if held is not None and (params is None or "tables" not in params):
+            # the side that holds the tables names them (the device, building its HELLO)
+            params = {**(params or {}), "tables": held.sha256}
         self.params = cls.normalize(params)
         self.n_values = shape[0] * shape[1] * shape[2]
         self.image_shape = tiled_shape(self.shape_chw)
-        self._impl = cls(self.shape_chw, quant.bits, self.params)
+        if held is None:
+            self._impl = cls(self.shape_chw, quant.bits, self.params)
+        else:
+            self._impl = cls(self.shape_chw, quant.bits, self.params, held)  # type: ignore[call-arg]
 
     def __repr__(self) -> str:
         return (

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any, Union
 
 from wire.atomicfile import write_text_atomic
-from wire.codecs import CODEC_NAMES, FeatureCodec, normalize_params
+from wire.codecs import CODEC_NAMES, FeatureCodec, codec_class, normalize_params
+from wire.entropy_tables import EntropyTables, tables_from_json
 from wire.errors import CodecError, ManifestError
 from wire.quant import QuantParams
 
@@ -65,6 +66,10 @@ class HeadManifest:
             float(self.output.scale), int(self.output.zero_point), int(self.codec["bits"])
         )
 
+    def codec_tables(self) -> dict[str, EntropyTables]:
+        """The entropy tables this head's table codecs use (empty when none were exported)."""
+        return codec_tables(self.codec)
+
     def feature_codec(self) -> FeatureCodec:
         """The codec the device should use by default for this head."""
         return FeatureCodec(
@@ -72,6 +77,7 @@ class HeadManifest:
             self.quant_params(),
             self.codec["name"],
             self.codec.get("params", {}),
+            tables=self.codec_tables(),
         )
 
 
@@ -86,6 +92,10 @@ class TailManifest:
     codec: dict
     split: dict
     extra: dict = field(default_factory=dict)  # accuracy measured, training config
+
+    def codec_tables(self) -> dict[str, EntropyTables]:
+        """The entropy tables the server decodes table codecs with (empty when none)."""
+        return codec_tables(self.codec)
 
 
 @dataclass
@@ -203,7 +213,7 @@ class _Checker:
         return out
 
     def codec(self, v: Any, key: str) -> dict:
-        self.keys(v, key, {"name", "bits"}, {"params"})
+        self.keys(v, key, {"name", "bits"}, {"params", "tables"})
         name = self.string(v["name"], f"{key}.name")
         if name not in CODEC_NAMES:
             raise self.fail(f"{key}.name", f"unknown codec {name!r}; one of {CODEC_NAMES}")
@@ -213,7 +223,34 @@ class _Checker:
             normalize_params(name, params)
         except CodecError as exc:
             raise self.fail(f"{key}.params", str(exc)) from None
-        return {"name": name, "bits": bits, "params": dict(params)}
+        out = {"name": name, "bits": bits, "params": dict(params)}
+        kind = codec_class(name).table_kind
+        if "tables" not in v:
+            if kind is not None:
+                raise self.fail(f"{key}.tables", f"missing: codec {name!r} needs {kind} tables")
+            return out
+        try:
+            tables = tables_from_json(v["tables"])
+        except CodecError as exc:
+            raise self.fail(f"{key}.tables", str(exc)) from None
+        for held_kind, t in tables.items():
+            if t.bits != bits:
+                where = f"{key}.tables.{held_kind}.bits"
+                raise self.fail(where, f"{t.bits}, but codec.bits is {bits}")
+        if kind is not None:
+            held = tables.get(kind)
+            if held is None or held.sha256 != params["tables"]:
+                raise self.fail(
+                    f"{key}.params.tables", f"names no {kind} tables carried in {key}.tables"
+                )
+        out["tables"] = v["tables"]
+        return out
+
+
+def codec_tables(codec: dict) -> dict[str, EntropyTables]:
+    """``codec.tables`` of a validated manifest, parsed (hashes were checked at load)."""
+    raw = codec.get("tables")
+    return {} if raw is None else tables_from_json(raw)
 
 
 def _head_from_dict(d: Any, ck: _Checker) -> HeadManifest:
