@@ -68,6 +68,9 @@ def _serve(config_path: Path, check_only: bool) -> int:
 
     try:
         server = TailServer(config)
+    except ConfigError as exc:  # e.g. tail.backend = "ray" without the ray extra installed
+        log.error("config_error", f"config error: {exc}", config=str(config_path))
+        return exitcodes.USAGE
     except (RegistryError, AuthError, OSError) as exc:
         # the config is well-formed; a tail, manifest or key file it names is missing or bad
         log.error("start_failed", str(exc), config=str(config_path))
