@@ -25,6 +25,7 @@ OUTAGE_MODES = ("drop", "buffer")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 # [[heads]] kinds: a split head (tail on the server), the whole model on the board.
 PARTITION_KINDS = ("split", "local")
+OBJECTIVES = ("latency", "energy", "mix")
 # Camera params that name files; resolved against the config directory.
 _CAMERA_PATH_PARAMS = ("path", "root", "folder", "file")
 
@@ -133,6 +134,10 @@ class PolicySection:
     min_dwell_s: float = 5.0  # and not more often than this
     bandwidth_mbps: float = 10.0  # initial link estimate before replies refine it
     local_fallback: bool = True  # server unreachable: answer on a local partition meanwhile
+    objective: str = "latency"  # latency | energy | mix
+    latency_weight: float = 0.5  # mix: latency's weight (1 - w: energy)
+    min_accuracy: float | None = None  # never choose a partition whose manifest says less
+    probe_interval_s: float = 10.0  # run a frame on another partition this often; 0: never
 
 
 @dataclass(frozen=True)
@@ -318,6 +323,10 @@ def _policy(t: TomlTable) -> PolicySection:
         min_dwell_s=t.number("min_dwell_s", 5.0, lo=0),
         bandwidth_mbps=t.number("bandwidth_mbps", 10.0, above=0),
         local_fallback=t.boolean("local_fallback", True),
+        objective=t.string("objective", "latency", choices=OBJECTIVES),
+        latency_weight=t.number("latency_weight", 0.5, lo=0, hi=1),
+        min_accuracy=t.number("min_accuracy", None, lo=0, hi=1),
+        probe_interval_s=t.number("probe_interval_s", 10.0, lo=0),
     )
     if s.hysteresis >= 1:
         raise t.invalid("hysteresis", "must be < 1 (a fraction)")

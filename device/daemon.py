@@ -27,6 +27,7 @@ import numpy as np
 from device import status as led
 from device.capture import CameraSupervisor, EndOfInput
 from device.config import ConfigError, DeviceConfig, load_config
+from device.history import FloatHistory
 from device.link import Link
 from device.local import LocalModel, NoLink, answer_record
 from device.metrics import Counters, FrameRecord, MetricsWriter, Rolling
@@ -34,7 +35,7 @@ from device.notify import Notifier
 from device.outputs import check_writable
 from device.pacing import FramePacer
 from device.pipeline import Split, build_split, manifest_tail_ms
-from device.policy import PartitionPolicy
+from device.policy import PartitionPolicy, manifest_accuracy
 from device.power import PowerMeter
 from hardware.camera import CameraError
 from hardware.preprocess import preprocess
@@ -70,17 +71,17 @@ class Daemon:
         self.ready_sent = False
         self.t_start = time.monotonic()
         self.last_progress = self.t_start
-        self._head_ms: deque[float] = deque(maxlen=4096)
-        self._encode_ms: deque[float] = deque(maxlen=4096)
-        self._preprocess_ms: deque[float] = deque(maxlen=4096)
-        self._overhead_ms: deque[float] = deque(maxlen=4096)
-        self._energy_frame: deque[float] = deque(maxlen=4096)
-        self._energy_head: deque[float] = deque(maxlen=4096)
-        self._latencies: deque[float] = deque(maxlen=8192)
+        self._head_ms = FloatHistory(4096)
+        self._encode_ms = FloatHistory(4096)
+        self._preprocess_ms = FloatHistory(4096)
+        self._overhead_ms = FloatHistory(4096)
+        self._energy_frame = FloatHistory(4096)
+        self._energy_head = FloatHistory(4096)
+        self._latencies = FloatHistory(8192)
         self._pending: deque[FrameRecord] = deque()
         self._iter_start = time.monotonic()
         self._iter_cpu = time.thread_time()
-        self._overhead_cpu_ms: deque[float] = deque(maxlen=4096)
+        self._overhead_cpu_ms = FloatHistory(4096)
         self._build(cfg)
 
     # ------------------------------------------------------------------ construction
@@ -129,21 +130,39 @@ class Daemon:
         if cfg.power.monitor != "none":
             check_writable(cfg.power.log_path, "power.log_path")
         self.metrics = MetricsWriter(None)
-        policy_names = list(self.splits) or list(self.locals)
+        pc = cfg.policy
         self.policy = PartitionPolicy(
-            names=policy_names,
-            active=self.active.name if self.active is not None else policy_names[0],
-            hysteresis=cfg.policy.hysteresis,
-            min_dwell_s=cfg.policy.min_dwell_s,
-            bandwidth_bps=cfg.policy.bandwidth_mbps * 1e6,
-            enabled=cfg.policy.switching and len(self.splits) > 1 and self.chosen in self.splits,
+            names=[h.name for h in cfg.heads],
+            active=self.chosen,
+            hysteresis=pc.hysteresis,
+            min_dwell_s=pc.min_dwell_s,
+            bandwidth_bps=pc.bandwidth_mbps * 1e6,
+            enabled=pc.switching and len(cfg.heads) > 1,
+            objective=pc.objective,
+            latency_weight=pc.latency_weight,
+            min_accuracy=pc.min_accuracy,
+            probe_interval_s=pc.probe_interval_s,
+            kinds={h.name: h.kind for h in cfg.heads},
+            accuracy={
+                **{n: manifest_accuracy(s.head.manifest.extra) for n, s in self.splits.items()},
+                **{n: manifest_accuracy(m.head.manifest.extra) for n, m in self.locals.items()},
+            },
         )
+        self.policy.probed(time.monotonic())  # the first probe is due one interval from now
+        self._probe_next: str | None = None  # partition the next frame runs on (a probe)
+        self.why = "initial: first [[heads]] entry"  # why the chosen partition was chosen
         for s in self.splits.values():
             tail = s.cfg.tail_ms if s.cfg.tail_ms is not None else manifest_tail_ms(s.head)
             if tail is not None:
                 self.policy.set_tail_ms(s.name, tail)
         self.link: Link | NoLink = (
-            Link(cfg.server, self.active.hello, self.counters, busy=self.power.busy)
+            Link(
+                cfg.server,
+                self.active.hello,
+                self.counters,
+                busy=self.power.busy,
+                radio=self.power.transmit,
+            )
             if self.active is not None
             else NoLink()
         )
@@ -241,12 +260,19 @@ class Daemon:
         first = not self._probed
         if first:
             self._probe(frame.image)
+        probe_split = self.splits.get(self._probe_next or "") if local is None else None
+        back = self.active if probe_split is not None and probe_split is not self.active else None
+        if back is not None:
+            self._open_session(probe_split)
+        self._probe_next = None
         try:
             rec = self._process(frame) if local is None else self._process_local(frame, local)
         except Exception as exc:  # one bad frame must never end the loop
             self.frame_errors += 1
             self.log.warning("frame_failed", error=f"{type(exc).__name__}: {exc}")
             rec = None
+        if back is not None:  # one probe frame sent: its reply, then the old session again
+            self._open_session(back)
         self.last_progress = time.monotonic()
         if rec is not None and not first:
             # The daemon's own cost for this frame: the whole iteration (metrics, replies,
@@ -303,10 +329,16 @@ class Daemon:
     def _local_for_frame(self) -> LocalModel | None:
         """The local partition that takes the next frame, or None to send it to the server.
 
-        The chosen partition when it is a local one; the fallback while the server is
+        A probe's partition first (a split one only while there is a session); then the
+        chosen partition when it is a local one; the fallback while the server is
         unreachable (no session), so a server outage costs answers only for the frames that
         were in flight when it went away.
         """
+        probe = self._probe_next
+        if probe in self.locals:
+            return self.locals[probe]
+        if probe in self.splits and self.link.ready:
+            return None
         local = self.locals.get(self.chosen)
         if local is None and self.fallback is not None and not self.link.ready:
             local = self.fallback
@@ -347,6 +379,7 @@ class Daemon:
         rec.head_t0, rec.head_t1 = t1, t2
         rec.head_ms = ans.head_ms
         answer_record(rec, ans, t2)
+        self.policy.observe_device(local.name, rec.head_ms, 0.0, 0)
         self.submitted += 1
         self.counters.answered_local += 1
         self._pending.append(rec)
@@ -373,6 +406,7 @@ class Daemon:
             try:
                 x = preprocess(image, size=m.head.input_hw)
                 m.classify(x)  # warm-up: XNNPACK packing is paid here, not by a real frame
+                self.policy.observe_device(m.name, m.classify(x).head_ms, 0.0, 0)
             except Exception as exc:
                 self.log.warning("probe_failed", head=m.name, error=f"{type(exc).__name__}: {exc}")
         self.log.info(
@@ -422,6 +456,10 @@ class Daemon:
                 + (rec.server_queue_ms or 0)
                 + (rec.server_compute_ms or 0)
             )
+            if rec.head in self.policy.splits:
+                self.policy.observe_frame(
+                    rec.head, rec.reply_mono, rec.energy_frame_mj, rec.latency_ms
+                )
             if rec.head in self.splits:
                 self.policy.observe_reply(
                     rec.head,
@@ -476,6 +514,10 @@ class Daemon:
             # Pongs report load too (BottleNet: the board learns the server's load by pinging).
             self.policy.observe_load(self.link.server_load.queue_depth)
             self._maybe_switch(now)
+            if self._probe_next is None and (probe := self.policy.probe_due(now)) is not None:
+                self.policy.probed(now)
+                self._probe_next = probe
+                self.log.debug("partition_probe", partition=probe, chosen=self.chosen)
 
     def _update_led(self) -> None:
         if not self.camera.health.ok and self.camera.health.failures:
@@ -513,22 +555,35 @@ class Daemon:
         decision = self.policy.decide(now)
         if decision is None:
             return
-        # Let the old session's frames come home first (bounded), then open the new one.
-        # Bounded by drain_timeout_s: the loop (and so the watchdog) must not hang on it.
-        self.link.wait_idle(min(self.cfg.server.reply_timeout_s, self.cfg.device.drain_timeout_s))
-        self._collect()
-        self.active = self.splits[decision.new]
+        split = self.splits.get(decision.new)
+        if split is not None and split is not self.active:
+            self._open_session(split)
+        # A local partition keeps the last split's session: heartbeats tell when the server
+        # is there, replies to probes refresh the link's bandwidth estimate.
         self.chosen = decision.new
-        self.link.switch_session(self.active.hello)
         self.policy.switched(decision.new, now)
         self.counters.switches += 1
+        self.why = f"{decision.reason} estimates_ms={decision.estimates_ms}"
+        if decision.energy_mj:
+            self.why += f" energy_mj={decision.energy_mj}"
         self.log.info(
             "partition_switch",
             old=decision.old,
             new=decision.new,
             estimates_ms=decision.estimates_ms,
+            energy_mj=decision.energy_mj,
             reason=decision.reason,
         )
+
+    def _open_session(self, split: Split) -> None:
+        """Move the link's session to ``split``: the old session's frames come home first.
+
+        Bounded by drain_timeout_s: the loop (and so the watchdog) must not hang on it.
+        """
+        self.link.wait_idle(min(self.cfg.server.reply_timeout_s, self.cfg.device.drain_timeout_s))
+        self._collect()
+        self.active = split
+        self.link.switch_session(split.hello)
 
     # ------------------------------------------------------------------ reload / shutdown
 
@@ -640,15 +695,15 @@ def _r(x: float | None, nd: int = 3) -> float | None:
     return None if x is None else round(x, nd)
 
 
-def _median(d: deque[float]) -> float | None:
+def _median(d: FloatHistory) -> float | None:
     return float(np.median(np.fromiter(d, dtype=np.float64))) if d else None
 
 
-def _pct(d: deque[float], q: float) -> float | None:
+def _pct(d: FloatHistory, q: float) -> float | None:
     return float(np.percentile(np.fromiter(d, dtype=np.float64), q)) if d else None
 
 
-def _mean(d: deque[float]) -> float | None:
+def _mean(d: FloatHistory) -> float | None:
     return float(np.mean(np.fromiter(d, dtype=np.float64))) if d else None
 
 

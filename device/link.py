@@ -80,6 +80,7 @@ class Link(threading.Thread):
         on_load: Callable[[str, ServerLoad], None] | None = None,
         busy: Callable[[], contextlib.AbstractContextManager] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        radio: Callable[[int], None] | None = None,
     ) -> None:
         super().__init__(name="splitfit-link", daemon=True)
         # Injectable so HELLO retries, heartbeats and reply timeouts are tested by stepping
@@ -90,6 +91,7 @@ class Link(threading.Thread):
         self.log = get_logger(__name__)
         self.on_load = on_load
         self._busy = busy or contextlib.nullcontext
+        self._radio = radio  # told the size of every frame that went onto the link
         self.ctx = context or zmq.Context.instance()
         self.done: queue.SimpleQueue[FrameRecord] = queue.SimpleQueue()
         self.state = LinkState.OFFLINE
@@ -278,6 +280,8 @@ class Link(threading.Thread):
             self.counters.dropped_send += 1
             self._finish(rec, "dropped")
             return
+        if self._radio is not None:
+            self._radio(len(item.payload))
         self._max_seq_sent = max(self._max_seq_sent, rec.seq)
         self.counters.sent += 1
 

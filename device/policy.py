@@ -1,4 +1,7 @@
-"""Run-time partition switching (BottleNet Sec. 3.4): pick the split with the lowest latency.
+"""Run-time partition switching (BottleNet Sec. 3.4, Algorithm 1 at run time): pick the
+partition — a split, the whole model on the board (``local``) or on the server (``cloud``) —
+that is best for the configured objective: ``latency``, device ``energy`` per inference, or a
+weighted ``mix``.
 
 Why this model: the paper's selection step ranks splits by device compute + transfer + cloud
 compute; at run time the only thing that moves quickly is the server's load (and the link),
@@ -12,6 +15,24 @@ server (from config, the manifest's profile, or measured while the split is acti
 ``queue_depth`` the load the server reports in every reply and pong. A switch needs the best
 split to beat the current one by ``hysteresis`` and the current one to have run for
 ``min_dwell_s`` — otherwise two near-equal splits would flap on every noisy reply.
+
+A ``local`` partition has no transfer and no tail: its latency estimate is its head time.
+Energy is measured, not modelled: the device energy of every answered frame (the INA226
+samples over capture → answer, which include the radio while a frame is on the link) goes
+into a per-partition EWMA. A partition whose manifest accuracy is below ``min_accuracy`` is
+never chosen.
+
+Estimates of partitions that are not running go stale when the link or the server's load
+changes, so every ``probe_interval_s`` (default 10 s) :meth:`probe_due` names the partition
+observed longest ago and the daemon runs a frame on it. At 15 fps that is one frame in 150
+(under 1 %) spent away from the chosen partition, and a change shows up within one probe
+round (``probe_interval_s`` × the number of other partitions). With the ``latency`` objective
+only local partitions are probed: a split's latency model is built from measures every split
+shares (bandwidth, queue depth) and the board's own head/encode times.
+
+With the ``mix`` objective each candidate costs
+``w · latency / best latency + (1 − w) · energy / best energy`` (dimensionless, 1 is
+the best possible), ``w`` = ``latency_weight``.
 """
 
 from __future__ import annotations
@@ -19,6 +40,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 _ALPHA = 0.2  # EWMA weight of a new sample
+OBJECTIVES = ("latency", "energy", "mix")
 
 
 def _ewma(old: float | None, new: float) -> float:
@@ -33,6 +55,11 @@ class SplitStats:
     bytes: float | None = None
     tail_ms: float | None = None  # idle-server tail time
     tail_fixed: bool = False  # tail_ms came from config/manifest: do not overwrite
+    kind: str = "split"  # split | local | cloud
+    energy_mj: float | None = None  # device energy per inference (EWMA of measured frames)
+    latency_ms: float | None = None  # measured capture -> answer (EWMA), for reports
+    accuracy: float | None = None  # from the manifest; None: unknown
+    observed: float = -1e18  # monotonic time of the last frame run on this partition
 
     def observe_device(self, head_ms: float, encode_ms: float, nbytes: int) -> None:
         self.head_ms = _ewma(self.head_ms, head_ms)
@@ -46,6 +73,7 @@ class Switch:
     new: str
     estimates_ms: dict[str, float]
     reason: str
+    energy_mj: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -58,15 +86,33 @@ class PartitionPolicy:
     min_dwell_s: float = 5.0
     bandwidth_bps: float = 10e6
     enabled: bool = True
+    objective: str = "latency"
+    latency_weight: float = 0.5  # mix objective: weight of latency (1 - w: energy)
+    min_accuracy: float | None = None
+    probe_interval_s: float = 10.0  # 0: never probe
+    kinds: dict[str, str] = field(default_factory=dict)
+    accuracy: dict[str, float | None] = field(default_factory=dict)
     splits: dict[str, SplitStats] = field(default_factory=dict)
     queue_depth: int = 0
     since: float = 0.0  # monotonic time the active split was chosen
+    last_probe: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective {self.objective!r} is not one of {OBJECTIVES}")
+        if not 0 <= self.latency_weight <= 1:
+            raise ValueError(f"latency_weight must be in [0, 1], got {self.latency_weight}")
         for n in self.names:
-            self.splits.setdefault(n, SplitStats(n))
+            st = self.splits.setdefault(n, SplitStats(n))
+            st.kind = self.kinds.get(n, st.kind)
+            st.accuracy = self.accuracy.get(n, st.accuracy)
         if self.active not in self.splits:
             raise ValueError(f"active split {self.active!r} is not one of {self.names}")
+
+    def eligible(self, name: str) -> bool:
+        """False for a partition whose manifest accuracy is below ``min_accuracy``."""
+        acc = self.splits[name].accuracy
+        return self.min_accuracy is None or acc is None or acc >= self.min_accuracy
 
     def set_tail_ms(self, name: str, tail_ms: float) -> None:
         s = self.splits[name]
@@ -97,10 +143,67 @@ class PartitionPolicy:
     def observe_load(self, queue_depth: int) -> None:
         self.queue_depth = queue_depth
 
+    def observe_frame(
+        self, name: str, now: float, energy_mj: float | None, latency_ms: float | None
+    ) -> None:
+        """An answered frame of ``name``: its measured device energy and latency."""
+        s = self.splits[name]
+        s.observed = now
+        if energy_mj is not None:
+            s.energy_mj = _ewma(s.energy_mj, energy_mj)
+        if latency_ms is not None:
+            s.latency_ms = _ewma(s.latency_ms, latency_ms)
+
+    def probe_due(self, now: float) -> str | None:
+        """The partition to run the next frame on to refresh its estimates, if a probe is due.
+
+        The caller runs one frame there (without switching) and calls :meth:`probed`.
+        """
+        if not self.enabled or self.probe_interval_s <= 0 or len(self.splits) < 2:
+            return None
+        if now - self.last_probe < self.probe_interval_s:
+            return None
+        others = [n for n in self.names if n != self.active and self.eligible(n)]
+        if self.objective == "latency":
+            # A split's latency model needs no reply of its own (bandwidth and queue depth are
+            # shared by every split, head/encode are the board's): only the board's own
+            # partitions are re-timed, and no session is opened for a probe.
+            others = [n for n in others if self.splits[n].kind == "local"]
+        if not others:
+            return None
+        return min(others, key=lambda n: self.splits[n].observed)
+
+    def probed(self, now: float) -> None:
+        self.last_probe = now
+
+    def cost(self, name: str, est: dict[str, float], energy: dict[str, float]) -> float:
+        """``name``'s objective value among the candidates in ``est``/``energy`` (lower wins)."""
+        if self.objective == "latency":
+            return est[name]
+        if self.objective == "energy":
+            return energy[name]
+        w = self.latency_weight
+        best_l = max(min(est.values()), 1e-9)
+        best_e = max(min(energy.values()), 1e-9)
+        return w * est[name] / best_l + (1 - w) * energy[name] / best_e
+
+    def estimates(self) -> dict[str, dict[str, float | None]]:
+        """Every partition's current estimates (for logs, metrics and the STATUS line)."""
+        return {
+            n: {
+                "latency_ms": _round(self.estimate_ms(n)),
+                "energy_mj": _round(s.energy_mj),
+                "measured_latency_ms": _round(s.latency_ms),
+            }
+            for n, s in self.splits.items()
+        }
+
     def estimate_ms(self, name: str) -> float | None:
         s = self.splits[name]
         if s.head_ms is None or s.bytes is None:
             return None
+        if s.kind == "local":  # the whole model on the board: no transfer, no tail
+            return s.head_ms + (s.encode_ms or 0.0)
         tail = s.tail_ms
         if tail is None:  # never measured: assume it costs what the active split's tail costs
             tail = self.splits[self.active].tail_ms or 0.0
@@ -116,18 +219,53 @@ class PartitionPolicy:
         if not self.enabled or len(self.splits) < 2 or now - self.since < self.min_dwell_s:
             return None
         est = {n: e for n in self.names if (e := self.estimate_ms(n)) is not None}
-        if self.active not in est or len(est) < 2:
+        energy = {n: e for n in self.names if (e := self.splits[n].energy_mj) is not None}
+        need = [est] if self.objective == "latency" else [energy]
+        if self.objective == "mix":
+            need = [est, energy]
+        cands = [n for n in self.names if all(n in d for d in need) and self.eligible(n)]
+        if self.active in cands:
+            if len(cands) < 2:
+                return None
+        elif self.eligible(self.active) or not cands:
+            return None  # no estimate for the active one yet (an ineligible one is left)
+        est_c = {n: est.get(n, 0.0) for n in cands}
+        energy_c = {n: energy.get(n, 0.0) for n in cands}
+        cost = {n: self.cost(n, est_c, energy_c) for n in cands}
+        best = min(cost, key=cost.__getitem__)
+        if best == self.active:
             return None
-        best = min(est, key=est.__getitem__)
-        if best == self.active or est[best] > est[self.active] * (1 - self.hysteresis):
+        if self.active in cost and cost[best] > cost[self.active] * (1 - self.hysteresis):
             return None
         return Switch(
             old=self.active,
             new=best,
             estimates_ms={k: round(v, 3) for k, v in est.items()},
-            reason=f"queue_depth={self.queue_depth} bandwidth_mbps={self.bandwidth_bps / 1e6:.2f}",
+            reason=(
+                f"objective={self.objective} queue_depth={self.queue_depth} "
+                f"bandwidth_mbps={self.bandwidth_bps / 1e6:.2f}"
+            ),
+            energy_mj={k: round(v, 3) for k, v in energy.items()},
         )
 
     def switched(self, name: str, now: float) -> None:
         self.active = name
         self.since = now
+
+
+def manifest_accuracy(extra: dict | None) -> float | None:
+    """The partition's top-1 accuracy recorded in its manifest's ``extra``, if any.
+
+    ``extra.accuracy`` is a number, or the trainer's table (``val_top1_with_codec`` — the
+    accuracy the board actually gets — else ``top1``); anything else is unknown (None).
+    """
+    acc = (extra or {}).get("accuracy")
+    if isinstance(acc, dict):
+        acc = acc.get("val_top1_with_codec", acc.get("top1"))
+    if isinstance(acc, (int, float)) and not isinstance(acc, bool) and 0 <= acc <= 1:
+        return float(acc)
+    return None
+
+
+def _round(x: float | None, nd: int = 3) -> float | None:
+    return None if x is None else round(x, nd)

@@ -103,6 +103,12 @@ class PowerMeter:
         p = float(self._sampler.mean_power_w(t0, t1))
         return p if math.isfinite(p) else None
 
+    def transmit(self, nbytes: int) -> None:
+        """A frame of ``nbytes`` went onto the link: the simulated radio draws its transmit
+        power for the air time (``power.params.radio``); real monitors measure it anyway."""
+        if self._load is not None:
+            self._load.transmit(nbytes)
+
     @contextlib.contextmanager
     def busy(self) -> Iterator[None]:
         """Mark the (simulated) board busy for the block; nests across threads."""

@@ -43,6 +43,7 @@ _SIM_LOAD_KEYS = {
     "source_ohms",
     "noise_cell_s",
     "seed",
+    "radio",  # BottleNet Table 3 link type (3G | 4G | WiFi): transmit power on the rail
 }
 _SIM_KEYS = (_INA226_KEYS - {"bus", "retries"}) | _SIM_LOAD_KEYS | {"load", "sim_shunt_ohms"}
 _HWMON_KEYS = {"path_or_name", "path", "name", "sysfs_root"}

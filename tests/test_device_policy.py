@@ -73,3 +73,125 @@ def test_replies_refine_bandwidth_and_unfixed_tail():
         p.observe_reply("a", nbytes=1000, rtt_ms=3.0, server_ms=2.0, compute_ms=1.5, queue_depth=0)
     assert p.bandwidth_bps == pytest.approx(8e6, rel=0.01)
     assert p.splits["a"].tail_ms == pytest.approx(1.5)
+
+
+# ---------------------------------------------------------------------- objectives (issue #22)
+
+
+def _three(objective: str, **kw) -> PartitionPolicy:
+    """split (tail on the server), local (whole model on the board), cloud (JPEG to server)."""
+    p = PartitionPolicy(
+        names=["split", "local", "cloud"],
+        active="split",
+        hysteresis=0.15,
+        min_dwell_s=1.0,
+        bandwidth_bps=8e6,
+        objective=objective,
+        kinds={"split": "split", "local": "local", "cloud": "cloud"},
+        **kw,
+    )
+    p.observe_device("split", head_ms=2.0, encode_ms=0.5, nbytes=1000)  # 2.5+1+2 = 5.5 ms
+    p.observe_device("local", head_ms=9.0, encode_ms=0.0, nbytes=0)  # 9 ms
+    p.observe_device("cloud", head_ms=0.0, encode_ms=1.0, nbytes=8000)  # 1+8+2 = 11 ms
+    for n in ("split", "local", "cloud"):
+        p.set_tail_ms(n, 2.0 if n != "local" else 0.0)
+    return p
+
+
+def test_local_latency_is_its_head_time_without_transfer_or_tail():
+    p = _three("latency")
+    p.observe_load(queue_depth=5)
+    assert p.estimate_ms("local") == pytest.approx(9.0)
+    assert p.estimate_ms("split") == pytest.approx(2.5 + 1.0 + 2.0 * 6)
+
+
+def test_latency_objective_moves_to_local_when_the_server_queues():
+    p = _three("latency")
+    assert p.decide(now=5.0) is None  # split 5.5 ms is best
+    p.observe_load(queue_depth=3)  # split 2.5+1+8 = 11.5 vs local 9: 22 % better
+    sw = p.decide(now=5.0)
+    assert sw is not None and sw.new == "local" and "objective=latency" in sw.reason
+
+
+def test_energy_objective_uses_measured_energy_and_ignores_latency():
+    p = _three("energy")
+    assert p.decide(now=5.0) is None  # no energy measured yet: nothing to compare
+    for _ in range(20):
+        p.observe_frame("split", now=1.0, energy_mj=30.0, latency_ms=6.0)
+        p.observe_frame("local", now=1.0, energy_mj=13.0, latency_ms=9.0)
+        p.observe_frame("cloud", now=1.0, energy_mj=40.0, latency_ms=11.0)
+    sw = p.decide(now=5.0)
+    assert sw is not None and (sw.old, sw.new) == ("split", "local")
+    assert sw.energy_mj == {"split": 30.0, "local": 13.0, "cloud": 40.0}
+    p.switched("local", now=5.0)
+    # Cloud becomes cheaper, but only by 10 %: hysteresis keeps the board on local.
+    for _ in range(60):
+        p.observe_frame("cloud", now=6.0, energy_mj=11.7, latency_ms=11.0)
+    assert p.decide(now=7.0) is None
+    for _ in range(60):
+        p.observe_frame("cloud", now=6.0, energy_mj=9.0, latency_ms=11.0)
+    assert p.decide(now=5.5) is None  # dwell not over
+    assert p.decide(now=7.0).new == "cloud"
+
+
+def test_mix_weighs_normalised_latency_and_energy():
+    p = _three("mix", latency_weight=0.5)
+    p.observe_frame("split", now=1.0, energy_mj=30.0, latency_ms=None)
+    p.observe_frame("local", now=1.0, energy_mj=13.0, latency_ms=None)
+    p.observe_frame("cloud", now=1.0, energy_mj=40.0, latency_ms=None)
+    est = {n: p.estimate_ms(n) for n in p.names}
+    en = {n: p.splits[n].energy_mj for n in p.names}
+    # split: .5*5.5/5.5 + .5*30/13 = 1.654; local: .5*9/5.5 + .5*1 = 1.318 -> local
+    assert p.cost("split", est, en) == pytest.approx(0.5 + 0.5 * 30 / 13)
+    assert p.cost("local", est, en) == pytest.approx(0.5 * 9 / 5.5 + 0.5)
+    assert p.decide(now=5.0).new == "local"
+    q = _three("mix", latency_weight=0.9)  # latency dominates: split stays
+    for n, e in (("split", 30.0), ("local", 13.0), ("cloud", 40.0)):
+        q.observe_frame(n, now=1.0, energy_mj=e, latency_ms=None)
+    assert q.decide(now=5.0) is None
+
+
+def test_min_accuracy_excludes_a_partition_even_when_it_is_best():
+    acc = {"split": 0.70, "local": 0.60, "cloud": 0.75}
+    p = _three("latency", min_accuracy=0.65, accuracy=acc)
+    p.observe_load(queue_depth=3)  # local would win on latency (see above)
+    sw = p.decide(now=5.0)
+    assert sw is None or sw.new != "local"
+    assert not p.eligible("local") and p.eligible("split")
+    # An active partition below the minimum is left for the best eligible one.
+    q = _three("latency", min_accuracy=0.72, accuracy=acc)
+    assert q.decide(now=5.0).new == "cloud"
+    with pytest.raises(ValueError, match="objective"):
+        PartitionPolicy(names=["a"], active="a", objective="speed")
+
+
+def test_probe_names_the_stalest_other_partition_at_the_documented_rate():
+    p = _three("energy", probe_interval_s=10.0)
+    p.observe_frame("split", now=0.0, energy_mj=1.0, latency_ms=1.0)
+    p.observe_frame("cloud", now=3.0, energy_mj=1.0, latency_ms=1.0)
+    p.probed(now=0.0)
+    assert p.probe_due(now=9.9) is None
+    assert p.probe_due(now=10.0) == "local"  # never observed
+    p.observe_frame("local", now=10.0, energy_mj=1.0, latency_ms=1.0)
+    p.probed(now=10.0)
+    assert p.probe_due(now=15.0) is None
+    assert p.probe_due(now=20.0) == "cloud"  # observed at 3.0; split is the active one
+    ineligible = _three("energy", min_accuracy=0.9, accuracy={"local": 0.5, "cloud": 0.5})
+    assert ineligible.probe_due(now=100.0) is None  # never probe what may not be chosen
+    assert _three("energy", probe_interval_s=0.0).probe_due(now=100.0) is None
+    # Latency: splits are modelled from shared measures; only the board's own are re-timed.
+    lat = _three("latency", probe_interval_s=10.0)
+    assert lat.probe_due(now=100.0) == "local"
+    lat.switched("local", now=100.0)
+    lat.probed(now=100.0)
+    assert lat.probe_due(now=200.0) is None
+
+
+def test_manifest_accuracy_reads_number_or_trainer_table():
+    from device.policy import manifest_accuracy
+
+    assert manifest_accuracy({"accuracy": 0.71}) == 0.71
+    assert manifest_accuracy({"accuracy": {"val_top1_with_codec": 0.6, "top1": 0.7}}) == 0.6
+    assert manifest_accuracy({"accuracy": {"top1": 0.7}}) == 0.7
+    assert manifest_accuracy({"accuracy": 71}) is None  # a percentage is not a fraction
+    assert manifest_accuracy(None) is None and manifest_accuracy({}) is None

@@ -44,8 +44,12 @@ def build_head(
     seed: int = 0,
     filters: int = 8,
     extra_layers: int = 0,
+    pool: bool = False,
 ) -> tuple[Path, Path]:
-    """Build ``name.tflite`` + ``name.json`` in ``out_dir`` (in a subprocess, with TF)."""
+    """Build ``name.tflite`` + ``name.json`` in ``out_dir`` (in a subprocess, with TF).
+
+    ``pool``: end in a global average pool, so the output is (1, 1, 1, channels) logits — a
+    whole model for a ``kind = "local"`` partition instead of a split head."""
     out_dir.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run(
         [
@@ -67,6 +71,7 @@ def build_head(
             str(filters),
             "--extra-layers",
             str(extra_layers),
+            *(["--pool"] if pool else []),
         ],
         capture_output=True,
         text=True,
@@ -93,6 +98,8 @@ def _build_head_main(args: argparse.Namespace) -> None:
     for _ in range(args.extra_layers):
         x = tf.keras.layers.Conv2D(args.filters, 3, padding="same", activation="relu")(x)
     x = tf.keras.layers.Conv2D(c, 3, strides=args.stride2, padding="same", activation="relu")(x)
+    if args.pool:  # a whole model: logits as a (1, 1, 1, classes) map
+        x = tf.keras.layers.GlobalAveragePooling2D(keepdims=True)(x)
     model = tf.keras.Model(inp, x)
     rng = np.random.default_rng(args.seed)
 
@@ -320,6 +327,7 @@ def main() -> None:
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--filters", type=int, default=8)
     b.add_argument("--extra-layers", type=int, default=0)
+    b.add_argument("--pool", action="store_true")
     q = sub.add_parser("peer")
     q.add_argument("--endpoint", required=True)
     q.add_argument("--malformed", action="store_true")

@@ -11,6 +11,12 @@ seeded generator, so any past cell can be regenerated). The supply has a source 
 so the bus voltage droops with current: V(t) = supply_v − source_ohms·I(t), and the power the
 board draws is V·I. Levels are given in watts and converted to the current that draws exactly
 that power through the droop.
+
+With a ``radio`` (BottleNet Table 3 link type, :mod:`hardware.sim.radio`), :meth:`transmit`
+adds the radio's transmit power on top of the idle/busy level for the frame's air time
+(bytes·8/throughput; back-to-back frames queue behind each other), as a modem on the same
+rail would show up on a real INA226. The end of a transmission lies in the future when it
+starts, so it is recorded lazily: before the next level change or integral that reaches it.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 
 import numpy as np
+
+from hardware.sim.radio import RadioModel, radio_model
 
 __all__ = ["SimulatedLoad"]
 
@@ -49,6 +57,7 @@ class SimulatedLoad:
         seed: int = 0,
         clock: Callable[[], float] = time.monotonic,
         max_history: int = 200_000,
+        radio: str | RadioModel | None = None,
     ) -> None:
         for name, v in (("idle_w", idle_w), ("busy_w", busy_w), ("supply_v", supply_v)):
             if not (math.isfinite(v) and v > 0):
@@ -82,6 +91,10 @@ class SimulatedLoad:
         self._chunks: OrderedDict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
         self._busy = False
         self._script_calls = 0
+        self.radio = radio_model(radio) if isinstance(radio, str) else radio
+        self._base_w = self.idle_w  # the idle/busy (or scripted) level, radio excluded
+        self._radio_until: float | None = None  # end of the current transmission
+        self.radio_energy_j = 0.0  # transmit energy scheduled so far (for tests/benchmarks)
 
     # -- levels --------------------------------------------------------------------
 
@@ -99,10 +112,48 @@ class SimulatedLoad:
         """Switch the mean power level at time ``t`` (default: now). Times must not go back.
 
         Negative watts model reverse current (e.g. a battery being charged through the shunt).
+        While the radio transmits, its power is added on top.
         """
-        level = self.current_for(float(watts))
         with self._lock:
             t = self.clock() if t is None else float(t)
+            self._settle_radio(t)
+            self._base_w = float(watts)
+            radio_w = self.radio.power_w if self._radio_until is not None else 0.0
+            self._set_level(self._base_w + radio_w, t)
+
+    def transmit(self, nbytes: int, t: float | None = None) -> float:
+        """The radio sends ``nbytes`` from ``t`` (default now); returns the air time in s.
+
+        No radio configured: nothing happens (0.0). A frame sent while the previous one is
+        still on the air queues behind it: the radio stays on for both air times.
+        """
+        if self.radio is None or nbytes <= 0:
+            return 0.0
+        air = self.radio.airtime_s(nbytes)
+        with self._lock:
+            t = self.clock() if t is None else float(t)
+            self._settle_radio(t)
+            if self._radio_until is None:
+                self._radio_until = t + air
+                self._set_level(self._base_w + self.radio.power_w, t)
+            else:
+                self._radio_until += air
+            self.radio_energy_j += self.radio.power_w * air
+        return air
+
+    def _settle_radio(self, t: float) -> None:
+        """Record the end of a transmission that finished by ``t`` as a level change."""
+        if self._radio_until is not None and self._radio_until <= t:
+            end, self._radio_until = self._radio_until, None
+            self._set_level(self._base_w, max(end, self._times[-1]))
+
+    def _settle_now(self) -> None:
+        if self._radio_until is not None:
+            self._settle_radio(self.clock())
+
+    def _set_level(self, watts: float, t: float) -> None:
+        level = self.current_for(watts)
+        with self._lock:
             last_t = self._times[-1]
             if t < last_t:
                 raise ValueError(
@@ -244,6 +295,7 @@ class SimulatedLoad:
         if b <= a:
             return 0.0
         with self._lock:
+            self._settle_now()
             la, _ = self._level_prefix(a)
             lb, _ = self._level_prefix(b)
             return (lb - la) + self._noise_integrals(a, b)[0]
@@ -257,6 +309,7 @@ class SimulatedLoad:
         if b <= a:
             return 0.0
         with self._lock:
+            self._settle_now()
             la1, la2 = self._level_prefix(a)
             lb1, lb2 = self._level_prefix(b)
             n1, n2 = self._noise_integrals(a, b)
@@ -270,6 +323,7 @@ class SimulatedLoad:
     def current_at(self, t: float) -> float:
         """Instantaneous current (for plots and sanity checks)."""
         with self._lock:
+            self._settle_now()
             j = max(0, bisect.bisect_right(self._times, t) - 1)
             k = math.floor((t - self.origin) / self.noise_cell_s)
             return self._levels[j] + (self._cell(k) if self.noise_a else 0.0)
