@@ -7,6 +7,7 @@ last test kills and restarts that head, so it runs last.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -221,24 +222,28 @@ class RayHead:
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
+        # SIGTERM makes `ray start --block` drain for up to 30 s; a short grace, then the
+        # whole session (GCS, raylet, agents) goes, as in a crash of the head machine.
         os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(3)
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
+        self.proc.wait(10)
 
 
 @pytest.fixture(scope="module")
 def ray_head(tmp_path_factory: pytest.TempPathFactory):
     pytest.importorskip("ray")
     head = RayHead(tmp_path_factory.mktemp("ray"), _free_port()).start()
-    yield head
-    import ray
+    try:
+        yield head
+    finally:
+        head.stop()
+        import ray
 
-    if ray.is_initialized():
-        ray.shutdown()
-    head.stop()
+        if ray.is_initialized():
+            ray.shutdown()
 
 
 class Device:
