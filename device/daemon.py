@@ -531,10 +531,20 @@ class Daemon:
         fps = self.rolling.fps(now)
         self.notifier.status(
             f"fps={fps:.1f} server={self.link.state.value} partition={self.current} "
-            f"chosen={self.chosen} "
+            f"chosen={self.chosen} objective={self.policy.objective} {self._estimates_text()} "
             f"camera={self.camera.status} inflight={self.link.inflight} "
             f"replied={self.counters.replied} lost={self.counters.lost}"
         )
+
+    def _estimates_text(self) -> str:
+        """Why the chosen partition: every partition's estimates, compact for STATUS=."""
+        parts = []
+        for n, e in self.policy.estimates().items():
+            lat, en = e["latency_ms"], e["energy_mj"]
+            parts.append(
+                f"{n}:{'-' if lat is None else f'{lat:.1f}'}ms/{'-' if en is None else f'{en:.1f}'}mJ"
+            )
+        return "est=" + ",".join(parts)
 
     def _summary_line(self, now: float, since: float) -> None:
         p50, p99 = self.rolling.percentiles()
@@ -546,6 +556,9 @@ class Daemon:
             mean_power_w=_r(self.power.mean_power_w(since, now)),
             server=self.link.state.value,
             head=self.current,
+            chosen=self.chosen,
+            why=self.why,
+            estimates=self.policy.estimates(),
             inflight=self.link.inflight,
             camera_dropped=self.camera.frames_dropped,
             **asdict(self.counters),
@@ -674,6 +687,7 @@ class Daemon:
             "sessions": self.link.sessions,
             "active_head": self.current,
             "chosen_partition": self.chosen,
+            "partition_estimates": self.policy.estimates(),
             "frame_errors": self.frame_errors,
             "camera_dropped": self.camera.frames_dropped,
             "camera_failures": self.camera.health.failures,

@@ -85,6 +85,8 @@ def test_daemon_with_only_a_local_partition_needs_no_server(local_head, tmp_path
     assert d.p.wait(60) == 0, d.err[-10:]
     s = json.loads((tmp_path / "s.json").read_text())
     assert s["answered_local"] == 20 and s["replied"] == 0 and s["sessions"] == 0
+    est = s["partition_estimates"]["full"]  # why: the estimates behind the choice
+    assert est["latency_ms"] > 0 and est["measured_latency_ms"] > 0 and est["energy_mj"] is None
     rows = [json.loads(ln) for ln in (tmp_path / "m.jsonl").read_text().splitlines()]
     assert sorted(r["seq"] for r in rows) == list(range(1, 21))
     assert all(r["status"] == "ok" and r["head"] == "full" and r["bytes"] == 0 for r in rows)
