@@ -49,7 +49,7 @@ def test_simulated_load_noise_cache_stays_small():
         load.charge_c(t[0], t[0] + 0.1)
         t[0] += 0.1
     chunk_bytes = sum(a.nbytes for c in load._chunks.values() for a in c)
-    assert len(load._chunks) <= 8 and chunk_bytes <= 8 * 3 * 4097 * 8
+    assert len(load._chunks) <= 3 and chunk_bytes <= 3 * 3 * 4097 * 8
 
 
 def test_the_daemons_simulated_load_keeps_a_short_history():
@@ -126,3 +126,19 @@ def test_power_ring_stores_each_value_once_and_reads_across_the_wrap():
     assert s.energy_j(6.0, 11.0) == pytest.approx(sum((k + k + 1) / 2 for k in range(6, 11)))
     assert [x.power_w for x in s.samples()] == list(range(5, 13))
     assert s.latest().power_w == 12.0
+
+
+@pytest.mark.parametrize("n", [0, 1, 5, 8, 9, 30])
+def test_float_history_keeps_the_last_values_like_a_bounded_deque(n):
+    from collections import deque
+
+    import numpy as np
+
+    from device.history import FloatHistory
+
+    h, d = FloatHistory(8), deque(maxlen=8)
+    for x in np.random.default_rng(n).normal(size=n):
+        h.append(float(x))
+        d.append(float(x))
+    assert list(h) == list(d) and len(h) == len(d) and bool(h) == bool(d)
+    assert h._buf.nbytes == 8 * 8  # 8 bytes a value, whatever was appended
