@@ -195,6 +195,14 @@ def test_tiny_imagenet_sample_run_trains_caches_and_never_sees_heldout(tmp_path,
     assert b["heldout_top1_loss_pts"] == pytest.approx(
         100 * (b["heldout_teacher_top1"] - b["heldout_top1"])
     )
+    from training.commands.bottlefit import readme_text
+
+    naive = m["after_stage1"]  # the CLI always scores naive insertion; this run skipped it
+    readme = readme_text(
+        "splitfit-train bottlefit", {**m, "model_id": "0" * 64, "naive_insertion": naive}
+    )
+    assert "the 4 held-out ImageNet-sample photos (board view)" in readme
+    assert "## Held-out ImageNet photos" in readme and "colour photos" not in readme
     losses = m["history"]["stage1_head_distillation"]
     assert losses[-1] < losses[0]
     assert sorted(p.name.split("-")[0] for p in (tmp_path / "run").glob("*.pt")) == [
