@@ -1,0 +1,162 @@
+"""Several front ends in ``server.endpoints``: the device fails over in order (issue #23).
+
+Real pieces only: two ``splitfit-server`` processes with the same TorchScript tail, the
+``splitfit-device`` daemon with a real int8 TFLite head, and SIGKILL (no goodbye: the device
+finds out from missing pongs). What is checked is what an operator relies on: the device
+moves to the next endpoint within 2 s, and every frame it took ends in a REPLY, an ERROR, or
+is counted lost because it was in flight at the kill (at most ``window`` of them).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_device_support import Proc, cached_head, start_daemon, write_config
+
+pytest.importorskip("torch")
+from test_server_support import make_tail
+
+WINDOW = 4
+FAILOVER_S = 2.0
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory) -> tuple[Path, Path]:
+    base = tmp_path_factory.getbasetemp()
+    tfl, manifest = cached_head(base)
+    m = json.loads(manifest.read_text())
+    tail_dir, _ = make_tail(
+        base / "tail-failover",
+        model_id=m["model_id"],
+        chw=tuple(m["bottleneck_chw"]),
+        num_classes=3,
+        bits=m["codec"]["bits"],
+        codec=m["codec"]["name"],
+        labels=["ant", "bee", "cat"],
+    )
+    return tfl, tail_dir
+
+
+def _server(workdir: Path, tail_dir: Path, port: int) -> Proc:
+    """One front end: a real ``splitfit-server`` on 127.0.0.1:port."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    cfg = workdir / "server.toml"
+    cfg.write_text(
+        f'[server]\nbind = ["tcp://127.0.0.1:{port}"]\nlinger_ms = 100\n'
+        "[compute]\nthreads = 1\n[metrics]\nenabled = false\n"
+        f'[log]\nlevel = "info"\n[[models]]\npath = "{tail_dir}"\n'
+    )
+    proc = Proc([sys.executable, "-m", "server.cli", "--config", str(cfg)])
+    if proc.wait_for(lambda e: e.get("event") == "listening", 60, "err") is None:
+        proc.kill()
+        raise RuntimeError(f"server did not start: {proc.err[-5:]}")
+    return proc
+
+
+def _device_config(path: Path, tfl: Path, ports: list[int], metrics: Path) -> Path:
+    """Both endpoints in order; frames taken while no session is open are kept, not dropped."""
+    cfg = write_config(
+        path, tfl, ports[0],
+        f"window = {WINDOW}\noutage = \"buffer\"\noutage_buffer = 256\n"
+        f"[camera.params]\nwidth = 64\nheight = 48\nfps = 50.0\n"
+        f'[metrics]\npath = "{metrics}"\n',
+        camera='[camera]\nsource = "synthetic"\n',
+    )  # fmt: skip
+    endpoints = ", ".join(f'"tcp://127.0.0.1:{p}"' for p in ports)
+    text = cfg.read_text().replace(f'endpoints = ["tcp://127.0.0.1:{ports[0]}"]', "")
+    cfg.write_text(text.replace("[server]\n", f"[server]\nendpoints = [{endpoints}]\n", 1))
+    return cfg
+
+
+def _rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+
+
+def _opens(d: Proc) -> list[dict]:
+    return [e for e in d.events("err") if e.get("event") == "session_open"]
+
+
+@pytest.mark.slow
+def test_first_front_end_killed_mid_stream_device_moves_to_the_second(split, tmp_path, free_port):
+    tfl, tail_dir = split
+    ports = [free_port(), free_port()]
+    first = _server(tmp_path / "a", tail_dir, ports[0])
+    second = _server(tmp_path / "b", tail_dir, ports[1])
+    metrics = tmp_path / "m.jsonl"
+    cfg = _device_config(tmp_path / "d.toml", tfl, ports, metrics)
+    d = start_daemon(cfg, "--summary", str(tmp_path / "s.json"))
+    endpoint = [f"tcp://127.0.0.1:{p}" for p in ports]
+    try:
+        assert d.wait_for(lambda e: e.get("event") == "session_open", 30, "err"), d.err[-10:]
+        assert _opens(d)[0]["endpoint"] == endpoint[0]  # in order: the first one first
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and sum(r["status"] == "ok" for r in _rows(metrics)) < 20:
+            time.sleep(0.05)
+        first.kill()  # SIGKILL mid-stream
+        t_kill = time.monotonic()
+        moved = None
+        while time.monotonic() - t_kill < 10 and moved is None:
+            moved = next((e for e in _opens(d) if e["endpoint"] == endpoint[1]), None)
+            if moved is None:
+                time.sleep(0.01)
+        t_moved = time.monotonic()
+        assert moved is not None, d.err[-10:]
+        assert t_moved - t_kill < FAILOVER_S, f"failover took {t_moved - t_kill:.2f} s"
+        # Frames captured after the failover are answered by the second front end.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            after = [r for r in _rows(metrics) if r["capture_mono"] > t_moved]
+            if sum(r["status"] == "ok" for r in after) >= 20:
+                break
+            time.sleep(0.05)
+        assert d.stop(signal.SIGTERM) == 0  # drains what is in flight
+    finally:
+        d.kill()
+        first.kill()
+        second.stop()
+    s = json.loads((tmp_path / "s.json").read_text())
+    rows = _rows(metrics)
+    # Every frame the daemon took has exactly one outcome row.
+    assert sorted(r["seq"] for r in rows) == list(range(1, s["frames_submitted"] + 1))
+    by_status: dict[str, list[dict]] = {}
+    for r in rows:
+        by_status.setdefault(r["status"], []).append(r)
+    assert set(by_status) <= {"ok", "error", "lost"}, {k: len(v) for k, v in by_status.items()}
+    # Only frames already on the wire to the killed front end go unanswered.
+    lost = by_status.get("lost", [])
+    assert len(lost) <= WINDOW, lost
+    assert s["dropped_outage"] == 0 and s["dropped_buffer"] == 0
+    after = [r for r in rows if r["capture_mono"] > t_moved]
+    assert len(after) >= 20 and all(r["status"] == "ok" for r in after)
+    assert {r["top1_label"] for r in by_status["ok"]} <= {"ant", "bee", "cat"}
+    assert s["sessions"] == 2
+
+
+@pytest.mark.slow
+def test_first_endpoint_down_at_start_device_opens_on_the_second(split, tmp_path, free_port):
+    tfl, tail_dir = split
+    ports = [free_port(), free_port()]  # nothing listens on the first
+    second = _server(tmp_path / "b", tail_dir, ports[1])
+    metrics = tmp_path / "m.jsonl"
+    cfg = _device_config(tmp_path / "d.toml", tfl, ports, metrics)
+    started = time.monotonic()
+    d = start_daemon(cfg, "--frames", "30", "--summary", str(tmp_path / "s.json"))
+    try:
+        assert d.p.wait(60) == 0, d.err[-10:]
+    finally:
+        d.kill()
+        second.stop()
+    opens = _opens(d)
+    assert [e["endpoint"] for e in opens] == [f"tcp://127.0.0.1:{ports[1]}"]
+    resets = [e for e in d.events("err") if e.get("event") == "session_reset"]
+    assert resets and resets[0]["reason"] == "hello_timeout"  # the first was tried first
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert s["replied"] == 30 and s["lost"] == 0
+    assert time.monotonic() - started < 60
