@@ -21,6 +21,7 @@ from hardware.monitor import open_power_monitor
 from hardware.power import PowerSampler
 from hardware.powerlog import PowerLogWriter, SamplerDrain
 from hardware.sim import simulated_load_of
+from hardware.sim.replay import ReplayClock
 from wire.logjson import get_logger
 
 SIM_HISTORY = 4096  # level changes the simulated load keeps in the daemon (~128 kB)
@@ -38,7 +39,15 @@ class PowerMeter:
         self._load: Any = None
         self._busy_lock = threading.Lock()
         self._busy_count = 0
-        reader = open_power_monitor(cfg.monitor, **dict(cfg.params))
+        params = dict(cfg.params)
+        # The simulated chip is read a few ms after the fact, in batches (ReplayClock): same
+        # driver code and samples, 40 wake-ups a second instead of rate_hz, so the sampler
+        # thread stops taking the GIL in the middle of every frame's preprocess and head.
+        self._replay: ReplayClock | None = None
+        if cfg.monitor == "sim" and params.get("alert_pin") is None:
+            self._replay = ReplayClock()
+            params["chip_clock"] = self._replay
+        reader = open_power_monitor(cfg.monitor, **params)
         if reader is None:
             return
         self._load = simulated_load_of(reader)
@@ -46,7 +55,8 @@ class PowerMeter:
             # Only the simulated chip reads the load's history, and only its last conversion
             # cycle: a few seconds of level changes is plenty (a daemon makes ~400 a second).
             self._load.max_history = min(self._load.max_history, SIM_HISTORY)
-        self._sampler = PowerSampler(reader, rate_hz=cfg.rate_hz, capacity=cfg.capacity)
+        clock = {} if self._replay is None else {"clock": self._replay, "sleep": self._replay.sleep}
+        self._sampler = PowerSampler(reader, rate_hz=cfg.rate_hz, capacity=cfg.capacity, **clock)
 
     @property
     def enabled(self) -> bool:
@@ -67,6 +77,8 @@ class PowerMeter:
             meta = {"source": self.cfg.monitor, "rate_hz": self.cfg.rate_hz, **self.cfg.params}
             self._drain = SamplerDrain(self._sampler, PowerLogWriter(self.cfg.log_path, meta=meta))
         if not self._sampler.running:
+            if self._replay is not None:
+                self._replay.resync()  # nothing to replay from before the daemon started
             self._sampler.start()
 
     def stop(self) -> None:

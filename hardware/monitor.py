@@ -45,7 +45,15 @@ _SIM_LOAD_KEYS = {
     "seed",
     "radio",  # BottleNet Table 3 link type (3G | 4G | WiFi): transmit power on the rail
 }
-_SIM_KEYS = (_INA226_KEYS - {"bus", "retries"}) | _SIM_LOAD_KEYS | {"load", "sim_shunt_ohms"}
+_SIM_KEYS = (
+    (_INA226_KEYS - {"bus", "retries"})
+    | _SIM_LOAD_KEYS
+    | {
+        "load",
+        "sim_shunt_ohms",
+        "chip_clock",  # the chip's and driver's clock, e.g. hardware.sim.ReplayClock (programmatic)
+    }
+)
 _HWMON_KEYS = {"path_or_name", "path", "name", "sysfs_root"}
 
 
@@ -90,11 +98,14 @@ def open_power_monitor(kind: str, **params: Any) -> PowerReader | None:
             raise ValueError(f"pass either load= or load parameters, not both ({sorted(load_kw)})")
         address = p.get("address", 0x40)
         shunt = p.get("shunt_ohms", 0.1)
-        chip = SimulatedINA226(load, shunt_ohms=p.pop("sim_shunt_ohms", shunt))
+        chip_clock = p.pop("chip_clock", None)
+        if chip_clock is not None and (not callable(chip_clock) or p.get("alert_pin") is not None):
+            raise ValueError("chip_clock must be a callable clock, and cannot drive an ALERT pin")
+        chip = SimulatedINA226(load, shunt_ohms=p.pop("sim_shunt_ohms", shunt), clock=chip_clock)
         bus = FakeSMBus(bus_number="sim")
         bus.attach(address, chip)
         if p.get("alert_pin") is None:
-            return INA226(bus, **p)
+            return INA226(bus, **p) if chip_clock is None else INA226(bus, clock=chip_clock, **p)
         # ALERT wired to a GPIO: a gpiozero mock pin driven by the chip in real time
         from gpiozero.pins.mock import MockFactory
 
