@@ -4,21 +4,24 @@ Why strict: the daemon runs unattended for months; a typo in a key that silently
 a default is a bug found weeks later. Every unknown key is an error naming it, every bad value
 an error naming its dotted path (``server.window``), raised as :class:`ConfigError`.
 
-Relative paths (models, manifests, metrics, camera folders) resolve against the config file's
+How: each table is a :class:`wire.schema.Section` whose fields state type, default and bounds
+once; :func:`parse_config` hands the parsed document to :func:`wire.schema.convert`. Relative
+paths (models, manifests, metrics, camera folders) resolve against the config file's
 directory, so a config dir can be moved as a unit.
+
+No ``from __future__ import annotations`` and ``Optional``/``Union`` spelled out: msgspec
+evaluates the annotations at run time and the board runs Python 3.9, where ``X | None`` is a
+``TypeError`` (without the future import, linters targeting 3.9 say so too).
 """
 
-from __future__ import annotations
-
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Optional, Union
 
 from hardware.backoff import Backoff
 from hardware.camera import SOURCES
 from wire.codecs import CODEC_NAMES
+from wire.schema import Meta, OneOf, Required, Section, convert, field, replace
 from wire.tomlcompat import tomllib
-from wire.tomltable import REQUIRED, TomlTable
 
 POWER_KINDS = ("ina226", "hwmon", "sim", "none")
 OUTAGE_MODES = ("drop", "buffer")
@@ -29,41 +32,77 @@ OBJECTIVES = ("latency", "energy", "mix")
 # Camera params that name files; resolved against the config directory.
 _CAMERA_PATH_PARAMS = ("path", "root", "folder", "file")
 
+Positive = Annotated[float, Meta(gt=0)]
+NonNegative = Annotated[float, Meta(ge=0)]
+Count = Annotated[int, Meta(ge=1)]
+
 
 class ConfigError(ValueError):
     """A bad config file; the message names the offending key."""
 
 
-@dataclass(frozen=True)
-class DeviceSection:
+class DeviceSection(Section):
     name: str = "splitfit-device"
-    max_frames: int = 0  # 0: run until stopped
-    fps_limit: float = 0.0  # 0: as fast as the pipeline goes
-    startup_timeout_s: float = 30.0  # READY=1 at the latest after this
-    drain_timeout_s: float = 2.0  # SIGTERM: wait this long for in-flight replies
-    stall_timeout_s: float = 10.0  # no frame through the pipeline this long -> stop WATCHDOG=1
-    watchdog_interval_s: float = 5.0  # used when systemd gives no WATCHDOG_USEC
-    summary_path: Path | None = None  # run summary JSON at exit
+    max_frames: Annotated[int, Meta(ge=0)] = 0  # 0: run until stopped
+    fps_limit: NonNegative = 0.0  # 0: as fast as the pipeline goes
+    startup_timeout_s: Positive = 30.0  # READY=1 at the latest after this
+    drain_timeout_s: NonNegative = 2.0  # SIGTERM: wait this long for in-flight replies
+    stall_timeout_s: Positive = 10.0  # no frame through the pipeline this long -> stop WATCHDOG=1
+    watchdog_interval_s: Positive = 5.0  # used when systemd gives no WATCHDOG_USEC
+    summary_path: Optional[Path] = None  # run summary JSON at exit
 
 
-@dataclass(frozen=True)
-class CameraSection:
-    source: str = "synthetic"
+class ReconnectTable(Section):
+    """A ``[*.reconnect]`` table: the one retry shape (``hardware.backoff.BACKOFF_KEYS``),
+    its defaults those of :class:`~hardware.backoff.Backoff` (not re-typed here)."""
+
+    initial: Positive = Backoff.initial
+    maximum: Positive = Backoff.maximum
+    factor: Annotated[float, Meta(ge=1)] = Backoff.factor
+    max_attempts: Optional[Annotated[int, Meta(ge=0)]] = Backoff.max_attempts
+
+    def check(self) -> None:
+        if self.maximum < self.initial:
+            raise self.invalid("maximum", f"must be >= initial ({self.initial})")
+
+    def policy(self) -> Backoff:
+        return Backoff(self.initial, self.maximum, self.factor, self.max_attempts)
+
+
+class CameraSection(Section):
+    source: Annotated[str, OneOf(SOURCES)] = "synthetic"
     params: dict[str, Any] = field(default_factory=dict)
-    frame_timeout_s: float = 1.0
+    frame_timeout_s: Positive = 1.0
     # [camera.reconnect]: the source reopening a lost device, and (without max_attempts,
     # which only bounds the source) the daemon re-creating a source that gave up.
-    reconnect: Backoff = field(default_factory=Backoff)
+    reconnect_table: ReconnectTable = field(default_factory=ReconnectTable, name="reconnect")
+
+    def check(self) -> None:
+        if "reconnect" in self.params:
+            raise self.invalid("params.reconnect", "moved: write a [camera.reconnect] table")
+
+    @property
+    def reconnect(self) -> Backoff:
+        """The camera's retry policy, from ``[camera.reconnect]``."""
+        return self.reconnect_table.policy()
 
 
-@dataclass(frozen=True)
-class HeadSection:
-    name: str
-    model: Path
-    manifest: Path
-    num_threads: int = 1
-    tail_ms: float | None = None  # server time of this split's tail when idle (policy input)
-    kind: str = "split"  # split | local (the whole model on the board, no server)
+class HeadSection(Section):
+    # name, model, manifest stay positional (callers build heads in code); ``model`` is
+    # Required rather than default-less because a required field may not follow ``name``.
+    name: Optional[str] = None  # None: the model's stem (head{i} when there are several)
+    model: Annotated[Optional[Path], Required()] = None
+    manifest: Optional[Path] = None  # None: next to the model, .json
+    num_threads: Count = 1
+    tail_ms: Optional[NonNegative] = None  # server time of this split's tail when idle (policy)
+    kind: Annotated[str, OneOf(PARTITION_KINDS)] = "split"  # split | local (no server)
+
+    def check(self) -> None:
+        if self.model is not None:
+            if self.manifest is None:
+                self._set("manifest", self.model.with_suffix(".json"))
+            if self.name is None:
+                self._set("name", self.model.stem)
 
     @property
     def remote(self) -> bool:
@@ -71,20 +110,32 @@ class HeadSection:
         return self.kind != "local"
 
 
-@dataclass(frozen=True)
-class ServerSection:
-    endpoints: tuple[str, ...] = ("tcp://127.0.0.1:5555",)
-    window: int = 4
-    reply_timeout_s: float = 5.0
-    hello_timeout_s: float = 1.0
-    heartbeat_s: float = 1.0
-    heartbeat_misses: int = 3
-    reconnect_min_s: float = 0.1
-    reconnect_max_s: float = 5.0
-    outage: str = "drop"
-    outage_buffer: int = 16
-    token_id: str | None = None
-    max_payload: int = 1 << 20
+class ServerSection(Section):
+    endpoints: Union[str, Annotated[tuple[str, ...], Meta(min_length=1)]] = (
+        "tcp://127.0.0.1:5555",
+    )
+    window: Count = 4
+    reply_timeout_s: Positive = 5.0
+    hello_timeout_s: Positive = 1.0
+    heartbeat_s: Positive = 1.0
+    heartbeat_misses: Count = 3
+    reconnect_min_s: Positive = 0.1
+    reconnect_max_s: Positive = 5.0
+    outage: Annotated[str, OneOf(OUTAGE_MODES)] = "drop"
+    outage_buffer: Count = 16
+    token_id: Optional[str] = None
+    max_payload: Count = 1 << 20
+
+    def check(self) -> None:
+        if isinstance(self.endpoints, str):  # one endpoint may be written as a string
+            self._set("endpoints", (self.endpoints,))
+        for e in self.endpoints:
+            if "://" not in e:
+                raise self.invalid(
+                    "endpoints", f"entry {e!r} is not a ZeroMQ endpoint like tcp://host:port"
+                )
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise self.invalid("reconnect_max_s", "must be >= reconnect_min_s")
 
     @property
     def reconnect(self) -> Backoff:
@@ -92,118 +143,99 @@ class ServerSection:
         return Backoff(self.reconnect_min_s, self.reconnect_max_s)
 
 
-@dataclass(frozen=True)
-class CodecSection:
-    name: str | None = None  # None: the head manifest's default
-    bits: int | None = None
-    params: dict[str, Any] | None = None
+class CodecSection(Section):
+    name: Annotated[Optional[str], OneOf(CODEC_NAMES)] = None  # None: the manifest's default
+    bits: Optional[Annotated[int, Meta(ge=1, le=8)]] = None
+    params: Optional[dict[str, Any]] = None
 
 
-@dataclass(frozen=True)
-class PowerSection:
-    monitor: str = "none"
-    rate_hz: float = 500.0
-    capacity: int = 65536
+class PowerSection(Section):
+    monitor: Annotated[str, OneOf(POWER_KINDS)] = "none"
+    rate_hz: Positive = 500.0
+    capacity: Count = 65536
     params: dict[str, Any] = field(default_factory=dict)
-    log_path: Path | None = None  # crash-safe power log (hardware.powerlog CSV), optional
+    log_path: Optional[Path] = None  # crash-safe power log (hardware.powerlog CSV), optional
 
 
-@dataclass(frozen=True)
-class GpioSection:
-    status_led: int | str | None = None
-    pin_factory: str | None = None  # "mock" for gpiozero's MockFactory; None: gpiozero default
+class GpioSection(Section):
+    status_led: Optional[Union[int, str]] = None
+    # "mock" for gpiozero's MockFactory; None (written "default"): gpiozero's own choice
+    pin_factory: Optional[Literal["mock", "default"]] = None
+
+    def check(self) -> None:
+        if self.pin_factory == "default":
+            self._set("pin_factory", None)
 
 
-@dataclass(frozen=True)
-class LoggingSection:
-    level: str = "info"
-    summary_interval_s: float = 10.0
+class LoggingSection(Section):
+    level: Annotated[str, OneOf(LOG_LEVELS)] = "info"
+    summary_interval_s: Positive = 10.0
 
 
-@dataclass(frozen=True)
-class MetricsSection:
-    path: Path | None = None
-    max_bytes: int = 10_000_000
-    backups: int = 3
+class MetricsSection(Section):
+    path: Optional[Path] = None
+    max_bytes: Count = 10_000_000
+    backups: Annotated[int, Meta(ge=0)] = 3
 
 
-@dataclass(frozen=True)
-class PolicySection:
+class PolicySection(Section):
     switching: bool = True
-    hysteresis: float = 0.15  # switch only when >= 15 % better
-    min_dwell_s: float = 5.0  # and not more often than this
-    bandwidth_mbps: float = 10.0  # initial link estimate before replies refine it
+    hysteresis: Annotated[float, Meta(ge=0, lt=1)] = 0.15  # switch when >= 15 % better
+    min_dwell_s: NonNegative = 5.0  # and not more often than this
+    bandwidth_mbps: Positive = 10.0  # initial link estimate before replies refine it
     local_fallback: bool = True  # server unreachable: answer on a local partition meanwhile
-    objective: str = "latency"  # latency | energy | mix
-    latency_weight: float = 0.5  # mix: latency's weight (1 - w: energy)
-    min_accuracy: float | None = None  # never choose a partition whose manifest says less
-    probe_interval_s: float = 10.0  # run a frame on another partition this often; 0: never
+    objective: Annotated[str, OneOf(OBJECTIVES)] = "latency"  # latency | energy | mix
+    latency_weight: Annotated[float, Meta(ge=0, le=1)] = 0.5  # mix: latency's weight
+    min_accuracy: Optional[Annotated[float, Meta(ge=0, le=1)]] = None  # vs manifest accuracy
+    probe_interval_s: NonNegative = 10.0  # run a frame on another partition this often; 0: never
 
 
-@dataclass(frozen=True)
-class DeviceConfig:
-    path: Path | None
-    device: DeviceSection
-    camera: CameraSection
-    heads: tuple[HeadSection, ...]
-    server: ServerSection
-    codec: CodecSection
-    power: PowerSection
-    gpio: GpioSection
-    logging: LoggingSection
-    metrics: MetricsSection
-    policy: PolicySection
+class _Document(Section):
+    """The tables of ``device.toml``; :class:`DeviceConfig` adds where it was read from."""
+
+    heads: Annotated[tuple[HeadSection, ...], Meta(min_length=1)]
+    device: DeviceSection = field(default_factory=DeviceSection)
+    camera: CameraSection = field(default_factory=CameraSection)
+    server: ServerSection = field(default_factory=ServerSection)
+    codec: CodecSection = field(default_factory=CodecSection)
+    power: PowerSection = field(default_factory=PowerSection)
+    gpio: GpioSection = field(default_factory=GpioSection)
+    logging: LoggingSection = field(default_factory=LoggingSection)
+    metrics: MetricsSection = field(default_factory=MetricsSection)
+    policy: PolicySection = field(default_factory=PolicySection)
+
+    def check(self) -> None:
+        names = [h.name for h in self.heads]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise self.invalid("heads", f"has a duplicate name {dup[0]!r}")
 
 
-# --- sections --------------------------------------------------------------------------------
-# Each reads its keys through wire.tomltable.TomlTable (typed, dotted-path errors) and ends
-# with ``finish()``, which turns every key it did not read into an "unknown key" error.
+class DeviceConfig(_Document):
+    path: Optional[Path] = None  # the file it was read from (None: built in code)
 
 
-def _device(t: TomlTable, base: Path) -> DeviceSection:
-    d = DeviceSection
-    s = DeviceSection(
-        name=t.string("name", d.name),
-        max_frames=t.integer("max_frames", 0, lo=0),
-        fps_limit=t.number("fps_limit", 0.0, lo=0),
-        startup_timeout_s=t.number("startup_timeout_s", d.startup_timeout_s, above=0),
-        drain_timeout_s=t.number("drain_timeout_s", d.drain_timeout_s, lo=0),
-        stall_timeout_s=t.number("stall_timeout_s", d.stall_timeout_s, above=0),
-        watchdog_interval_s=t.number("watchdog_interval_s", d.watchdog_interval_s, above=0),
-        summary_path=t.path("summary_path", base),
-    )
-    t.finish()
-    return s
-
-
-def _camera(t: TomlTable, base: Path) -> CameraSection:
-    source = t.string("source", "synthetic", choices=tuple(SOURCES))
-    params = dict(t.get("params", dict, {}))
-    if "reconnect" in params:
-        raise t.invalid("params.reconnect", "moved: write a [camera.reconnect] table")
+def parse_config(data: dict[str, Any], base: Path, path: Optional[Path] = None) -> DeviceConfig:
+    """Validate an already-parsed TOML document; ``base`` anchors relative paths."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"the config must be a table, got {type(data).__name__}")
+    heads = data.get("heads")
+    if isinstance(heads, dict):  # a single [heads] table is accepted too
+        heads = [heads]
+    if isinstance(heads, list) and len(heads) > 1:  # several heads: head0, head1, ... by default
+        heads = [
+            {"name": f"head{i}", **h} if isinstance(h, dict) else h for i, h in enumerate(heads)
+        ]
+    if "heads" in data:
+        data = {**data, "heads": heads}
+    doc = convert(data, _Document, error=ConfigError, base=base)
+    camera = doc.camera
+    params = dict(camera.params)
     for k in _CAMERA_PATH_PARAMS:
         if isinstance(params.get(k), str):
             params[k] = str(_resolve(base, params[k]))
-    s = CameraSection(
-        source=source,
-        params=params,
-        frame_timeout_s=t.number("frame_timeout_s", 1.0, above=0),
-        reconnect=_reconnect(t.table("reconnect"), Backoff()),
-    )
-    t.finish()
-    return s
-
-
-def _reconnect(t: TomlTable, default: Backoff) -> Backoff:
-    """A ``[*.reconnect]`` table: the one retry shape (``hardware.backoff.BACKOFF_KEYS``)."""
-    initial = t.number("initial", default.initial, above=0)
-    maximum = t.number("maximum", default.maximum, above=0)
-    factor = t.number("factor", default.factor, lo=1)
-    max_attempts = t.integer("max_attempts", default.max_attempts, lo=0)
-    t.finish()
-    if maximum < initial:
-        raise t.invalid("maximum", f"must be >= {t.key('initial')}")
-    return Backoff(initial, maximum, factor, max_attempts)
+    fields = {name: getattr(doc, name) for name in doc.__struct_fields__}
+    return DeviceConfig(**{**fields, "camera": replace(camera, params=params)}, path=path)
 
 
 def _resolve(base: Path, value: str) -> Path:
@@ -211,153 +243,7 @@ def _resolve(base: Path, value: str) -> Path:
     return p if p.is_absolute() else (base / p)
 
 
-def _heads(items: list[TomlTable] | None, base: Path) -> tuple[HeadSection, ...]:
-    if items is None:
-        raise ConfigError("missing key 'heads' (at least one [[heads]] with model = ...)")
-    if not items:
-        raise ConfigError("heads: expected an array of tables [[heads]] with at least one entry")
-    heads: list[HeadSection] = []
-    for i, t in enumerate(items):
-        model = t.path("model", base, REQUIRED)
-        name = t.string("name", model.stem if len(items) == 1 else f"head{i}")
-        heads.append(
-            HeadSection(
-                name=name,
-                model=model,
-                manifest=t.path("manifest", base, model.with_suffix(".json")),
-                num_threads=t.integer("num_threads", 1, lo=1),
-                tail_ms=t.number("tail_ms", None, lo=0),
-                kind=t.string("kind", "split", choices=PARTITION_KINDS),
-            )
-        )
-        t.finish()
-    names = [h.name for h in heads]
-    dup = {n for n in names if names.count(n) > 1}
-    if dup:
-        raise ConfigError(f"heads: duplicate name {sorted(dup)[0]!r}")
-    return tuple(heads)
-
-
-def _server(t: TomlTable) -> ServerSection:
-    endpoints = t.strings("endpoints", ServerSection.endpoints)
-    for e in endpoints:
-        if "://" not in e:
-            raise t.invalid(
-                "endpoints", f"entry {e!r} is not a ZeroMQ endpoint like tcp://host:port"
-            )
-    s = ServerSection(
-        endpoints=endpoints,
-        window=t.integer("window", 4, lo=1),
-        reply_timeout_s=t.number("reply_timeout_s", 5.0, above=0),
-        hello_timeout_s=t.number("hello_timeout_s", 1.0, above=0),
-        heartbeat_s=t.number("heartbeat_s", 1.0, above=0),
-        heartbeat_misses=t.integer("heartbeat_misses", 3, lo=1),
-        reconnect_min_s=t.number("reconnect_min_s", 0.1, above=0),
-        reconnect_max_s=t.number("reconnect_max_s", 5.0, above=0),
-        outage=t.string("outage", "drop", choices=OUTAGE_MODES),
-        outage_buffer=t.integer("outage_buffer", 16, lo=1),
-        token_id=t.string("token_id", None),
-        max_payload=t.integer("max_payload", 1 << 20, lo=1),
-    )
-    if s.reconnect_max_s < s.reconnect_min_s:
-        raise t.invalid("reconnect_max_s", "must be >= server.reconnect_min_s")
-    t.finish()
-    return s
-
-
-def _codec(t: TomlTable) -> CodecSection:
-    s = CodecSection(
-        name=t.string("name", None, choices=tuple(CODEC_NAMES)),  # the codec registry
-        bits=t.integer("bits", None, lo=1, hi=8),
-        params=t.get("params", dict, None),
-    )
-    t.finish()
-    return s
-
-
-def _power(t: TomlTable, base: Path) -> PowerSection:
-    s = PowerSection(
-        monitor=t.string("monitor", "none", choices=POWER_KINDS),
-        rate_hz=t.number("rate_hz", 500.0, above=0),
-        capacity=t.integer("capacity", 65536, lo=1),
-        params=dict(t.get("params", dict, {})),
-        log_path=t.path("log_path", base),
-    )
-    t.finish()
-    return s
-
-
-def _gpio(t: TomlTable) -> GpioSection:
-    factory = t.string("pin_factory", "default", choices=("mock", "default"))
-    s = GpioSection(
-        status_led=t.get("status_led", (int, str), None),
-        pin_factory=None if factory == "default" else factory,
-    )
-    t.finish()
-    return s
-
-
-def _logging(t: TomlTable) -> LoggingSection:
-    s = LoggingSection(
-        level=t.string("level", "info", choices=LOG_LEVELS),
-        summary_interval_s=t.number("summary_interval_s", 10.0, above=0),
-    )
-    t.finish()
-    return s
-
-
-def _metrics(t: TomlTable, base: Path) -> MetricsSection:
-    s = MetricsSection(
-        path=t.path("path", base),
-        max_bytes=t.integer("max_bytes", 10_000_000, lo=1),
-        backups=t.integer("backups", 3, lo=0),
-    )
-    t.finish()
-    return s
-
-
-def _policy(t: TomlTable) -> PolicySection:
-    s = PolicySection(
-        switching=t.boolean("switching", True),
-        hysteresis=t.number("hysteresis", 0.15, lo=0),
-        min_dwell_s=t.number("min_dwell_s", 5.0, lo=0),
-        bandwidth_mbps=t.number("bandwidth_mbps", 10.0, above=0),
-        local_fallback=t.boolean("local_fallback", True),
-        objective=t.string("objective", "latency", choices=OBJECTIVES),
-        latency_weight=t.number("latency_weight", 0.5, lo=0, hi=1),
-        min_accuracy=t.number("min_accuracy", None, lo=0, hi=1),
-        probe_interval_s=t.number("probe_interval_s", 10.0, lo=0),
-    )
-    if s.hysteresis >= 1:
-        raise t.invalid("hysteresis", "must be < 1 (a fraction)")
-    t.finish()
-    return s
-
-
-def parse_config(data: dict[str, Any], base: Path, path: Path | None = None) -> DeviceConfig:
-    """Validate an already-parsed TOML document; ``base`` anchors relative paths."""
-    root = TomlTable(data, error=ConfigError)
-    has_heads = "heads" in root
-    head_tables = root.tables("heads", single_ok=True)  # a single [heads] table is accepted too
-    cfg = DeviceConfig(
-        path=path,
-        device=_device(root.table("device"), base),
-        camera=_camera(root.table("camera"), base),
-        heads=(),  # filled in below
-        server=_server(root.table("server")),
-        codec=_codec(root.table("codec")),
-        power=_power(root.table("power"), base),
-        gpio=_gpio(root.table("gpio")),
-        logging=_logging(root.table("logging")),
-        metrics=_metrics(root.table("metrics"), base),
-        policy=_policy(root.table("policy")),
-    )
-    # Before the heads checks, so a mistyped [[head]] is named as the unknown key it is.
-    root.finish()
-    return replace(cfg, heads=_heads(head_tables if has_heads else None, base))
-
-
-def load_config(path: str | Path) -> DeviceConfig:
+def load_config(path: Union[str, Path]) -> DeviceConfig:
     """Read and validate ``path``; every problem is a :class:`ConfigError` naming the key."""
     path = Path(path)
     try:

@@ -60,7 +60,7 @@ def test_defaults_paths_and_per_model_overrides(tmp_path: Path) -> None:
         ({"auth": {"enable": True}, **MODEL}, "'auth.enable'"),
         ({"log": {"lvl": "info"}, **MODEL}, "'log.lvl'"),
         ({}, "no tails configured"),
-        ({"models": [{"max_batch": 2}]}, "models[0]: missing key 'path'"),
+        ({"models": [{"max_batch": 2}]}, "missing key 'models[0].path' (a directory"),
         ({"models": [{"path": "a", "tail": "b.pt"}]}, "not both"),
         ({"server": {"bind": "udp://x:1"}, **MODEL}, "server.bind entry 'udp://x:1'"),
         ({"server": {"bind": []}, **MODEL}, "server.bind"),
