@@ -26,8 +26,9 @@ from wire.tomlcompat import tomllib
 POWER_KINDS = ("ina226", "hwmon", "sim", "none")
 OUTAGE_MODES = ("drop", "buffer")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-# [[heads]] kinds: a split head (tail on the server), the whole model on the board.
-PARTITION_KINDS = ("split", "local")
+# [[heads]] kinds: a split head (tail on the server), the whole model on the board, the
+# whole model on the server (the picture sent as a JPEG; ``model`` is the cloud model's json).
+PARTITION_KINDS = ("split", "local", "cloud")
 OBJECTIVES = ("latency", "energy", "mix")
 # Camera params that name files; resolved against the config directory.
 _CAMERA_PATH_PARAMS = ("path", "root", "folder", "file")
@@ -95,7 +96,8 @@ class HeadSection(Section):
     manifest: Optional[Path] = None  # None: next to the model, .json
     num_threads: Count = 1
     tail_ms: Optional[NonNegative] = None  # server time of this split's tail when idle (policy)
-    kind: Annotated[str, OneOf(PARTITION_KINDS)] = "split"  # split | local (no server)
+    kind: Annotated[str, OneOf(PARTITION_KINDS)] = "split"  # split | local (no server) | cloud
+    quality: Optional[Annotated[int, Meta(ge=1, le=100)]] = None  # cloud: JPEG q (None: manifest)
 
     def check(self) -> None:
         if self.model is not None:

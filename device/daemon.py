@@ -26,6 +26,7 @@ import numpy as np
 
 from device import status as led
 from device.capture import CameraSupervisor, EndOfInput
+from device.cloud import encode_picture
 from device.config import ConfigError, DeviceConfig, load_config
 from device.history import FloatHistory
 from device.link import Link
@@ -306,16 +307,23 @@ class Daemon:
         t0 = time.monotonic()
         image = preprocess(frame.image, size=split.head.input_hw)
         t1 = time.monotonic()
-        with self.power.busy():
-            out = split.head.run(image)
-        t2 = time.monotonic()
-        with self.power.busy():
-            payload = split.codec.encode_int8(out.tensor)
+        if split.cloud:  # no head: the picture itself, as a JPEG, is the payload
+            t2 = t1
+            head_ms = 0.0
+            with self.power.busy():
+                payload = encode_picture(split.codec, image)
+        else:
+            with self.power.busy():
+                out = split.head.run(image)
+            t2 = time.monotonic()
+            head_ms = out.head_ms
+            with self.power.busy():
+                payload = split.codec.encode_int8(out.tensor)
         t3 = time.monotonic()
         rec.model_cpu_ms = (time.thread_time() - c0) * 1e3
         rec.preprocess_ms = (t1 - t0) * 1e3
         rec.head_t0, rec.head_t1 = t1, t2
-        rec.head_ms = out.head_ms
+        rec.head_ms = head_ms
         rec.encode_ms = (t3 - t2) * 1e3
         rec.bytes = len(payload)
         self.link.submit(rec, payload)
@@ -394,12 +402,19 @@ class Daemon:
         for s in self.splits.values():
             try:
                 x = preprocess(image, size=s.head.input_hw)
-                s.head.run(x)  # the first invoke pays one-off set-up (XNNPACK packing)
-                out = s.head.run(x)
-                t = time.monotonic()
-                payload = s.codec.encode_int8(out.tensor)
+                if s.cloud:  # no head to warm up: the JPEG of the picture is the device work
+                    encode_picture(s.codec, x)
+                    t = time.monotonic()
+                    payload = encode_picture(s.codec, x)
+                    head_ms = 0.0
+                else:
+                    s.head.run(x)  # the first invoke pays one-off set-up (XNNPACK packing)
+                    out = s.head.run(x)
+                    t = time.monotonic()
+                    payload = s.codec.encode_int8(out.tensor)
+                    head_ms = out.head_ms
                 enc = (time.monotonic() - t) * 1e3
-                self.policy.observe_device(s.name, out.head_ms, enc, len(payload))
+                self.policy.observe_device(s.name, head_ms, enc, len(payload))
             except Exception as exc:
                 self.log.warning("probe_failed", head=s.name, error=f"{type(exc).__name__}: {exc}")
         for m in self.locals.values():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from device.cloud import CloudInput, build_cloud
 from device.config import CodecSection, HeadSection, ServerSection
 from device.head import Head
 from wire.codecs import FeatureCodec
@@ -17,8 +18,10 @@ from wire.quant import QuantParams
 
 @dataclass
 class Split:
+    """A partition whose frames go to the server: a split head, or ``cloud`` (the picture)."""
+
     cfg: HeadSection
-    head: Head
+    head: Head | CloudInput
     codec: FeatureCodec
     hello: Hello
 
@@ -26,10 +29,18 @@ class Split:
     def name(self) -> str:
         return self.cfg.name
 
+    @property
+    def cloud(self) -> bool:
+        """No head on the board: the preprocessed picture itself is the payload."""
+        return isinstance(self.head, CloudInput)
+
 
 def build_split(
     cfg: HeadSection, codec_cfg: CodecSection, server: ServerSection, device_name: str
 ) -> Split:
+    if cfg.kind == "cloud":  # [codec] is for bottlenecks; the picture's JPEG has its own
+        inp, codec, hello = build_cloud(cfg, server, device_name)
+        return Split(cfg=cfg, head=inp, codec=codec, hello=hello)
     head = Head(cfg.name, cfg.model, cfg.manifest, num_threads=cfg.num_threads)
     mcodec = dict(head.manifest.codec or {})
     name = codec_cfg.name or mcodec.get("name") or "jpeg"
@@ -56,7 +67,7 @@ def build_split(
     return Split(cfg=cfg, head=head, codec=codec, hello=hello)
 
 
-def manifest_tail_ms(head: Head) -> float | None:
+def manifest_tail_ms(head: Head | CloudInput) -> float | None:
     """The split's idle tail time if the search/converter recorded one in ``extra``."""
     extra = head.manifest.extra or {}
     for key in ("profile", "split"):

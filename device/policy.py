@@ -27,8 +27,9 @@ changes, so every ``probe_interval_s`` (default 10 s) :meth:`probe_due` names th
 observed longest ago and the daemon runs a frame on it. At 15 fps that is one frame in 150
 (under 1 %) spent away from the chosen partition, and a change shows up within one probe
 round (``probe_interval_s`` × the number of other partitions). With the ``latency`` objective
-only local partitions are probed: a split's latency model is built from measures every split
-shares (bandwidth, queue depth) and the board's own head/encode times.
+only local and cloud partitions are probed: a split's latency model is built from measures
+every split shares (bandwidth, queue depth) and the board's own head/encode times, while the
+cloud model's server time is its own.
 
 With the ``mix`` objective each candidate costs
 ``w · latency / best latency + (1 − w) · energy / best energy`` (dimensionless, 1 is
@@ -167,8 +168,9 @@ class PartitionPolicy:
         if self.objective == "latency":
             # A split's latency model needs no reply of its own (bandwidth and queue depth are
             # shared by every split, head/encode are the board's): only the board's own
-            # partitions are re-timed, and no session is opened for a probe.
-            others = [n for n in others if self.splits[n].kind == "local"]
+            # partitions and the cloud model (a server time of its own, bytes of a picture)
+            # are re-timed.
+            others = [n for n in others if self.splits[n].kind != "split"]
         if not others:
             return None
         return min(others, key=lambda n: self.splits[n].observed)

@@ -179,12 +179,21 @@ def test_probe_names_the_stalest_other_partition_at_the_documented_rate():
     ineligible = _three("energy", min_accuracy=0.9, accuracy={"local": 0.5, "cloud": 0.5})
     assert ineligible.probe_due(now=100.0) is None  # never probe what may not be chosen
     assert _three("energy", probe_interval_s=0.0).probe_due(now=100.0) is None
-    # Latency: splits are modelled from shared measures; only the board's own are re-timed.
+    # Latency: splits are modelled from shared measures; the board's own partitions and the
+    # cloud model (a server time of its own) are re-timed, another split never.
     lat = _three("latency", probe_interval_s=10.0)
     assert lat.probe_due(now=100.0) == "local"
-    lat.switched("local", now=100.0)
+    lat.observe_frame("local", now=100.0, energy_mj=None, latency_ms=9.0)
     lat.probed(now=100.0)
-    assert lat.probe_due(now=200.0) is None
+    assert lat.probe_due(now=110.0) == "cloud"
+    lat.switched("cloud", now=110.0)
+    lat.observe_frame("local", now=110.0, energy_mj=None, latency_ms=9.0)
+    lat.probed(now=110.0)
+    assert lat.probe_due(now=120.0) == "local"  # not the split: its estimate needs no probe
+    two = PartitionPolicy(
+        names=["a", "b"], active="a", objective="latency", kinds={"a": "split", "b": "split"}
+    )
+    assert two.probe_due(now=100.0) is None
 
 
 def test_manifest_accuracy_reads_number_or_trainer_table():

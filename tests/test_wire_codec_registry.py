@@ -30,6 +30,7 @@ from wire.codecs import (
     FeatureCodec,
     Param,
     codec_class,
+    feature_codec_names,
     normalize_params,
     register_codec,
     unregister_codec,
@@ -69,10 +70,12 @@ def toy():
 
 
 def test_builtin_codecs_are_registered_in_wire_order() -> None:
-    wire_order = ("jpeg", "png", "zstd", "raw", "rans", "zstd_dict")
+    wire_order = ("jpeg", "png", "zstd", "raw", "rans", "zstd_dict", "jpeg_image")
     assert tuple(CODEC_NAMES) == wire_order
     assert repr(CODEC_NAMES) == repr(wire_order)  # messages read as before
-    assert {n for n, c in CODECS.items() if c.lossless} == set(wire_order) - {"jpeg"}
+    assert {n for n, c in CODECS.items() if c.lossless} == set(wire_order) - {"jpeg", "jpeg_image"}
+    # the cloud partition's picture codec is not offered for bottlenecks
+    assert feature_codec_names() == wire_order[:-1]
     assert codec_class("jpeg").params["quality"].default == 20
 
 

@@ -26,7 +26,10 @@ Payload formats (no per-frame header; the HELLO carries shape, quantization and 
 - ``zstd_dict``: one zstd frame (content size recorded, no dictionary id) of the ``raw``
   payload, compressed with a dictionary trained on the training set's codes.
 
-The last two are driven by entropy tables that travel in the head and tail manifests
+- ``jpeg_image``: not a bottleneck codec: the ``cloud`` partition's whole input picture
+  (3×H×W uint8) as a baseline colour JPEG (1×H×W: grayscale), decoded back to C×H×W.
+
+``rans`` and ``zstd_dict`` are driven by entropy tables that travel in the head and tail manifests
 (``wire.entropy_tables``); HELLO names them by hash in ``codec_params["tables"]``.
 
 Error bounds are in docs/wire.md: lossless codecs are exact; JPEG's error is measured there.
@@ -62,6 +65,7 @@ __all__ = [
     "Param",
     "TablesMismatch",
     "codec_class",
+    "feature_codec_names",
     "jpeg_quant_table",
     "jpeg_rmse_bound",
     "normalize_params",
@@ -114,6 +118,10 @@ class Codec:
     lossless: ClassVar[bool]
     params: ClassVar[Mapping[str, Param]] = {}
     help: ClassVar[str] = ""
+    #: What the codes are: ``"features"`` (a bottleneck's n-bit codes, any C×H×W and bit
+    #: depth) or ``"image"`` (the camera picture itself, 8-bit RGB or gray: the ``cloud``
+    #: partition). Places that offer codecs for a bottleneck list only feature codecs.
+    carries: ClassVar[str] = "features"
     #: The kind of entropy tables (``wire.entropy_tables``) the codec is driven by, or None.
     #: A table codec is built with its tables and takes ``codec_params["tables"]`` = their
     #: sha256, so both ends provably hold the same tables.
@@ -178,6 +186,11 @@ def register_codec(cls: type[Codec]) -> type[Codec]:
         raise ValueError(f"codec {cls.__name__} must say whether it is lossless (a bool)")
     CODECS.register(getattr(cls, "name", None), cls)  # type: ignore[arg-type]
     return cls
+
+
+def feature_codec_names() -> tuple[str, ...]:
+    """The registered codecs that code a bottleneck (what training and the splits choose from)."""
+    return tuple(n for n, c in CODECS.items() if c.carries == "features")
 
 
 def unregister_codec(name: str) -> None:
@@ -519,6 +532,63 @@ class ZstdDictCodec(_TableCodec):
         if len(packed) != self._want:
             raise CodecError(f"zstd frame decoded to {len(packed)} bytes, expected {self._want}")
         return unpack_bits(packed, self.n_values, self.bits).reshape(self.shape_chw)
+
+
+@register_codec
+class JpegImageCodec(Codec):
+    """The ``cloud`` partition's payload: the head's input picture as a colour JPEG.
+
+    Why a codec and not a separate path: the cloud model is one more entry of the server's
+    registry, paired by model_id and opened by the same HELLO as a tail. The "tensor" is the
+    preprocessed uint8 image (C×H×W, C = 3, or 1 for gray, 8 bits; with HELLO's scale 1/255
+    and zero point -128 the server dequantizes it to pixel/255, which the cloud model
+    normalizes itself), and the codes are its pixel values, so nothing else changes.
+    """
+
+    name = "jpeg_image"
+    lossless = False
+    carries = "image"
+    params = MappingProxyType({"quality": Param(85, 1, 100, "JPEG quality")})
+    help = "the input picture as a colour JPEG (the cloud partition; not for bottlenecks)"
+    _MODES: ClassVar[dict[int, str]] = {3: "RGB", 1: "L"}
+
+    def __init__(self, shape_chw: tuple[int, int, int], bits: int, params: dict[str, int]):
+        super().__init__(shape_chw, bits, params)
+        if shape_chw[0] not in self._MODES or bits != 8:
+            raise CodecError(
+                f"jpeg_image codes an 8-bit picture of 3 (RGB) or 1 (gray) channels, got "
+                f"C×H×W {shape_chw} at {bits} bits (a bottleneck needs a feature codec: "
+                f"{', '.join(feature_codec_names())})"
+            )
+        self.mode = self._MODES[shape_chw[0]]
+
+    def encode(self, codes_chw: np.ndarray) -> bytes:
+        c = codes_chw.shape[0]
+        image = codes_chw[0] if c == 1 else np.ascontiguousarray(codes_chw.transpose(1, 2, 0))
+        out = io.BytesIO()
+        Image.fromarray(image, self.mode).save(
+            out, format="JPEG", quality=self.values["quality"], optimize=False
+        )
+        return out.getvalue()
+
+    def decode(self, data: bytes) -> np.ndarray:
+        c, h, w = self.shape_chw
+        if not data.endswith(b"\xff\xd9"):
+            raise CodecError("JPEG payload does not end with its end marker (truncated?)")
+        try:
+            with Image.open(io.BytesIO(data), formats=["JPEG"]) as im:
+                # The header first: never allocate pixels for a picture of the wrong size.
+                if im.size != (w, h):
+                    raise CodecError(f"JPEG image is {im.size[0]}×{im.size[1]}, expected {w}×{h}")
+                if im.mode != self.mode:
+                    raise CodecError(f"JPEG image mode is {im.mode!r}, expected {self.mode!r}")
+                im.load()
+                image = np.asarray(im, dtype=np.uint8)
+        except CodecError:
+            raise
+        except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, ...
+            raise CodecError(f"undecodable JPEG payload: {type(exc).__name__}: {exc}") from None
+        return image[None] if c == 1 else np.ascontiguousarray(image.transpose(2, 0, 1))
 
 
 # ----------------------------------------------------------------------------- per stream

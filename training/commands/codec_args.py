@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 
 from training.compressor import CodecConfig
-from wire.codecs import CODECS, codec_class, normalize_params
+from wire.codecs import CODECS, Codec, codec_class, feature_codec_names, normalize_params
 from wire.errors import CodecError
 
 __all__ = ["add_codec_arguments", "codec_flags", "codec_from_args", "parse_codec_params"]
@@ -26,10 +26,15 @@ __all__ = ["add_codec_arguments", "codec_flags", "codec_from_args", "parse_codec
 _DEFAULTS = "codec_param_defaults"
 
 
+def _feature_codecs() -> list[type[Codec]]:
+    """The registered codecs that code a bottleneck (not the cloud partition's picture codec)."""
+    return [CODECS[n] for n in feature_codec_names()]
+
+
 def _param_names() -> list[str]:
-    """Every parameter name of every registered codec, in registration order, once."""
+    """Every parameter name of every feature codec, in registration order, once."""
     names: list[str] = []
-    for cls in CODECS.values():
+    for cls in _feature_codecs():
         names += [n for n in cls.params if n not in names]
     return names
 
@@ -50,12 +55,12 @@ def add_codec_arguments(
     ``param_defaults`` are this command's defaults (None for a parameter: the codec's own).
     """
     defaults = dict(param_defaults or {})
-    lines = "; ".join(f"{name}: {cls.help}" for name, cls in CODECS.items())
-    p.add_argument("--codec", default=default, choices=tuple(CODECS), help=lines)
+    lines = "; ".join(f"{cls.name}: {cls.help}" for cls in _feature_codecs())
+    p.add_argument("--codec", default=default, choices=feature_codec_names(), help=lines)
     for name in _param_names():
         takers = [
             f"{c.name} {c.params[name].help} {c.params[name].describe()}"
-            for c in CODECS.values()
+            for c in _feature_codecs()
             if name in c.params
         ]
         given = defaults.get(name)
