@@ -26,6 +26,8 @@ from torch import nn
 
 from training.bottleneck import SplitHead, SplitSpec, SplitTail
 from training.compressor import CodecConfig, quant_params_for
+from wire.codecs import codec_class
+from wire.entropy_tables import EntropyTables, tables_to_json
 from wire.manifest import HeadSourceManifest, TailManifest, save_manifest
 
 
@@ -73,8 +75,14 @@ def export_split(
     std: tuple[float, float, float],
     codec: CodecConfig,
     extra: dict | None = None,
+    tables: dict[str, EntropyTables] | None = None,
 ) -> ExportedSplit:
-    """Write the four files atomically and verify the saved programs reproduce the modules."""
+    """Write the four files atomically and verify the saved programs reproduce the modules.
+
+    ``tables`` (from a rate-trained entropy model, ``training.entropy_model``) go into both
+    manifests' ``codec.tables`` under this export's model_id, so the board and the server
+    hold the same ones; a table codec's ``params.tables`` names them by hash.
+    """
     spec: SplitSpec = head.spec  # type: ignore[assignment]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -114,13 +122,20 @@ def export_split(
         "normalization_pixel_range": [0.0, 1.0],
         **(extra or {}),
     }
+    codec_dict = codec.to_dict()
+    if tables:
+        codec_dict["tables"] = tables_to_json(tables)
+        kind = codec_class(str(codec_dict["name"])).table_kind
+        held = tables.get(kind) if kind else None
+        if held is not None:
+            codec_dict["params"] = {**codec_dict["params"], "tables": held.sha256}
     head_manifest = HeadSourceManifest(
         model_id=model_id,
         input_hw=list(spec.input_hw),
         normalization={"mean": [float(v) for v in mean], "std": [float(v) for v in std]},
         labels=list(labels),
         bottleneck_chw=list(spec.bottleneck_chw),
-        codec=codec.to_dict(),
+        codec=codec_dict,
         extra=common_extra,
     )
     tail_manifest = TailManifest(
@@ -128,7 +143,7 @@ def export_split(
         input_chw=list(spec.bottleneck_chw),
         num_classes=len(labels),
         labels=list(labels),
-        codec=codec.to_dict(),
+        codec=codec_dict,
         split=split_info,
         extra={k: v for k, v in common_extra.items() if k != "split"}
         | {"normalization": {"mean": list(mean), "std": list(std)}},

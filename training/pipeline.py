@@ -6,22 +6,26 @@ measures is exactly what users run.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from training.bottleneck import SplitNet, split_model
-from training.compressor import CodecConfig, CompressorLayer, wire_roundtrip
+from training.compressor import CodecConfig, CompressorLayer, quant_params_for, wire_roundtrip
 from training.data import DatasetBundle, build_dataset
+from training.entropy_model import RateBottleneck, rate_loss
 from training.export import ExportedSplit, export_split
 from training.models import create_model
 from training.plots import save_curves
-from training.trainer import FitConfig, evaluate, fit
+from training.trainer import FitConfig, cross_entropy_loss, evaluate, fit
 from wire.atomicfile import write_json_atomic
 from wire.logjson import get_logger
+from wire.quant import quantize_float_to_int8, requantize_int8
 
 log = get_logger(__name__)
 
@@ -50,6 +54,9 @@ class TrainJob:
     progress: bool = True
     fashion_root: str | None = None
     device: str = "auto"  # auto: cuda when present, else cpu
+    # > 0: a learned entropy model on the bottleneck (training.entropy_model) and
+    # loss = CE + rate_weight * estimated bytes/frame; tables exported into the manifests
+    rate_weight: float = 0.0
 
     def resolved_device(self) -> str:
         if self.device == "auto":
@@ -61,12 +68,16 @@ class TrainJob:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch size must be >= 1")
+        if not (self.rate_weight >= 0 and math.isfinite(self.rate_weight)):
+            raise ValueError(f"rate_weight must be a finite number >= 0, got {self.rate_weight}")
 
     def identity(self) -> dict:
         """What must match for --resume to continue the same run."""
         d = asdict(self)
         for k in ("progress", "threads", "epochs", "device"):
             d.pop(k)
+        if not d["rate_weight"]:
+            d.pop("rate_weight")  # runs from before the rate term resume unchanged
         return d
 
 
@@ -83,14 +94,32 @@ def _write_json(obj: dict, path: Path) -> None:
     write_json_atomic(path, obj, sort_keys=True)
 
 
-def build_split_net(job: TrainJob, bundle: DatasetBundle) -> tuple[SplitNet, CompressorLayer]:
+def build_split_net(
+    job: TrainJob, bundle: DatasetBundle
+) -> tuple[SplitNet, CompressorLayer | RateBottleneck]:
+    """The split model; its compressor is the wire codec, or the rate model when λ > 0."""
     model = create_model(job.model, num_classes=len(bundle.labels), pretrained=job.pretrained)
     head, tail = split_model(
         model, after=job.after, channels=job.channels, stride=job.stride, input_size=bundle.input_hw
     )
+    if job.rate_weight > 0:
+        rate = RateBottleneck(head.spec.bottleneck_chw[0], head.spec.out_max, job.codec.bits)
+        return SplitNet(head, tail, rate), rate
     roundtrip = wire_roundtrip(head.spec.bottleneck_chw, head.spec.out_max, job.codec)
     comp = CompressorLayer(roundtrip, job.codec.to_dict())
     return SplitNet(head, tail, comp), comp
+
+
+@torch.no_grad()
+def training_codes(net: SplitNet, loader: DataLoader, bits: int, device: str) -> np.ndarray:
+    """The n-bit wire codes of the training set's bottlenecks (for the zstd dictionary)."""
+    qp = quant_params_for(net.spec.out_max, bits)
+    net.eval()
+    out = []
+    for x, _ in loader:
+        z = net.head(x.to(device)).cpu().numpy()
+        out.append(requantize_int8(quantize_float_to_int8(z, qp), qp))
+    return np.concatenate(out)
 
 
 def loaders(bundle: DatasetBundle, batch_size: int, seed: int) -> tuple[DataLoader, DataLoader]:
@@ -123,6 +152,11 @@ def run_train(job: TrainJob, out_dir: Path | str, *, resume: bool = False) -> Tr
     net, comp = build_split_net(job, bundle)
     train_loader, val_loader = loaders(bundle, job.batch_size, job.seed)
     comp.enabled = job.mode == "aware"
+    loss_fn = (
+        rate_loss(cross_entropy_loss(), comp, job.rate_weight)
+        if isinstance(comp, RateBottleneck)
+        else None
+    )
     log.info(
         "train_start",
         job=job.identity(),
@@ -139,12 +173,17 @@ def run_train(job: TrainJob, out_dir: Path | str, *, resume: bool = False) -> Tr
         resume=resume,
         identity=job.identity(),
         device=device,
+        loss_fn=loss_fn,
     )
     train_seconds = time.perf_counter() - t0
     comp.enabled = False
     _, acc_plain = evaluate(net, val_loader, device=device)
     comp.enabled = True
     _, acc_codec = evaluate(net, val_loader, device=device)
+    tables = None
+    if isinstance(comp, RateBottleneck):
+        codes = training_codes(net, train_loader, job.codec.bits, device)
+        tables = comp.tables(codes)
     metrics = {
         "job": job.identity(),
         "data": bundle.describe(),
@@ -170,6 +209,7 @@ def run_train(job: TrainJob, out_dir: Path | str, *, resume: bool = False) -> Tr
             },
             "training": job.identity(),
         },
+        tables=tables,
     )
     metrics["model_id"] = exported.model_id
     _write_json(metrics, out / "metrics.json")

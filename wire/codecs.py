@@ -152,11 +152,13 @@ class Codec:
                     f"unknown {cls.name} parameter {key!r} (allowed: {allowed or 'none'})"
                 )
         out: dict[str, Any] = {}
-        if cls.table_kind:
-            ref = params.get("tables")
+        if cls.table_kind and "tables" in params:
+            # Optional here (a training command names the codec before its tables exist);
+            # FeatureCodec fills it from the tables it holds, and the server requires it.
+            ref = params["tables"]
             if not isinstance(ref, str) or not _SHA256_HEX.match(ref):
                 raise CodecError(
-                    f"{cls.name} needs codec_params['tables'] = the sha256 (64 lowercase hex "
+                    f"{cls.name} codec_params['tables'] must be the sha256 (64 lowercase hex "
                     f"digits) of its {cls.table_kind} tables, got {_short(ref)}"
                 )
             out["tables"] = ref
@@ -431,9 +433,9 @@ class _TableCodec(Codec):
         super().__init__(shape_chw, bits, params)
         if tables.kind != self.table_kind:
             raise CodecError(f"{self.name} needs {self.table_kind} tables, got {tables.kind}")
-        if tables.sha256 != params["tables"]:
+        if tables.sha256 != params.get("tables"):
             raise TablesMismatch(
-                f"{self.name}: codec_params names tables {params['tables'][:12]}..., "
+                f"{self.name}: codec_params names tables {str(params.get('tables'))[:12]}..., "
                 f"this side holds {tables.sha256[:12]}... (head and tail from different "
                 "exports? re-export or reconvert so both carry the same tables)"
             )

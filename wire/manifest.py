@@ -114,6 +114,10 @@ class HeadSourceManifest:
     codec: dict
     extra: dict = field(default_factory=dict)
 
+    def codec_tables(self) -> dict[str, EntropyTables]:
+        """The entropy tables exported with this head (convert-head copies them to head.json)."""
+        return codec_tables(self.codec)
+
 
 # typing.Union, not ``|``: this alias is evaluated at import, and the board side runs on 3.9
 Manifest = Union[HeadManifest, TailManifest, HeadSourceManifest]
@@ -239,7 +243,7 @@ class _Checker:
                 raise self.fail(where, f"{t.bits}, but codec.bits is {bits}")
         if kind is not None:
             held = tables.get(kind)
-            if held is None or held.sha256 != params["tables"]:
+            if held is None or held.sha256 != params.get("tables"):
                 raise self.fail(
                     f"{key}.params.tables", f"names no {kind} tables carried in {key}.tables"
                 )

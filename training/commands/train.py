@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 
 from training.commands.codec_args import add_codec_arguments, codec_from_args
+from wire.codecs import codec_class
+from wire.errors import CodecError
 
 NAME = "train"
 HELP = "train a bottlenecked split model with the wire codec in the loop (BottleNet)"
@@ -33,6 +35,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         choices=("aware", "plain"),
         help="aware: codec in the training loop; plain: trained without it (naive)",
     )
+    p.add_argument(
+        "--rate-weight",
+        type=float,
+        default=0.0,
+        metavar="LAMBDA",
+        help="> 0: learned entropy model on the bottleneck, loss = CE + LAMBDA * bytes/frame, "
+        "its tables exported for the rans / zstd_dict codecs (training.entropy_model)",
+    )
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=2e-3)
@@ -52,6 +62,11 @@ def run(args: argparse.Namespace) -> int:
     from training.pipeline import TrainJob, run_train
 
     codec = codec_from_args(args, args.bits)  # validated before any data is read
+    if codec_class(codec.name).table_kind and not args.rate_weight > 0:
+        raise CodecError(
+            f"--codec {codec.name} codes with tables from a learned entropy model: "
+            "give --rate-weight > 0 (or pick jpeg, png, zstd or raw)"
+        )
     job = TrainJob(
         data=args.data,
         model=args.model,
@@ -73,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         fashion_root=args.fashion_root,
         device=args.device,
+        rate_weight=args.rate_weight,
     )
     result = run_train(job, args.out, resume=args.resume)
     m = result.metrics
