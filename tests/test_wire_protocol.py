@@ -155,7 +155,7 @@ def _hello_body(**changes) -> bytes:
         (_hello_body(colour="red"), "'colour'"),
         (_hello_body(bits="<drop>"), "missing key 'bits'"),
         (_hello_body(bits=9), "bits"),
-        (_hello_body(bits=True), "'bits'"),
+        (_hello_body(bits=True), "bits must be an integer, got True"),
         (_hello_body(scale=-1.0), "scale"),
         (_hello_body(zero_point=200), "zero_point"),
         (_hello_body(tensor_shape=[12, 56]), "tensor_shape"),

@@ -73,21 +73,19 @@ def error_of(text: str) -> str:
 
 def test_unknown_key_is_named_with_its_dotted_path_and_the_allowed_keys():
     assert error_of("[server]\nwindow = 3\nwindw = 4\n") == (
-        "unknown config key 'server.windw' (allowed: bits, device, endpoints, hi, led, lo, "
+        "unknown key 'server.windw' (allowed: bits, device, endpoints, hi, led, lo, "
         "mode, name, on, params, path, ratio, timeout, window)"
     )
-    assert error_of("[servr]\nx = 1\n") == (
-        "unknown config key 'servr' (allowed: heads, retry, server)"
-    )
+    assert error_of("[servr]\nx = 1\n") == ("unknown key 'servr' (allowed: heads, retry, server)")
 
 
 def test_first_unknown_key_in_sorted_order_and_unknown_keys_in_arrays_and_dataclasses():
-    assert error_of("[server]\nzz = 1\naa = 2\n").startswith("unknown config key 'server.aa'")
+    assert error_of("[server]\nzz = 1\naa = 2\n").startswith("unknown key 'server.aa'")
     assert error_of("[[heads]]\nmodel = 'a'\n[[heads]]\nmodel = 'b'\nbatch = 4\n") == (
-        "unknown config key 'heads[1].batch' (allowed: model, name)"
+        "unknown key 'heads[1].batch' (allowed: model, name)"
     )
     # msgspec alone ignores unknown fields of a dataclass; the schema does not
-    assert error_of("[retry]\ndelay = 1\n") == "unknown config key 'retry.delay' (allowed: initial)"
+    assert error_of("[retry]\ndelay = 1\n") == "unknown key 'retry.delay' (allowed: initial)"
 
 
 def test_free_form_tables_take_any_key():

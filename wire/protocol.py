@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from types import MappingProxyType
-from typing import Any, Union
+from typing import Annotated, Any, Optional, Union
 
 from wire.errors import (
     BadVersion,
@@ -38,6 +38,7 @@ from wire.errors import (
     TruncatedMessage,
     UnknownMessageType,
 )
+from wire.schema import Meta, Section, Violation, convert
 
 PROTOCOL_VERSION = 1
 DEFAULT_MAX_PAYLOAD = 1 << 20
@@ -62,7 +63,6 @@ HELLO_LIMITS: Mapping[str, int] = MappingProxyType(
         "codec_param_value": 64,  # characters of a string value
     }
 )
-_HELLO_STRINGS = ("model_id", "dtype", "codec", "device_name", "token_id")
 
 _U32_MAX = (1 << 32) - 1
 _U64_MAX = (1 << 64) - 1
@@ -590,76 +590,50 @@ def _load_from_dict(d: dict[str, Any]) -> ServerLoad:
     )
 
 
-_HELLO_SPEC = {
-    "model_id": str,
-    "tensor_shape": list,
-    "dtype": str,
-    "scale": float,
-    "zero_point": int,
-    "bits": int,
-    "codec": str,
-    "codec_params": dict,
-    "device_name": str,
-    "max_payload": int,
-    "token_id": None,
-}
+# The HELLO body, declared once: types, bounds and HELLO_LIMITS in one place, checked by
+# wire.schema (msgspec) for the encoder and the decoder alike. Every key is required;
+# token_id may be null. Aliases, not annotations with ``|``: msgspec evaluates them on 3.9.
+_ParamValue = Union[
+    None, bool, int, float, Annotated[str, Meta(max_length=HELLO_LIMITS["codec_param_value"])]
+]
+_TokenId = Optional[Annotated[str, Meta(max_length=HELLO_LIMITS["token_id"])]]
+_Dim = Annotated[int, Meta(ge=1, le=1 << 16)]
+_ModelId = Annotated[str, Meta(min_length=1, max_length=HELLO_LIMITS["model_id"])]
+_Dtype = Annotated[str, Meta(max_length=HELLO_LIMITS["dtype"])]
+_Codec = Annotated[str, Meta(max_length=HELLO_LIMITS["codec"])]
+_DeviceName = Annotated[str, Meta(max_length=HELLO_LIMITS["device_name"])]
+_CodecParams = Annotated[
+    dict[Annotated[str, Meta(max_length=HELLO_LIMITS["codec_param_key"])], _ParamValue],
+    Meta(max_length=HELLO_LIMITS["codec_params"]),
+]
+
+
+class _HelloBody(Section):
+    model_id: _ModelId
+    tensor_shape: Annotated[tuple[_Dim, ...], Meta(min_length=3, max_length=3)]  # (C, H, W)
+    dtype: _Dtype
+    scale: Annotated[float, Meta(gt=0)]
+    zero_point: Annotated[int, Meta(ge=-128, le=127)]
+    bits: Annotated[int, Meta(ge=1, le=8)]
+    codec: _Codec
+    codec_params: _CodecParams
+    device_name: _DeviceName
+    max_payload: Annotated[int, Meta(ge=1, le=_U32_MAX)]
+    token_id: _TokenId
 
 
 def _validate_hello_body(body: dict[str, Any], *, error: type[Exception]) -> None:
-    """Structural checks shared by encoder (ValueError) and decoder (MalformedBody).
+    """Structural checks shared by encoder (ValueError) and decoder (MalformedBody); a field
+    over its HELLO_LIMITS bound is :class:`FieldTooLong` for the decoder.
 
     Semantic checks (is the codec supported, does the shape match the model) belong to the
     server, which answers with the specific ErrorCode.
     """
-    _require_keys(body, _HELLO_SPEC, "HELLO", error)
-    _check_hello_bounds(body, error)
-    shape = body["tensor_shape"]
-    if len(shape) != 3 or not all(
-        isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= 1 << 16 for d in shape
-    ):
-        raise error(f"HELLO: tensor_shape must be (C, H, W) of positive ints, got {_clip(shape)}")
-    if not math.isfinite(body["scale"]) or body["scale"] <= 0:
-        raise error(f"HELLO: scale must be a positive finite number, got {body['scale']!r}")
-    if not -128 <= body["zero_point"] <= 127:
-        raise error(f"HELLO: zero_point must be in -128..127, got {body['zero_point']}")
-    if not 1 <= body["bits"] <= 8:
-        raise error(f"HELLO: bits must be in 1..8, got {body['bits']}")
-    if not 1 <= body["max_payload"] <= _U32_MAX:
-        raise error(f"HELLO: max_payload out of range: {body['max_payload']}")
-    if body["token_id"] is not None and not isinstance(body["token_id"], str):
-        raise error("HELLO: token_id must be a string or null")
-    if not body["model_id"]:
-        raise error("HELLO: model_id is empty")
 
+    def refuse(problem: Violation) -> Exception:
+        message = f"HELLO: {problem.message}"
+        if problem.limit is not None and issubclass(error, MalformedBody):
+            return FieldTooLong(message, problem.key, problem.length or 0, problem.limit)
+        return error(message)
 
-def _too_long(error: type[Exception], field: str, length: int, limit: int, unit: str) -> Exception:
-    message = f"HELLO: {field} is {length} {unit}, at most {limit} allowed"
-    if issubclass(error, MalformedBody):
-        return FieldTooLong(message, field, length, limit)
-    return error(message)
-
-
-def _check_hello_bounds(body: dict[str, Any], error: type[Exception]) -> None:
-    """HELLO_LIMITS: every string and codec_params bounded (keys and types already checked)."""
-    for key in _HELLO_STRINGS:
-        value = body[key]
-        if isinstance(value, str) and len(value) > HELLO_LIMITS[key]:
-            raise _too_long(error, key, len(value), HELLO_LIMITS[key], "characters")
-    params = body["codec_params"]
-    if len(params) > HELLO_LIMITS["codec_params"]:
-        raise _too_long(error, "codec_params", len(params), HELLO_LIMITS["codec_params"], "entries")
-    for key, value in params.items():
-        if not isinstance(key, str):
-            raise error(f"HELLO: codec_params keys must be strings, got {type(key).__name__}")
-        if len(key) > HELLO_LIMITS["codec_param_key"]:
-            limit = HELLO_LIMITS["codec_param_key"]
-            raise _too_long(error, "codec_params key", len(key), limit, "characters")
-        if isinstance(value, str):
-            if len(value) > HELLO_LIMITS["codec_param_value"]:
-                limit = HELLO_LIMITS["codec_param_value"]
-                raise _too_long(error, f"codec_params[{key!r}]", len(value), limit, "characters")
-        elif value is not None and not isinstance(value, (int, float)):  # bool is an int
-            raise error(
-                f"HELLO: codec_params[{key!r}] must be a number, string, boolean or null, "
-                f"got {type(value).__name__}"
-            )
+    convert(body, _HelloBody, on_error=refuse)

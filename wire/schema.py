@@ -24,7 +24,7 @@ import re
 import typing
 from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Any, Callable, Optional, TypeVar
+from typing import Annotated, Any, Callable, Optional, TypeVar, Union
 
 import msgspec
 from msgspec import Meta, field  # re-exported: sections import their vocabulary from here
@@ -37,6 +37,7 @@ __all__ = [
     "Required",
     "SchemaError",
     "Section",
+    "Violation",
     "convert",
     "field",
     "replace",
@@ -173,6 +174,23 @@ def replace(obj: T, **changes: Any) -> T:
 # --------------------------------------------------------------------------- converting
 
 
+class Violation:
+    """One broken rule, for callers that raise their own typed errors (a HELLO field over its
+    bound is ``FieldTooLong``): the dotted ``key``, the worded ``message``, and for a string or
+    collection over its ``max_length`` the ``length`` and the ``limit``."""
+
+    def __init__(
+        self, key: str, message: str, length: Optional[int] = None, limit: Optional[int] = None
+    ) -> None:
+        self.key = key
+        self.message = message
+        self.length = length
+        self.limit = limit
+
+    def __repr__(self) -> str:
+        return f"Violation({self.key!r}, {self.message!r})"
+
+
 def convert(
     data: Any,
     cls: type[T],
@@ -180,20 +198,23 @@ def convert(
     error: type[Exception] = SchemaError,
     base: Optional[Path] = None,
     where: str = "",
+    on_error: Optional[Callable[[Violation], Exception]] = None,
 ) -> T:
     """``data`` (a parsed TOML/JSON document) checked against ``cls``; every problem raises
-    ``error`` naming the key by its dotted path.
+    ``error`` naming the key by its dotted path (or whatever ``on_error`` makes of it).
 
     ``base`` anchors relative :class:`~pathlib.Path` fields (a config directory moves as a
     unit; ``~`` expands); without it paths stay as written. ``where`` prefixes every key
     (``"camera.params"`` when the document is a sub-table).
     """
     info = mi.type_info(cls)
-    _check_unknown(data, info, [], where, error)
-    try:
-        return msgspec.convert(data, cls, dec_hook=_path_hook(base))
-    except msgspec.ValidationError as exc:
-        raise error(_explain(str(exc), data, info, where)) from None
+    problem = _check_unknown(data, info, [], where)
+    if problem is None:
+        try:
+            return msgspec.convert(data, cls, dec_hook=_path_hook(base))
+        except msgspec.ValidationError as exc:
+            problem = _explain(str(exc), data, info, where)
+    raise (on_error(problem) if on_error is not None else error(problem.message)) from None
 
 
 def _path_hook(base: Optional[Path]) -> Callable[[type, Any], Any]:
@@ -210,68 +231,139 @@ def _path_hook(base: Optional[Path]) -> Callable[[type, Any], Any]:
     return hook
 
 
-def _check_unknown(data: Any, info: Any, path: list[Any], where: str, error: type) -> None:
+def _check_unknown(data: Any, info: Any, path: list[Any], where: str) -> Optional[Violation]:
     """Unknown keys everywhere, dataclass tables included (msgspec checks only Structs), with
     the first one in sorted order named together with the allowed keys."""
     info = _strip(info)
     if isinstance(info, mi.UnionType):
         for member in info.types:
             if _kind_matches(member, data):
-                _check_unknown(data, member, path, where, error)
-                return
-        return
+                return _check_unknown(data, member, path, where)
+        return None
+    found: Optional[Violation] = None
     if isinstance(info, (mi.StructType, mi.DataclassType)) and isinstance(data, Mapping):
         fields = {f.encode_name: f for f in info.fields}
-        unknown = sorted(k for k in data if k not in fields)
+        unknown = sorted(str(k) for k in data if k not in fields)
         if unknown:
-            raise error(
-                f"unknown config key {_dotted(where, [*path, unknown[0]])!r} "
-                f"(allowed: {', '.join(sorted(fields))})"
+            key = _dotted(where, [*path, unknown[0]])
+            return Violation(
+                key, f"unknown key {_show(key)} (allowed: {', '.join(sorted(fields))})"
             )
         for key, value in data.items():
-            _check_unknown(value, fields[key].type, [*path, key], where, error)
+            found = found or _check_unknown(value, fields[key].type, [*path, key], where)
     elif isinstance(info, (mi.ListType, mi.VarTupleType)) and isinstance(data, list):
         for i, item in enumerate(data):
-            _check_unknown(item, info.item_type, [*path, i], where, error)
+            found = found or _check_unknown(item, info.item_type, [*path, i], where)
     elif isinstance(info, mi.DictType) and isinstance(data, Mapping):
         for key, value in data.items():
-            _check_unknown(value, info.value_type, [*path, key], where, error)
+            found = found or _check_unknown(value, info.value_type, [*path, key], where)
+    return found
 
 
-_AT = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
-_PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
+_AT = re.compile(r"^(?P<message>.*?)(?: - at (?P<dict_key>`key` in )?`\$(?P<path>[^`]*)`)?$", re.S)
+_PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+)\]|(\[\.\.\.\])")
 
 
-def _explain(text: str, data: Any, info: Any, where: str) -> str:
+def _explain(text: str, data: Any, info: Any, where: str) -> Violation:
     """msgspec's ``Expected `int` >= 1 - at `$.server.window``` as ``server.window must be
     >= 1, got 0``."""
     m = _AT.match(text)
     message = m.group("message") if m else text
     path: list[Any] = []
-    for name, index in _PATH_PART.findall((m.group("path") if m else "") or ""):
-        path.append(int(index) if index else name)
+    for name, index, some_entry in _PATH_PART.findall((m.group("path") if m else "") or ""):
+        if some_entry:  # msgspec does not say which entry of a table: find it
+            path.append(_failing_entry(data, info, path, keys=False))
+        else:
+            path.append(int(index) if index else name)
     own = _FIELD_PROBLEM.match(message)
     if own:  # a marker, finiteness or check(): the table's path plus the field
+        key = _dotted(where, [*path, own.group("field")])
         if own.group("problem").startswith(_MISSING):
             rest = own.group("problem")[len(_MISSING) :]
-            return f"missing key {_dotted(where, [*path, own.group('field')])!r}{rest}"
-        return f"{_dotted(where, [*path, own.group('field')])} {own.group('problem')}"
+            return Violation(key, f"missing key {key!r}{rest}")
+        return Violation(key, f"{key} {own.group('problem')}")
     missing = re.match(r"Object missing required field `(.+)`", message)
     if missing:
-        return f"missing key {_dotted(where, [*path, missing.group(1)])!r}"
+        key = _dotted(where, [*path, missing.group(1)])
+        return Violation(key, f"missing key {key!r}")
+    if m and m.group("dict_key"):  # a key of a free-form table broke the key type
+        bad = _failing_entry(data, info, path, keys=True)
+        key = f"{_dotted(where, path)} key"
+        target = _type_at(info, path)
+        key_type = _strip(target).key_type if isinstance(_strip(target), mi.DictType) else None
+        return _value_violation(key, key_type, bad)
     key = _dotted(where, path)
     if message.startswith("must "):  # raised by the path hook
-        return f"{key} {message}"
+        return Violation(key, f"{key} {message}")
     found, value = _lookup(data, path)
     target = _type_at(info, path)
     if not found or target is None:
-        return f"{key or 'the config'}: {message}"
+        return Violation(key, f"{key or 'the config'}: {message}")
     if isinstance(_strip(target), (mi.StructType, mi.DataclassType)):
         what = repr(key) if key else "the config"
         if not isinstance(value, Mapping):
-            return f"{what} must be a table, got {type(value).__name__}"
-        return f"{what}: {message}"  # a dataclass's own check, already worded for people
-    return f"{key} {_rule(target, value)}"
+            return Violation(key, f"{what} must be a table, got {type(value).__name__}")
+        return Violation(key, f"{what}: {message}")  # a dataclass's own check, worded already
+    return _value_violation(key, target, value)
+
+
+def _value_violation(key: str, target: Any, value: Any) -> Violation:
+    limit = _max_length(target, value)
+    if limit is not None:
+        unit = "characters" if isinstance(value, str) else "entries"
+        return Violation(
+            key, f"{key} is {len(value)} {unit}, at most {limit} allowed", len(value), limit
+        )
+    return Violation(key, f"{key} {_rule(target, value)}")
+
+
+def _max_length(info: Any, value: Any) -> Optional[int]:
+    """The ``max_length`` that ``value`` exceeds, if that is what it broke."""
+    info = _strip(info)
+    members = info.types if isinstance(info, mi.UnionType) else (info,)
+    for member in map(_strip, members):
+        limit = getattr(member, "max_length", None)
+        if limit is not None and _kind_matches(member, value) and len(value) > limit:
+            return limit
+    return None
+
+
+def _failing_entry(data: Any, info: Any, path: list[Any], *, keys: bool) -> Any:
+    """The first key of the table at ``path`` whose key (or value) breaks the declared type."""
+    found, table = _lookup(data, path)
+    target = _strip(_type_at(info, path))
+    if not found or not isinstance(table, Mapping) or not isinstance(target, mi.DictType):
+        return "..."
+    for k, v in table.items():
+        try:
+            if keys:
+                msgspec.convert(k, _python_type(target.key_type))
+            else:
+                msgspec.convert(v, _python_type(target.value_type))
+        except (msgspec.ValidationError, TypeError):
+            return k
+    return "..."
+
+
+def _python_type(info: Any) -> Any:
+    """A checkable type for a type-info node (only what free-form tables hold)."""
+    info_s = _strip(info)
+    meta = {
+        k: getattr(info_s, k)
+        for k in ("ge", "gt", "le", "lt", "min_length", "max_length")
+        if getattr(info_s, k, None) is not None
+    }
+    if isinstance(info_s, mi.UnionType):
+        return Union[tuple(_python_type(t) for t in info_s.types)]  # type: ignore[return-value]
+    base = {
+        mi.StrType: str,
+        mi.IntType: int,
+        mi.FloatType: float,
+        mi.BoolType: bool,
+        mi.NoneType: type(None),
+        mi.AnyType: Any,
+    }.get(type(info_s), Any)
+    return Annotated[base, Meta(**meta)] if meta else base
 
 
 def _rule(info: Any, value: Any) -> str:
@@ -328,6 +420,9 @@ def _kind(info: Any) -> str:
     if isinstance(info, (mi.ListType, mi.VarTupleType, mi.TupleType)):
         item = getattr(info, "item_type", None)
         items = f" of {_plural(item)}" if item is not None else ""
+        size = getattr(info, "min_length", None)
+        if size and size == getattr(info, "max_length", None):
+            return f"an array of {size}{items[3:] if items else ' entries'}"
         return f"{'a non-empty' if getattr(info, 'min_length', None) else 'an'} array{items}"
     if isinstance(info, mi.CustomType) and info.cls is Path:
         return "a path"
