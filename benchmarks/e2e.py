@@ -121,6 +121,16 @@ class ShapedNamespace:
     def _ip(self, cmd: list[str]) -> None:
         subprocess.run(self.prefix() + cmd, check=True)
 
+    def change(self, link: Link) -> None:
+        """Re-shape the running namespace to ``link`` (``tc qdisc change``): the mid-stream
+        link change of the adaptive run, seen by sockets already open."""
+        if self.link is None:
+            raise ValueError("an unshaped namespace has no qdisc to change")
+        rate = f"{link.mbps * 1000:.0f}kbit"
+        self._ip(["tc", "qdisc", "change", "dev", "lo", "root", "tbf", "rate", rate,
+                  "burst", BURST, "latency", "400ms"])  # fmt: skip
+        self.link = link
+
     def prefix(self) -> list[str]:
         return ["ip", "netns", "exec", self.name]
 

@@ -9,8 +9,9 @@ so each split's estimate is
 
     head_ms + encode_ms + bytes * 8 / bandwidth + tail_ms * (1 + queue_depth)
 
-with head/encode ms and bytes measured on this board (EWMA), bandwidth estimated from
-replies (RTT minus the server's own time), ``tail_ms`` the split's tail time on an idle
+with head/encode ms and bytes measured on this board (EWMA), the transfer time measured from
+the partition's own replies (RTT minus the server's own time; ``bytes * 8 / bandwidth``, the
+bandwidth estimated from all replies, until it has some), ``tail_ms`` the split's tail time on an idle
 server (from config, the manifest's profile, or measured while the split is active) and
 ``queue_depth`` the load the server reports in every reply and pong. A switch needs the best
 split to beat the current one by ``hysteresis`` and the current one to have run for
@@ -61,6 +62,7 @@ class SplitStats:
     latency_ms: float | None = None  # measured capture -> answer (EWMA), for reports
     accuracy: float | None = None  # from the manifest; None: unknown
     observed: float = -1e18  # monotonic time of the last frame run on this partition
+    net_ms: float | None = None  # this partition's own transfer time (RTT - server time), EWMA
 
     def observe_device(self, head_ms: float, encode_ms: float, nbytes: int) -> None:
         self.head_ms = _ewma(self.head_ms, head_ms)
@@ -135,9 +137,10 @@ class PartitionPolicy:
         """A reply for split ``name``: refine bandwidth, its tail time and the load."""
         self.queue_depth = queue_depth
         net_s = (rtt_ms - server_ms) / 1e3
+        s = self.splits[name]
         if net_s > 1e-5 and nbytes > 0:
             self.bandwidth_bps = _ewma(self.bandwidth_bps, nbytes * 8 / net_s)
-        s = self.splits[name]
+            s.net_ms = _ewma(s.net_ms, net_s * 1e3)
         if not s.tail_fixed and queue_depth == 0:
             s.tail_ms = _ewma(s.tail_ms, compute_ms)
 
@@ -209,12 +212,11 @@ class PartitionPolicy:
         tail = s.tail_ms
         if tail is None:  # never measured: assume it costs what the active split's tail costs
             tail = self.splits[self.active].tail_ms or 0.0
-        return (
-            s.head_ms
-            + (s.encode_ms or 0.0)
-            + s.bytes * 8 / self.bandwidth_bps * 1e3
-            + tail * (1 + self.queue_depth)
-        )
+        # Its own measured transfer time when it has replies: a shaper's burst bucket lets a
+        # few hundred bytes through at once while a picture waits for tokens, so one shared
+        # bandwidth misjudges payloads of very different sizes. Never run: bytes/bandwidth.
+        net = s.net_ms if s.net_ms is not None else s.bytes * 8 / self.bandwidth_bps * 1e3
+        return s.head_ms + (s.encode_ms or 0.0) + net + tail * (1 + self.queue_depth)
 
     def decide(self, now: float) -> Switch | None:
         """The switch to make now, if any (the caller performs it and calls :meth:`switched`)."""

@@ -204,3 +204,29 @@ def test_manifest_accuracy_reads_number_or_trainer_table():
     assert manifest_accuracy({"accuracy": {"top1": 0.7}}) == 0.7
     assert manifest_accuracy({"accuracy": 71}) is None  # a percentage is not a fraction
     assert manifest_accuracy(None) is None and manifest_accuracy({}) is None
+
+
+def test_each_partition_is_timed_by_its_own_transfers_after_a_link_change():
+    """A shaper's burst bucket passes a small payload at once while a picture waits for
+    tokens: one shared bandwidth would price the picture like the bottleneck. Each partition's
+    own RTT - server time decides, so a slower link moves the choice off the picture."""
+    p = PartitionPolicy(
+        names=["cloud", "split"], active="cloud", hysteresis=0.15, min_dwell_s=1.0,
+        objective="latency", kinds={"cloud": "cloud", "split": "split"},
+    )  # fmt: skip
+    p.observe_device("cloud", head_ms=0.0, encode_ms=2.0, nbytes=15000)
+    p.observe_device("split", head_ms=30.0, encode_ms=0.5, nbytes=600)
+    p.set_tail_ms("cloud", 2.0)
+    p.set_tail_ms("split", 1.0)
+    p.observe_reply("split", 600, rtt_ms=2.0, server_ms=1.0, compute_ms=1.0, queue_depth=0)
+    for _ in range(5):  # a fast link: the picture crosses in 5 ms
+        p.observe_reply("cloud", 15000, rtt_ms=7.0, server_ms=2.0, compute_ms=2.0, queue_depth=0)
+    assert p.estimate_ms("cloud") == pytest.approx(2.0 + 5.0 + 2.0)
+    assert p.estimate_ms("split") == pytest.approx(30.5 + 1.0 + 1.0)
+    assert p.decide(now=10.0) is None  # the picture is the faster way
+    for _ in range(10):  # 3G: 15 kB now take ~110 ms on the air; the split's 600 B do not
+        p.observe_reply("cloud", 15000, rtt_ms=112.0, server_ms=2.0, compute_ms=2.0, queue_depth=0)
+    assert p.estimate_ms("cloud") > 90.0
+    assert p.estimate_ms("split") == pytest.approx(32.5)  # not priced at the shared bandwidth
+    sw = p.decide(now=11.0)
+    assert sw is not None and sw.new == "split"
