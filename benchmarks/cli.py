@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "capture": ("benchmarks.capture", "camera capture throughput"),
     "daemon": ("benchmarks.daemon", "device daemon throughput"),
     "converter": ("benchmarks.converter", "head conversion fidelity"),
-    "server": ("benchmarks.server", "server throughput and latency"),
+    "server": ("benchmarks.server", "server throughput and latency (--backend local|ray)"),
     "accuracy_vs_bytes": ("benchmarks.accuracy_vs_bytes", "accuracy vs bytes/frame (Fig. 7)"),
     "bottlefit": ("benchmarks.bottlefit", "BottleFit training run summary"),
     "split_points": ("benchmarks.split_points", "int8 head cost + 3G energy per split point"),

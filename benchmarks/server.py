@@ -70,6 +70,7 @@ class Measurement:
     server_queue_ms_mean: float
     mean_batch_size: float
     errors: int
+    unanswered: int = 0  # frames still without REPLY or ERROR 60 s after the window
 
 
 # ----------------------------------------------------------------------------- the tail
@@ -107,10 +108,16 @@ def build_tail(out: Path) -> dict:
 
 def twin_without_batching(src: Path, dst: Path) -> str:
     """Same tail.pt, manifest under another model_id, so one server can serve both."""
+    return twin(src, dst, "-nobatch")
+
+
+def twin(src: Path, dst: Path, suffix: str = "", prefix: str = "") -> str:
+    """A copy of the tail whose model_id is ``prefix + id + suffix``: another registration (or
+    Ray application) of the very same weights, so configurations differ only where intended."""
     dst.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src / "tail.pt", dst / "tail.pt")
     manifest = load_tail_manifest(src / "tail.json")
-    manifest.model_id = manifest.model_id + "-nobatch"
+    manifest.model_id = prefix + manifest.model_id + suffix
     save_manifest(manifest, dst / "tail.json")
     return manifest.model_id
 
@@ -217,16 +224,19 @@ def make_payloads(manifest_dir: Path, n: int = 16) -> tuple[Hello, list[bytes]]:
 
 
 def closed_loop(
-    endpoint: str, hello: Hello, payloads: list[bytes], clients: int, duration: float
+    endpoint: str | list[str], hello: Hello, payloads: list[bytes], clients: int, duration: float
 ) -> dict:
+    """``clients`` devices, one frame in flight each; with several endpoints (front ends)
+    client i talks to endpoint i mod n, so the fleet is split evenly between them."""
+    endpoints = [endpoint] if isinstance(endpoint, str) else list(endpoint)
     ctx = zmq.Context()
     socks = []
     try:
         sessions = []
-        for _ in range(clients):
+        for i in range(clients):
             s = ctx.socket(zmq.DEALER)
             s.linger = 0
-            s.connect(endpoint)
+            s.connect(endpoints[i % len(endpoints)])
             s.send_multipart(encode_message(hello))
             socks.append(s)
         for s in socks:
@@ -284,9 +294,10 @@ def closed_loop(
                 warmup = window_start - t_start
                 window = min(max(duration, 2 * warmup), max(duration, WINDOW_CAP_S))
                 window_end = window_start + window
-        # Let the requests still in flight finish, so the next point starts on an idle server.
+        # Let the requests still in flight finish, so the next point starts on an idle server;
+        # a frame that never gets a REPLY or an ERROR is counted, not waited for forever.
         outstanding = clients
-        drain_deadline = time.perf_counter() + 600
+        drain_deadline = time.perf_counter() + 60
         while outstanding and time.perf_counter() < drain_deadline:
             for sock, _ in poller.poll(100):
                 sock.recv_multipart()
@@ -302,6 +313,7 @@ def closed_loop(
             "server_compute_ms_mean": float(np.mean(compute)) if compute else float("nan"),
             "server_queue_ms_mean": float(np.mean(queue)) if queue else float("nan"),
             "errors": errors,
+            "unanswered": outstanding,
         }
     finally:
         for s in socks:
@@ -439,18 +451,39 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.server", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--clients", default="1,8,64", help="comma-separated client counts")
-    parser.add_argument("--duration", type=float, default=10.0, help="minimum window per point, s")
+    parser.add_argument(
+        "--backend",
+        choices=("local", "ray"),
+        default="local",
+        help="local: batching on vs off (server.json); ray: the local rows next to Ray Serve "
+        "with 1/2 replicas and 1/2 front ends (scaleout.json, benchmarks/scaleout.py)",
+    )
+    parser.add_argument(
+        "--clients", default=None, help="comma-separated client counts (1,8,64; ray: 8,64)"
+    )
+    parser.add_argument(
+        "--duration", type=float, default=None, help="minimum window per point, s (10; ray: 8)"
+    )
     parser.add_argument(
         "--threads", type=int, default=os.cpu_count() or 1, help="torch threads in the server"
     )
     parser.add_argument("--rounds", type=int, default=1, help="repetitions (on/off alternate)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    ray = args.backend == "ray"
+    args.clients = args.clients or ("8,64" if ray else "1,8,64")
+    args.duration = args.duration if args.duration is not None else (8.0 if ray else 10.0)
     try:
         clients = [int(c) for c in args.clients.split(",") if c]
     except ValueError:
         parser.error(f"--clients must be comma-separated integers, got {args.clients!r}")
+    if not clients or min(clients) < 1:
+        parser.error(f"--clients needs positive counts, got {args.clients!r}")
+    if ray:
+        from benchmarks.scaleout import run
+
+        args.clients = clients
+        return run(args)
     args.out.mkdir(parents=True, exist_ok=True)
 
     from tqdm import tqdm
