@@ -276,7 +276,7 @@ def test_manifest_carries_tables_and_refuses_a_wrong_reference(tmp_path):
     with pytest.raises(ManifestError, match=r"codec\.params\.tables"):
         save_manifest(_tail_manifest(tables, "rans", "0" * 64), tmp_path / "bad.json")
     assert not (tmp_path / "bad.json").exists()
-    with pytest.raises(ManifestError, match=r"codec\.tables: missing"):
+    with pytest.raises(ManifestError, match=r"missing key 'codec\.tables'"):
         save_manifest(
             TailManifest(
                 "m",

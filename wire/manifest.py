@@ -12,28 +12,26 @@ Saving is atomic (temp file in the same directory, fsync, ``os.replace``), so a 
 leaves a half-written manifest.
 """
 
-from __future__ import annotations
-
 import hashlib
 import json
-import math
 import os
-import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
+from dataclasses import field as dc_field
 from pathlib import Path
-from typing import Any, Union
+from typing import Annotated, Any, Optional, Union
 
 from wire.atomicfile import write_text_atomic
 from wire.codecs import CODEC_NAMES, FeatureCodec, codec_class, normalize_params
 from wire.entropy_tables import EntropyTables, tables_from_json
 from wire.errors import CodecError, ManifestError
 from wire.quant import QuantParams
+from wire.schema import Meta, OneOf, Section, Violation, convert, field
 
 HEAD_FORMAT = "splitfit-head/1"
 TAIL_FORMAT = "splitfit-tail/1"
 HEAD_SOURCE_FORMAT = "splitfit-head-source/1"
 
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+PathLike = Union[str, os.PathLike]
 
 
 @dataclass
@@ -41,8 +39,8 @@ class TensorSpec:
     shape: list[int]
     dtype: str
     layout: str
-    scale: float | None = None
-    zero_point: int | None = None
+    scale: Optional[float] = None
+    zero_point: Optional[int] = None
 
 
 @dataclass
@@ -58,7 +56,7 @@ class HeadManifest:
     labels: list[str]
     source_sha256: str
     tflite_sha256: str
-    extra: dict = field(default_factory=dict)  # split info, versions, verification, op inventory
+    extra: dict = dc_field(default_factory=dict)  # split info, versions, verification, op inventory
 
     def quant_params(self) -> QuantParams:
         """Quantization of the bottleneck on the wire: the head output's scale/zp + codec bits."""
@@ -91,7 +89,7 @@ class TailManifest:
     labels: list[str]
     codec: dict
     split: dict
-    extra: dict = field(default_factory=dict)  # accuracy measured, training config
+    extra: dict = dc_field(default_factory=dict)  # accuracy measured, training config
 
     def codec_tables(self) -> dict[str, EntropyTables]:
         """The entropy tables the server decodes table codecs with (empty when none)."""
@@ -112,7 +110,7 @@ class HeadSourceManifest:
     labels: list[str]
     bottleneck_chw: list[int]
     codec: dict
-    extra: dict = field(default_factory=dict)
+    extra: dict = dc_field(default_factory=dict)
 
     def codec_tables(self) -> dict[str, EntropyTables]:
         """The entropy tables exported with this head (convert-head copies them to head.json)."""
@@ -124,131 +122,173 @@ Manifest = Union[HeadManifest, TailManifest, HeadSourceManifest]
 
 
 # ----------------------------------------------------------------------------- validation
+# Each JSON shape declared once as a wire.schema Section (types, bounds, unknown keys refused);
+# rules across keys in ``check()``. The dataclasses above stay the values callers build.
+
+_Dim = Annotated[int, Meta(ge=1)]
+_Dims = Annotated[list[_Dim], Meta(min_length=1)]
+_Dims2 = Annotated[list[_Dim], Meta(min_length=2, max_length=2)]
+_Dims3 = Annotated[list[_Dim], Meta(min_length=3, max_length=3)]
+_Name = Annotated[str, Meta(min_length=1)]
+_Sha256 = Annotated[str, Meta(pattern="^[0-9a-f]{64}$")]
 
 
-class _Checker:
-    """Field checks that raise ManifestError naming the file and the dotted key."""
+class _Tensor(Section):
+    shape: _Dims
+    dtype: _Name
+    layout: _Name
+    scale: Optional[Annotated[float, Meta(gt=0)]] = None
+    zero_point: Optional[int] = None
 
-    def __init__(self, where: str) -> None:
-        self.where = where
+    def spec(self) -> TensorSpec:
+        return TensorSpec(list(self.shape), self.dtype, self.layout, self.scale, self.zero_point)
 
-    def fail(self, key: str, problem: str) -> ManifestError:
-        return ManifestError(f"{self.where}: {key}: {problem}")
 
-    def keys(self, d: Any, key: str, required: set[str], optional: set[str] = frozenset()):
-        if not isinstance(d, dict):
-            raise self.fail(key, f"expected an object, got {type(d).__name__}")
-        prefix = f"{key}." if key else ""
-        for k in d:
-            if k not in required and k not in optional:
-                raise self.fail(f"{prefix}{k}", "unknown key")
-        for k in sorted(required):
-            if k not in d:
-                raise self.fail(f"{prefix}{k}", "missing key")
+class _Normalization(Section):
+    mean: Annotated[list[float], Meta(min_length=1)]
+    std: Annotated[list[Annotated[float, Meta(gt=0)]], Meta(min_length=1)]
 
-    def string(self, v: Any, key: str, nonempty: bool = True) -> str:
-        if not isinstance(v, str):
-            raise self.fail(key, f"expected a string, got {type(v).__name__}")
-        if nonempty and not v:
-            raise self.fail(key, "must not be empty")
-        return v
+    def check(self) -> None:
+        if len(self.mean) != len(self.std):
+            raise self.invalid("std", f"has {len(self.std)} entries, mean {len(self.mean)}")
 
-    def integer(self, v: Any, key: str, lo: int | None = None, hi: int | None = None) -> int:
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise self.fail(key, f"expected an integer, got {type(v).__name__}")
-        if (lo is not None and v < lo) or (hi is not None and v > hi):
-            raise self.fail(key, f"{v} out of range {lo}..{hi}")
-        return v
 
-    def number(self, v: Any, key: str, positive: bool = False) -> float:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise self.fail(key, f"expected a finite number, got {v!r}")
-        if positive and v <= 0:
-            raise self.fail(key, f"must be > 0, got {v}")
-        return float(v)
+class _Codec(Section):
+    name: Annotated[str, OneOf(CODEC_NAMES)]  # the codec registry, read when checking
+    bits: Annotated[int, Meta(ge=1, le=8)]
+    params: dict[str, Any] = field(default_factory=dict)
+    tables: Optional[dict[str, Any]] = None  # codec tables, base64 + sha256 (wire.entropy_tables)
 
-    def dims(self, v: Any, key: str, n: int | None = None) -> list[int]:
-        if not isinstance(v, list) or not v:
-            raise self.fail(key, f"expected a non-empty list of ints, got {v!r}")
-        if n is not None and len(v) != n:
-            raise self.fail(key, f"expected {n} dimensions, got {len(v)}")
-        return [self.integer(d, f"{key}[{i}]", 1) for i, d in enumerate(v)]
-
-    def dict_(self, v: Any, key: str) -> dict:
-        if not isinstance(v, dict):
-            raise self.fail(key, f"expected an object, got {type(v).__name__}")
-        return v
-
-    def labels(self, v: Any, key: str) -> list[str]:
-        if not isinstance(v, list):
-            raise self.fail(key, f"expected a list of strings, got {type(v).__name__}")
-        return [self.string(s, f"{key}[{i}]", nonempty=False) for i, s in enumerate(v)]
-
-    def sha256(self, v: Any, key: str) -> str:
-        if not isinstance(v, str) or not _SHA256.match(v):
-            raise self.fail(key, f"expected 64 lowercase hex digits, got {v!r}")
-        return v
-
-    def tensor(self, v: Any, key: str) -> TensorSpec:
-        self.keys(v, key, {"shape", "dtype", "layout"}, {"scale", "zero_point"})
-        scale = v.get("scale")
-        zp = v.get("zero_point")
-        return TensorSpec(
-            shape=self.dims(v["shape"], f"{key}.shape"),
-            dtype=self.string(v["dtype"], f"{key}.dtype"),
-            layout=self.string(v["layout"], f"{key}.layout"),
-            scale=None if scale is None else self.number(scale, f"{key}.scale", positive=True),
-            zero_point=None if zp is None else self.integer(zp, f"{key}.zero_point"),
-        )
-
-    def normalization(self, v: Any, key: str) -> dict:
-        self.keys(v, key, {"mean", "std"})
-        out = {}
-        for part in ("mean", "std"):
-            vals = v[part]
-            if not isinstance(vals, list) or not vals:
-                raise self.fail(f"{key}.{part}", "expected a non-empty list of numbers")
-            out[part] = [
-                self.number(x, f"{key}.{part}[{i}]", positive=part == "std")
-                for i, x in enumerate(vals)
-            ]
-        if len(out["mean"]) != len(out["std"]):
-            raise self.fail(key, "mean and std must have the same length")
-        return out
-
-    def codec(self, v: Any, key: str) -> dict:
-        self.keys(v, key, {"name", "bits"}, {"params", "tables"})
-        name = self.string(v["name"], f"{key}.name")
-        if name not in CODEC_NAMES:
-            raise self.fail(f"{key}.name", f"unknown codec {name!r}; one of {CODEC_NAMES}")
-        bits = self.integer(v["bits"], f"{key}.bits", 1, 8)
-        params = self.dict_(v.get("params", {}), f"{key}.params")
+    def check(self) -> None:
         try:
-            normalize_params(name, params)
+            normalize_params(self.name, self.params)
         except CodecError as exc:
-            raise self.fail(f"{key}.params", str(exc)) from None
-        out = {"name": name, "bits": bits, "params": dict(params)}
-        kind = codec_class(name).table_kind
-        if "tables" not in v:
+            raise self.invalid("params", f"are invalid: {exc}") from None
+        kind = codec_class(self.name).table_kind
+        if self.tables is None:
             if kind is not None:
-                raise self.fail(f"{key}.tables", f"missing: codec {name!r} needs {kind} tables")
-            return out
+                raise self.missing("tables", f"codec {self.name!r} needs {kind} tables")
+            return
         try:
-            tables = tables_from_json(v["tables"])
+            tables = tables_from_json(self.tables)
         except CodecError as exc:
-            raise self.fail(f"{key}.tables", str(exc)) from None
+            raise self.invalid("tables", str(exc)) from None
         for held_kind, t in tables.items():
-            if t.bits != bits:
-                where = f"{key}.tables.{held_kind}.bits"
-                raise self.fail(where, f"{t.bits}, but codec.bits is {bits}")
+            if t.bits != self.bits:
+                raise self.invalid(
+                    f"tables.{held_kind}.bits", f"is {t.bits}, codec.bits {self.bits}"
+                )
         if kind is not None:
             held = tables.get(kind)
-            if held is None or held.sha256 != params.get("tables"):
-                raise self.fail(
-                    f"{key}.params.tables", f"names no {kind} tables carried in {key}.tables"
+            if held is None or held.sha256 != self.params.get("tables"):
+                raise self.invalid(
+                    "params.tables", f"names no {kind} tables carried in the codec's tables"
                 )
-        out["tables"] = v["tables"]
+
+    def as_dict(self) -> dict:
+        out = {"name": self.name, "bits": self.bits, "params": dict(self.params)}
+        if self.tables is not None:
+            out["tables"] = self.tables
         return out
+
+
+class _Document(Section):
+    format: str
+    model_id: _Name
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    expected_format = ""  # a class attribute, not a field: each manifest kind sets its own
+
+    def check(self) -> None:
+        if self.format != self.expected_format:
+            raise self.invalid("format", f"must be {self.expected_format!r}, got {self.format!r}")
+
+
+class _HeadDoc(_Document, kw_only=True):
+    expected_format = HEAD_FORMAT
+    input: _Tensor
+    output: _Tensor
+    bottleneck_chw: _Dims3
+    normalization: _Normalization
+    codec: _Codec
+    labels: list[str]
+    source_sha256: _Sha256
+    tflite_sha256: _Sha256
+
+    def check(self) -> None:
+        super().check()
+        out = self.output
+        if out.scale is None or out.zero_point is None:
+            raise self.invalid("output", "needs scale and zero_point (the head output is int8)")
+        if not -128 <= out.zero_point <= 127:
+            raise self.invalid("output.zero_point", f"must be in [-128, 127], got {out.zero_point}")
+        if out.layout == "NHWC" and len(out.shape) == 4:
+            c, h, w = self.bottleneck_chw
+            if list(out.shape[1:]) != [h, w, c]:
+                raise self.invalid(
+                    "bottleneck_chw", f"is {self.bottleneck_chw}, which disagrees with output.shape"
+                )
+
+    def value(self) -> HeadManifest:
+        return HeadManifest(
+            model_id=self.model_id,
+            input=self.input.spec(),
+            output=self.output.spec(),
+            bottleneck_chw=list(self.bottleneck_chw),
+            normalization={"mean": self.normalization.mean, "std": self.normalization.std},
+            codec=self.codec.as_dict(),
+            labels=list(self.labels),
+            source_sha256=self.source_sha256,
+            tflite_sha256=self.tflite_sha256,
+            extra=self.extra,
+        )
+
+
+class _TailDoc(_Document, kw_only=True):
+    expected_format = TAIL_FORMAT
+    input_chw: _Dims3
+    num_classes: Annotated[int, Meta(ge=1)]
+    labels: list[str]
+    codec: _Codec
+    split: dict[str, Any]
+
+    def check(self) -> None:
+        super().check()
+        if self.labels and len(self.labels) != self.num_classes:
+            raise self.invalid(
+                "labels", f"{len(self.labels)} labels for num_classes={self.num_classes}"
+            )
+
+    def value(self) -> TailManifest:
+        return TailManifest(
+            model_id=self.model_id,
+            input_chw=list(self.input_chw),
+            num_classes=self.num_classes,
+            labels=list(self.labels),
+            codec=self.codec.as_dict(),
+            split=self.split,
+            extra=self.extra,
+        )
+
+
+class _HeadSourceDoc(_Document, kw_only=True):
+    expected_format = HEAD_SOURCE_FORMAT
+    input_hw: _Dims2
+    normalization: _Normalization
+    labels: list[str]
+    bottleneck_chw: _Dims3
+    codec: _Codec
+
+    def value(self) -> HeadSourceManifest:
+        return HeadSourceManifest(
+            model_id=self.model_id,
+            input_hw=list(self.input_hw),
+            normalization={"mean": self.normalization.mean, "std": self.normalization.std},
+            labels=list(self.labels),
+            bottleneck_chw=list(self.bottleneck_chw),
+            codec=self.codec.as_dict(),
+            extra=self.extra,
+        )
 
 
 def codec_tables(codec: dict) -> dict[str, EntropyTables]:
@@ -257,105 +297,28 @@ def codec_tables(codec: dict) -> dict[str, EntropyTables]:
     return {} if raw is None else tables_from_json(raw)
 
 
-def _head_from_dict(d: Any, ck: _Checker) -> HeadManifest:
-    ck.keys(
-        d,
-        "",
-        {
-            "format",
-            "model_id",
-            "input",
-            "output",
-            "bottleneck_chw",
-            "normalization",
-            "codec",
-            "labels",
-            "source_sha256",
-            "tflite_sha256",
-        },
-        {"extra"},
-    )
-    _format(d, HEAD_FORMAT, ck)
-    m = HeadManifest(
-        model_id=ck.string(d["model_id"], "model_id"),
-        input=ck.tensor(d["input"], "input"),
-        output=ck.tensor(d["output"], "output"),
-        bottleneck_chw=ck.dims(d["bottleneck_chw"], "bottleneck_chw", 3),
-        normalization=ck.normalization(d["normalization"], "normalization"),
-        codec=ck.codec(d["codec"], "codec"),
-        labels=ck.labels(d["labels"], "labels"),
-        source_sha256=ck.sha256(d["source_sha256"], "source_sha256"),
-        tflite_sha256=ck.sha256(d["tflite_sha256"], "tflite_sha256"),
-        extra=ck.dict_(d.get("extra", {}), "extra"),
-    )
-    out = m.output
-    if out.scale is None or out.zero_point is None:
-        raise ck.fail("output", "the int8 head output needs scale and zero_point")
-    ck.integer(out.zero_point, "output.zero_point", -128, 127)
-    if out.layout == "NHWC" and len(out.shape) == 4:
-        c, h, w = m.bottleneck_chw
-        if out.shape[1:] != [h, w, c]:
-            raise ck.fail("bottleneck_chw", f"{m.bottleneck_chw} disagrees with output.shape")
-    return m
+def _parse(data: Any, doc: type[_Document], where: str) -> Any:
+    """A manifest document checked against its declared shape; errors name file and key."""
+    if not isinstance(data, dict):
+        raise ManifestError(f"{where}: expected an object, got {type(data).__name__}")
+
+    def refuse(problem: Violation) -> Exception:
+        return ManifestError(f"{where}: {problem.message}")
+
+    return convert(data, doc, on_error=refuse).value()  # type: ignore[attr-defined]
 
 
-def _tail_from_dict(d: Any, ck: _Checker) -> TailManifest:
-    ck.keys(
-        d,
-        "",
-        {"format", "model_id", "input_chw", "num_classes", "labels", "codec", "split"},
-        {"extra"},
-    )
-    _format(d, TAIL_FORMAT, ck)
-    m = TailManifest(
-        model_id=ck.string(d["model_id"], "model_id"),
-        input_chw=ck.dims(d["input_chw"], "input_chw", 3),
-        num_classes=ck.integer(d["num_classes"], "num_classes", 1),
-        labels=ck.labels(d["labels"], "labels"),
-        codec=ck.codec(d["codec"], "codec"),
-        split=ck.dict_(d["split"], "split"),
-        extra=ck.dict_(d.get("extra", {}), "extra"),
-    )
-    if m.labels and len(m.labels) != m.num_classes:
-        raise ck.fail("labels", f"{len(m.labels)} labels for num_classes={m.num_classes}")
-    return m
-
-
-def _head_source_from_dict(d: Any, ck: _Checker) -> HeadSourceManifest:
-    ck.keys(
-        d,
-        "",
-        {"format", "model_id", "input_hw", "normalization", "labels", "bottleneck_chw", "codec"},
-        {"extra"},
-    )
-    _format(d, HEAD_SOURCE_FORMAT, ck)
-    return HeadSourceManifest(
-        model_id=ck.string(d["model_id"], "model_id"),
-        input_hw=ck.dims(d["input_hw"], "input_hw", 2),
-        normalization=ck.normalization(d["normalization"], "normalization"),
-        labels=ck.labels(d["labels"], "labels"),
-        bottleneck_chw=ck.dims(d["bottleneck_chw"], "bottleneck_chw", 3),
-        codec=ck.codec(d["codec"], "codec"),
-        extra=ck.dict_(d.get("extra", {}), "extra"),
-    )
-
-
-def _format(d: dict, expected: str, ck: _Checker) -> None:
-    if d["format"] != expected:
-        raise ck.fail("format", f"expected {expected!r}, got {d['format']!r}")
-
-
-_PARSERS = {
-    HeadManifest: (HEAD_FORMAT, _head_from_dict),
-    TailManifest: (TAIL_FORMAT, _tail_from_dict),
-    HeadSourceManifest: (HEAD_SOURCE_FORMAT, _head_source_from_dict),
+_PARSERS: dict[type, tuple[str, type[_Document]]] = {
+    HeadManifest: (HEAD_FORMAT, _HeadDoc),
+    TailManifest: (TAIL_FORMAT, _TailDoc),
+    HeadSourceManifest: (HEAD_SOURCE_FORMAT, _HeadSourceDoc),
 }
 
 
 # ----------------------------------------------------------------------------- I/O
 
 
-def _read_json(path: str | os.PathLike) -> Any:
+def _read_json(path: PathLike) -> Any:
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -371,37 +334,37 @@ def _read_json(path: str | os.PathLike) -> Any:
         raise ManifestError(f"{p}: JSON nested too deeply") from None
 
 
-def load_head_manifest(path: str | os.PathLike) -> HeadManifest:
-    return _head_from_dict(_read_json(path), _Checker(str(path)))
+def load_head_manifest(path: PathLike) -> HeadManifest:
+    return _parse(_read_json(path), _HeadDoc, str(path))
 
 
-def load_tail_manifest(path: str | os.PathLike) -> TailManifest:
-    return _tail_from_dict(_read_json(path), _Checker(str(path)))
+def load_tail_manifest(path: PathLike) -> TailManifest:
+    return _parse(_read_json(path), _TailDoc, str(path))
 
 
-def load_head_source_manifest(path: str | os.PathLike) -> HeadSourceManifest:
-    return _head_source_from_dict(_read_json(path), _Checker(str(path)))
+def load_head_source_manifest(path: PathLike) -> HeadSourceManifest:
+    return _parse(_read_json(path), _HeadSourceDoc, str(path))
 
 
 def manifest_to_dict(manifest: Manifest) -> dict[str, Any]:
     """JSON-ready dict with the ``format`` key first; validated like a loaded file."""
     try:
-        fmt, parse = _PARSERS[type(manifest)]
+        fmt, doc = _PARSERS[type(manifest)]
     except KeyError:
         raise ManifestError(f"not a manifest: {type(manifest).__name__}") from None
     d = {"format": fmt, **asdict(manifest)}
-    parse(json.loads(json.dumps(d)), _Checker(f"<{type(manifest).__name__}>"))
+    _parse(json.loads(json.dumps(d)), doc, f"<{type(manifest).__name__}>")
     return d
 
 
-def save_manifest(manifest: Manifest, path: str | os.PathLike) -> None:
+def save_manifest(manifest: Manifest, path: PathLike) -> None:
     """Validate and write atomically: readers see the old file or the new one, never half."""
     d = manifest_to_dict(manifest)
     text = json.dumps(d, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     write_text_atomic(path, text)
 
 
-def sha256_file(path: str | os.PathLike) -> str:
+def sha256_file(path: PathLike) -> str:
     """Hex sha256 of a file, streamed (model files can be hundreds of MB)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:

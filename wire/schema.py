@@ -383,6 +383,9 @@ def _rule(info: Any, value: Any) -> str:
         return f"must be {_kind(info)}, got {_show(value)}"
     if isinstance(value, float) and not math.isfinite(value):
         return f"must be a finite number, got {value}"
+    pattern = getattr(info, "pattern", None)
+    if pattern is not None and isinstance(value, str) and not re.search(pattern, value):
+        return f"must match {pattern}, got {_show(value)}"
     bound = _bound(info)
     if bound:
         return f"must be {bound}, got {_show(value)}"
