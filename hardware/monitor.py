@@ -6,67 +6,101 @@ the register simulator on a fake bus with its ALERT pin) is a separate job that 
 backends, and the sampler should not depend on any of them.
 """
 
-from __future__ import annotations
-
-from typing import Any
+from typing import Annotated, Any, Optional, Union
 
 from hardware.hwmon import HwmonINA2xx
 from hardware.ina226 import INA226
 from hardware.powersample import PowerReader
 from hardware.sim import FakeSMBus, SimulatedINA226, SimulatedLoad
+from wire.schema import Meta, Section, Violation, convert
 
-__all__ = ["MONITOR_KINDS", "open_power_monitor"]
+__all__ = ["MONITOR_KINDS", "HwmonParams", "Ina226Params", "SimParams", "open_power_monitor"]
 
 MONITOR_KINDS = ("ina226", "hwmon", "sim", "none")
 
-_INA226_KEYS = {
-    "bus",
-    "address",
-    "shunt_ohms",
-    "max_current_a",
-    "averaging",
-    "bus_conv_us",
-    "shunt_conv_us",
-    "mode",
-    "retries",
-    "alert",
-    "alert_limit",
-    "alert_latch",
-    "alert_pin",
-    "pin_factory",
+# The parameters each kind takes, declared once (wire.schema): unknown keys and wrong types are
+# refused with the key's name before any driver runs. ``None`` means "the driver's default"
+# (the drivers own their defaults; only the keys a caller gave are passed on). ``Any`` fields
+# take objects only code can pass (a bus, a pin factory, a load model, a clock).
+_Positive = Annotated[float, Meta(gt=0)]
+_NonNegative = Annotated[float, Meta(ge=0)]
+
+
+class _ChipParams(Section):
+    """The INA226 driver's settings, shared by the real chip and the simulated one."""
+
+    address: Optional[int] = None
+    shunt_ohms: Optional[_Positive] = None
+    max_current_a: Optional[_Positive] = None
+    averaging: Optional[int] = None
+    bus_conv_us: Optional[int] = None
+    shunt_conv_us: Optional[int] = None
+    mode: Any = None  # "continuous" | "triggered" | a Mode
+    alert: Optional[str] = None
+    alert_limit: Optional[int] = None
+    alert_latch: Optional[bool] = None
+    alert_pin: Optional[Union[int, str]] = None
+    pin_factory: Any = None
+
+
+class Ina226Params(_ChipParams):
+    """``[power.params]`` for ``monitor = "ina226"``."""
+
+    bus: Any = None  # I2C bus number (default 1) or an SMBus-like object
+    retries: Optional[Annotated[int, Meta(ge=0)]] = None
+
+
+class SimParams(_ChipParams):
+    """``[power.params]`` for ``monitor = "sim"``: the driver on a simulated chip and load."""
+
+    idle_w: Optional[_Positive] = None
+    busy_w: Optional[_Positive] = None
+    noise_w: Optional[_NonNegative] = None
+    supply_v: Optional[_Positive] = None
+    source_ohms: Optional[_NonNegative] = None
+    noise_cell_s: Optional[_Positive] = None
+    seed: Optional[int] = None
+    radio: Any = None  # BottleNet Table 3 link type (3G | 4G | WiFi): transmit power on the rail
+    load: Any = None  # a SimulatedLoad (instead of the load parameters above)
+    sim_shunt_ohms: Optional[_Positive] = None
+    chip_clock: Any = None  # the chip's and driver's clock, e.g. hardware.sim.ReplayClock
+
+
+class HwmonParams(Section):
+    """``[power.params]`` for ``monitor = "hwmon"``."""
+
+    path_or_name: Optional[str] = None
+    path: Optional[str] = None
+    name: Optional[str] = None
+    sysfs_root: Any = None  # a path (str or Path)
+
+
+class NoParams(Section):
+    """``monitor = "none"`` takes no parameters."""
+
+
+_PARAMS: dict[str, type[Section]] = {
+    "ina226": Ina226Params,
+    "hwmon": HwmonParams,
+    "sim": SimParams,
+    "none": NoParams,
 }
-_SIM_LOAD_KEYS = {
-    "idle_w",
-    "busy_w",
-    "noise_w",
-    "supply_v",
-    "source_ohms",
-    "noise_cell_s",
-    "seed",
-    "radio",  # BottleNet Table 3 link type (3G | 4G | WiFi): transmit power on the rail
-}
-_SIM_KEYS = (
-    (_INA226_KEYS - {"bus", "retries"})
-    | _SIM_LOAD_KEYS
-    | {
-        "load",
-        "sim_shunt_ohms",
-        "chip_clock",  # the chip's and driver's clock, e.g. hardware.sim.ReplayClock (programmatic)
-    }
+_SIM_LOAD_KEYS = frozenset(SimParams.__struct_fields__) - frozenset(
+    (*_ChipParams.__struct_fields__, "load", "sim_shunt_ohms", "chip_clock")
 )
-_HWMON_KEYS = {"path_or_name", "path", "name", "sysfs_root"}
 
 
-def _check_keys(kind: str, params: dict[str, Any], allowed: set[str]) -> None:
-    unknown = sorted(set(params) - allowed)
-    if unknown:
-        raise ValueError(
-            f"unknown power monitor parameter {unknown[0]!r} for kind {kind!r} "
-            f"(allowed: {', '.join(sorted(allowed))})"
-        )
+def _checked(kind: str, params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` as given, once their keys and types match the kind's declaration."""
+
+    def refuse(problem: Violation) -> Exception:
+        return ValueError(f"power monitor {kind!r}: {problem.message}")
+
+    convert(params, _PARAMS[kind], on_error=refuse)
+    return dict(params)
 
 
-def open_power_monitor(kind: str, **params: Any) -> PowerReader | None:
+def open_power_monitor(kind: str, **params: Any) -> Optional[PowerReader]:
     """Build the reader a config asks for: "ina226" | "hwmon" | "sim" | "none".
 
     Unknown parameter names raise ``ValueError`` naming the key. For "sim" the reader is the
@@ -74,22 +108,18 @@ def open_power_monitor(kind: str, **params: Any) -> PowerReader | None:
     :class:`~hardware.sim.FakeSMBus`; get its load (to drive busy/idle) with
     :func:`hardware.sim.simulated_load_of`.
     """
+    if kind not in _PARAMS:
+        raise ValueError(f"unknown power monitor kind {kind!r} (expected one of {MONITOR_KINDS})")
+    p = _checked(kind, params)
     if kind == "none":
-        _check_keys(kind, params, set())
         return None
     if kind == "ina226":
-        _check_keys(kind, params, _INA226_KEYS)
-        p = dict(params)
         bus = p.pop("bus", 1)
         return INA226(bus, **p)
     if kind == "hwmon":
-        _check_keys(kind, params, _HWMON_KEYS)
-        p = dict(params)
         target = p.pop("path_or_name", None) or p.pop("path", None) or p.pop("name", None)
         return HwmonINA2xx(target or "ina226", **p)
     if kind == "sim":
-        _check_keys(kind, params, _SIM_KEYS)
-        p = dict(params)
         load = p.pop("load", None)
         load_kw = {k: p.pop(k) for k in list(p) if k in _SIM_LOAD_KEYS}
         if load is None:
@@ -123,4 +153,4 @@ def open_power_monitor(kind: str, **params: Any) -> PowerReader | None:
             raise
         drv.on_close.append(pin_driver.stop)
         return drv
-    raise ValueError(f"unknown power monitor kind {kind!r} (expected one of {MONITOR_KINDS})")
+    raise AssertionError(kind)  # every kind in _PARAMS is handled above
