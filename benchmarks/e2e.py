@@ -609,7 +609,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work", default=str(ROOT / "demo-out" / "e2e"), help="scratch folder")
     p.add_argument("--out", default=str(RESULTS), help="where e2e.json/.md/.png go")
     p.add_argument("--timeout", type=float, default=300.0)
+    p.add_argument("--only", choices=("all", "adaptive"), default="all",
+                   help="adaptive: only the daemon's partition choice vs each fixed partition "
+                   "(benchmarks.e2e_adaptive), written to e2e.adaptive.json/.md")  # fmt: skip
+    p.add_argument("--adaptive-frames", type=int, default=200, help="frames per adaptive-mode run")
+    p.add_argument("--change-after-s", type=float, default=12.0,
+                   help="link-change run: seconds on Wi-Fi before tc changes it to 3G, and after")  # fmt: skip
     return p
+
+
+def run_adaptive(args: argparse.Namespace) -> dict:
+    """``--only adaptive``: the same photos, head and tail as :func:`run`, every row a daemon."""
+    from benchmarks import e2e_adaptive
+
+    reason = netns_available()
+    if reason:
+        raise NetnsUnavailable(reason)
+    artifacts = Path(args.artifacts).resolve()
+    work = Path(args.work).resolve()
+    paths = demo.DemoPaths(work)
+    work.mkdir(parents=True, exist_ok=True)
+    demo.ensure_artifacts(artifacts)
+    labels = demo._read_json(artifacts / "tail.json")["labels"]
+    demo.prepare_camera_folder(paths.camera, labels)
+    demo.prepare_calibration_folder(paths.calib)
+    tflite = demo.convert_head(artifacts, paths, python=sys.executable)
+    demo.prepare_tail(artifacts, paths)
+    return e2e_adaptive.run(args, paths, work, tflite, labels)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -617,7 +643,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.frames < 1 or args.speedup <= 0:
         print("e2e: --frames must be >= 1 and --speedup > 0", file=sys.stderr)
         return 2
+    if args.only == "adaptive" and args.adaptive_frames < 20:
+        print("e2e: --adaptive-frames must be >= 20", file=sys.stderr)
+        return 2
     try:
+        if args.only == "adaptive":
+            return _write_adaptive(run_adaptive(args), Path(args.out))
         result = run(args)
     except NetnsUnavailable as exc:
         print(f"e2e: skipped: {exc}", file=sys.stderr)
@@ -633,6 +664,20 @@ def main(argv: list[str] | None = None) -> int:
     write_markdown(result, out / "e2e.md")
     plot(result, out / "e2e.png")
     print((out / "e2e.md").read_text())
+    return 0
+
+
+def _write_adaptive(result: dict, out: Path) -> int:
+    from benchmarks import e2e_adaptive
+
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "e2e.adaptive.json.tmp"
+    tmp.write_text(json.dumps(result, indent=2))
+    os.replace(tmp, out / "e2e.adaptive.json")
+    tmp = out / "e2e.adaptive.md.tmp"
+    e2e_adaptive.write_markdown(result, tmp)
+    os.replace(tmp, out / "e2e.adaptive.md")
+    print((out / "e2e.adaptive.md").read_text())
     return 0
 
 
