@@ -39,13 +39,15 @@ class PowerMeter:
         self._load: Any = None
         self._busy_lock = threading.Lock()
         self._busy_count = 0
+        self._idle = threading.Event()  # set while nothing is marked busy
+        self._idle.set()
         params = dict(cfg.params)
         # The simulated chip is read a few ms after the fact, in batches (ReplayClock): same
         # driver code and samples, 40 wake-ups a second instead of rate_hz, so the sampler
         # thread stops taking the GIL in the middle of every frame's preprocess and head.
         self._replay: ReplayClock | None = None
         if cfg.monitor == "sim" and params.get("alert_pin") is None:
-            self._replay = ReplayClock()
+            self._replay = ReplayClock(quiet=self._idle.wait)
             params["chip_clock"] = self._replay
         reader = open_power_monitor(cfg.monitor, **params)
         if reader is None:
@@ -130,6 +132,7 @@ class PowerMeter:
         with self._busy_lock:
             self._busy_count += 1
             if self._busy_count == 1:
+                self._idle.clear()
                 self._load.set_busy(True)
         try:
             yield
@@ -138,3 +141,4 @@ class PowerMeter:
                 self._busy_count -= 1
                 if self._busy_count == 0:
                     self._load.set_busy(False)
+                    self._idle.set()

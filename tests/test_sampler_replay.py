@@ -50,6 +50,38 @@ def test_resync_skips_time_nobody_sampled_and_never_goes_back():
     assert clock() == before
 
 
+def test_a_batch_waits_for_the_board_to_go_idle_but_not_for_ever():
+    real = VirtualClock(0.0)
+    events: list[tuple[str, float]] = []
+
+    def real_sleep(dt: float) -> None:
+        events.append(("sleep", dt))
+        real.sleep(dt)
+
+    def quiet(timeout: float) -> bool:
+        events.append(("quiet", timeout))
+        return True
+
+    clock = ReplayClock(real=real, real_sleep=real_sleep, quiet=quiet, max_hold_s=0.02)
+    for _ in range(100):
+        clock.sleep(0.001)
+    kinds = [k for k, _ in events]
+    # every real sleep (one per batch) is followed by one bounded wait for idle
+    assert kinds == ["sleep", "quiet"] * (len(kinds) // 2) and len(kinds) >= 6
+    assert all(v == 0.02 for k, v in events if k == "quiet")
+
+
+def test_the_meter_tells_the_replay_when_the_board_is_busy():
+    meter = PowerMeter(PowerSection(monitor="sim", rate_hz=200.0))
+    assert meter._replay is not None and meter._idle.is_set()
+    with meter.busy():
+        assert not meter._idle.wait(0.0)  # a batch now would run beside the head
+        with meter.busy():  # nested (main loop + link thread)
+            pass
+        assert not meter._idle.is_set()
+    assert meter._idle.is_set()
+
+
 @pytest.mark.parametrize("bad", [-1.0, float("nan"), "5"])
 def test_bad_lag_is_refused(bad):
     with pytest.raises(ValueError, match="lag_s"):

@@ -37,6 +37,8 @@ class ReplayClock:
         *,
         real: Callable[[], float] = time.monotonic,
         real_sleep: Callable[[float], None] = time.sleep,
+        quiet: Callable[[float], object] | None = None,
+        max_hold_s: float = 0.02,
     ) -> None:
         for name, v in (("lag_s", lag_s), ("batch_s", batch_s)):
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
@@ -47,6 +49,11 @@ class ReplayClock:
         self._real_sleep = real_sleep
         self.t = real() - self.lag_s
         self.wakeups = 0  # real sleeps taken (for tests and benchmarks)
+        # ``quiet(timeout)`` blocks until the board is idle (the daemon: no head or encode
+        # running), so a batch runs in the gap after a frame instead of beside its head;
+        # ``max_hold_s`` bounds the wait, so a board that is never idle is still sampled.
+        self._quiet = quiet
+        self.max_hold_s = float(max_hold_s)
 
     def __call__(self) -> float:
         return self.t
@@ -63,3 +70,5 @@ class ReplayClock:
         if ahead > 0:
             self.wakeups += 1
             self._real_sleep(ahead + self.batch_s)
+            if self._quiet is not None:
+                self._quiet(self.max_hold_s)
