@@ -47,6 +47,7 @@ import numpy as np
 from benchmarks.server import (
     MAX_BATCH_ON,
     MAX_WAIT_US_ON,
+    RESULTS,
     ROOT,
     _atomic_write,
     build_tail,
@@ -358,6 +359,8 @@ def summarize(points: list[Point]) -> list[dict]:
             {
                 "backend": backend,
                 "config": config,
+                "rps_min": float(min(p.throughput_rps for p in ps)),
+                "rps_max": float(max(p.throughput_rps for p in ps)),
                 "replicas": replicas,
                 "front_ends": front_ends,
                 "clients": clients,
@@ -389,6 +392,9 @@ def verdicts(summary: list[dict]) -> dict:
                     "clients": n,
                     "on_over_off": on["rps"] / off["rps"],
                     "no_throughput_loss": on["rps"] >= off["rps"],
+                    # the rounds' ranges overlap: the difference is within this run's noise
+                    "within_noise": on["rps_min"] <= off["rps_max"]
+                    and off["rps_min"] <= on["rps_max"],
                     "p99_over_little": on["p99_over_little"],
                     "p99_bounded": on["p99_over_little"] <= 2.0,
                 }
@@ -444,12 +450,13 @@ def write_markdown(path: Path, meta: dict, summary: list[dict], checks: dict) ->
         "local = requests per tail call; ray = the replica batch each frame rode in "
         "(frame-weighted).",
         "",
-        "| backend | configuration | clients | frames/s | p50 ms | p99 ms | p99 / (N/X) | mean batch | errors | unanswered |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| backend | configuration | clients | frames/s | rounds' range | p50 ms | p99 ms | p99 / (N/X) | mean batch | errors | unanswered |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in summary:
         lines.append(
             f"| {r['backend']} | {r['config']} | {r['clients']} | {r['rps']:.1f} | "
+            f"{r['rps_min']:.1f}–{r['rps_max']:.1f} | "
             f"{r['p50_ms']:.0f} | {r['p99_ms']:.0f} | {r['p99_over_little']:.2f} | "
             f"{r['mean_batch']:.1f} | {r['errors']} | {r['unanswered']} |"
         )
@@ -457,7 +464,8 @@ def write_markdown(path: Path, meta: dict, summary: list[dict], checks: dict) ->
     for c in checks["local_batching"]:
         lines.append(
             f"- local, {c['clients']} clients: batching on / off = {c['on_over_off']:.2f}× "
-            f"(no throughput loss: **{'yes' if c['no_throughput_loss'] else 'NO'}**); p99 = "
+            f"(no throughput loss: **{'yes' if c['no_throughput_loss'] else 'NO'}**"
+            f"{', within the rounds spread' if c['within_noise'] else ', outside the rounds spread'}); p99 = "
             f"{c['p99_over_little']:.2f} × N/X (bounded by 2: **{'yes' if c['p99_bounded'] else 'NO'}**)"
         )
     for n, c in checks["ray"].items():
@@ -522,6 +530,17 @@ def plot(path: Path, summary: list[dict]) -> None:
 # ----------------------------------------------------------------------------- main
 
 
+def render(result: dict, out: Path) -> None:
+    """Markdown and plot from a result dict (what ``run`` measured, or a saved JSON)."""
+    points = [Point(**p) for p in result["points"]]
+    summary = summarize(points)
+    checks = verdicts(summary)
+    result.update(summary=summary, checks=checks)
+    _atomic_write(out / "scaleout.json", (json.dumps(result, indent=2) + "\n").encode())
+    write_markdown(out / "scaleout.md", result, summary, checks)
+    plot(out / "scaleout.png", summary)
+
+
 def run(args: argparse.Namespace) -> int:
     """Entry point from ``benchmarks.server.main`` for ``--backend ray``."""
     if importlib.util.find_spec("ray") is None:  # fail early, naming the extra
@@ -578,11 +597,14 @@ def run(args: argparse.Namespace) -> int:
             f"of {WARMUP_S:g} s after each deployment; window = max(duration, 2*warm-up)",
         }
     )
-    summary = summarize(points)
-    checks = verdicts(summary)
-    result = {**meta, "summary": summary, "checks": checks, "points": [asdict(p) for p in points]}
-    _atomic_write(args.out / "scaleout.json", (json.dumps(result, indent=2) + "\n").encode())
-    write_markdown(args.out / "scaleout.md", meta, summary, checks)
-    plot(args.out / "scaleout.png", summary)
+    render({**meta, "points": [asdict(p) for p in points]}, args.out)
     print((args.out / "scaleout.md").read_text())
     return 0
+
+
+if __name__ == "__main__":
+    # Re-render scaleout.md/png (and the JSON's summary) from a saved scaleout.json without
+    # measuring again: python -m benchmarks.scaleout [benchmarks/results/scaleout.json]
+    saved = Path(sys.argv[1]) if len(sys.argv) > 1 else RESULTS / "scaleout.json"
+    render(json.loads(saved.read_text()), saved.parent)
+    print((saved.parent / "scaleout.md").read_text())
