@@ -44,12 +44,11 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.server import (
+from benchmarks.server_harness import (
     MAX_BATCH_ON,
     MAX_WAIT_US_ON,
     RESULTS,
     ROOT,
-    _atomic_write,
     build_tail,
     closed_loop,
     make_payloads,
@@ -57,6 +56,8 @@ from benchmarks.server import (
     start_server,
     twin,
 )
+from server.raybackend import app_name
+from wire.atomicfile import write_bytes_atomic
 from wire.protocol import Hello
 
 # Ray on one machine, loopback only, no token to distribute, no telemetry (as in the tests).
@@ -297,7 +298,7 @@ def run_ray(
     for replicas in REPLICAS:
         model_dir = f"ray{replicas}"
         model_id = twin(tmp / "on", tmp / model_dir, prefix=f"ray{replicas}-")
-        app = f"splitfit-{model_id[:24]}"  # server.raybackend.RayTail's application name
+        app = app_name(model_id)
         h = Hello(**{**asdict(hello), "model_id": model_id})
         procs: list[subprocess.Popen] = []
         ports: list[int] = []
@@ -488,7 +489,7 @@ def write_markdown(path: Path, meta: dict, summary: list[dict], checks: dict) ->
         "in `scaleout.png`.",
         "",
     ]
-    _atomic_write(path, "\n".join(lines).encode())
+    write_bytes_atomic(path, "\n".join(lines).encode())
 
 
 def plot(path: Path, summary: list[dict]) -> None:
@@ -536,7 +537,7 @@ def render(result: dict, out: Path) -> None:
     summary = summarize(points)
     checks = verdicts(summary)
     result.update(summary=summary, checks=checks)
-    _atomic_write(out / "scaleout.json", (json.dumps(result, indent=2) + "\n").encode())
+    write_bytes_atomic(out / "scaleout.json", (json.dumps(result, indent=2) + "\n").encode())
     write_markdown(out / "scaleout.md", result, summary, checks)
     plot(out / "scaleout.png", summary)
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import socket
 import threading
@@ -97,6 +98,16 @@ def _probe(gcs: str) -> str | None:
             return None
     except (OSError, ValueError) as exc:
         return f"{type(exc).__name__}: {exc}"
+
+
+def app_name(model_id: str) -> str:
+    """The Ray Serve application a model is deployed as, shared by every front end.
+
+    Why a digest and not a prefix of the id: two ids that share a long prefix (``…-v1`` and
+    ``…-v2``) must never land on one application; the full id may also be longer or hold
+    characters Ray's names do not want.
+    """
+    return "splitfit-" + hashlib.sha256(model_id.encode()).hexdigest()[:24]
 
 
 class RayCluster:
@@ -202,7 +213,7 @@ class RayTail:
     ) -> None:
         self.cluster = cluster
         self.model_id = model_id
-        self.name = f"splitfit-{model_id[:24]}"
+        self.name = app_name(model_id)
         self.max_batch = entry.batching.max_batch
         self.max_wait_ns = entry.batching.max_wait_us * 1000
         self.max_queue = entry.batching.max_queue
