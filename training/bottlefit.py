@@ -41,6 +41,7 @@ from torch import nn
 from training.bottleneck import SplitHead, SplitTail, _resolve_after
 from training.compressor import CodecConfig, CompressorLayer, quant_params_for
 from training.data.transforms import normalize, pil_to_tensor, random_resized_crop
+from training.entropy_model import RateBottleneck
 
 STAGE2_TRAINABLE = ("tail", "restoration", "bottleneck", "all")
 
@@ -70,6 +71,10 @@ class BottleFitConfig:
     # 1-2-bit codes that flips the values sitting near a threshold. Noise during training
     # pushes values off the thresholds and teaches the decoder to tolerate the flips.
     wire_noise: float = 0.0
+    # > 0: a learned entropy model on the bottleneck (training.entropy_model) and stage 2's
+    # loss gains rate_weight * estimated bytes/frame; needs a stage2_train that trains the
+    # reduction ("bottleneck" or "all"), since only the encoder can make features cheap
+    rate_weight: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -89,9 +94,19 @@ class BottleFitConfig:
             raise ValueError(
                 f"stage2_train must be one of {STAGE2_TRAINABLE}, got {self.stage2_train!r}"
             )
+        if not (self.rate_weight >= 0 and math.isfinite(self.rate_weight)):
+            raise ValueError(f"rate_weight must be a finite number >= 0, got {self.rate_weight}")
+        if self.rate_weight > 0 and self.stage2_train not in ("bottleneck", "all"):
+            raise ValueError(
+                "rate_weight > 0 needs stage2_train 'bottleneck' or 'all' (the reduction "
+                f"must train to make features cheap), got {self.stage2_train!r}"
+            )
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if not d["rate_weight"]:
+            d.pop("rate_weight")  # run keys (checkpoints, caches) from before stay valid
+        return d
 
 
 @dataclass
@@ -434,6 +449,9 @@ def stage2_finetune(
     """
     hist = StageHistory("stage2_finetune")
     params = stage2_parameters(tail, cfg.stage2_train, head)
+    rate = compressor if isinstance(compressor, RateBottleneck) and cfg.rate_weight > 0 else None
+    if rate is not None:
+        params = [*params, *rate.prior.parameters()]
     encode: Callable[[torch.Tensor], torch.Tensor] = lambda x: x.float()  # noqa: E731
     reduction_trains = cfg.stage2_train in ("bottleneck", "all")
     if reduction_trains:
@@ -460,7 +478,10 @@ def stage2_finetune(
 
         def loss_of(idx: torch.Tensor) -> torch.Tensor:
             out = tail(encode(wire[idx]))
-            return kd_loss(out, teacher_logits[idx], labels[idx], cfg.temperature, cfg.kd_weight)
+            loss = kd_loss(out, teacher_logits[idx], labels[idx], cfg.temperature, cfg.kd_weight)
+            if rate is not None:  # encode() just ran the rate model on this batch
+                loss = loss + cfg.rate_weight * rate.bits_per_frame / 8.0
+            return loss
 
         n = len(wire)
         hist.losses.append(
@@ -514,17 +535,30 @@ def student_logits_from_feats(
 
 
 @torch.no_grad()
-def wire_bytes(head: SplitHead, x: torch.Tensor, codec: CodecConfig) -> list[int]:
+def wire_bytes(
+    head: SplitHead, x: torch.Tensor, codec: CodecConfig, tables: dict | None = None
+) -> list[int]:
     """Payload sizes the device would send for the images ``x`` (the real wire codec)."""
     from wire.codecs import FeatureCodec
     from wire.quant import quantize_float_to_int8
 
     spec = head.spec  # type: ignore[attr-defined]
     qp = quant_params_for(spec.out_max, codec.bits)
-    fc = FeatureCodec(tuple(spec.bottleneck_chw), qp, codec.name, dict(codec.params))
+    fc = FeatureCodec(tuple(spec.bottleneck_chw), qp, codec.name, dict(codec.params), tables=tables)
     head.eval()
     z = head(x).numpy()
     return [len(fc.encode_int8(quantize_float_to_int8(zi, qp), layout="CHW")) for zi in z]
+
+
+@torch.no_grad()
+def split_codes(head: SplitHead, feats: torch.Tensor, bits: int, bs: int = 64) -> np.ndarray:
+    """The n-bit wire codes of cached split features (what a zstd dictionary is fit on)."""
+    from wire.quant import quantize_float_to_int8, requantize_int8
+
+    qp = quant_params_for(head.spec.out_max, bits)  # type: ignore[attr-defined]
+    head.eval()
+    z = torch.cat([head.reduction(feats[i : i + bs].float()) for i in range(0, len(feats), bs)])
+    return requantize_int8(quantize_float_to_int8(z.numpy(), qp), qp)
 
 
 def jpeg_bytes(img: Image.Image, size: tuple[int, int], quality: int = 85) -> int:
@@ -538,12 +572,17 @@ def jpeg_bytes(img: Image.Image, size: tuple[int, int], quality: int = 85) -> in
     return buf.tell()
 
 
-def make_compressor(head: SplitHead, codec: CodecConfig | None) -> CompressorLayer:
+def make_compressor(
+    head: SplitHead, codec: CodecConfig | None, rate_weight: float = 0.0
+) -> CompressorLayer | RateBottleneck:
+    """The wire codec in the loop, or (rate_weight > 0) the learned entropy model."""
     from training.compressor import wire_roundtrip
 
     if codec is None:
         return CompressorLayer(None)
     spec = head.spec  # type: ignore[attr-defined]
+    if rate_weight > 0:
+        return RateBottleneck(spec.bottleneck_chw[0], spec.out_max, codec.bits)
     return CompressorLayer(
         wire_roundtrip(spec.bottleneck_chw, spec.out_max, codec), codec.to_dict()
     )
@@ -779,7 +818,7 @@ def run_bottlefit(job: BottleFitJob, *, naive_baseline: bool = True) -> dict:
     )
     for p in (*head.parameters(), *tail.parameters()):
         p.requires_grad_(True)
-    compressor = make_compressor(head, job.codec)
+    compressor = make_compressor(head, job.codec, job.fit.rate_weight)
     ev = (hfeats, hlogits, eval_x, eval_y, teacher_eval, hlabels)
     metrics: dict = {"job": job.to_dict(), "spec": head.spec.to_dict()}  # type: ignore[attr-defined]
     metrics["teacher"] = {
@@ -821,7 +860,10 @@ def run_bottlefit(job: BottleFitJob, *, naive_baseline: bool = True) -> dict:
     )
     metrics["bottlefit"] = evaluate_split(teacher, head, tail, compressor, *ev)
 
-    payload = wire_bytes(head, eval_x, job.codec)
+    tables = None
+    if isinstance(compressor, RateBottleneck):  # the entropy tables the manifests carry
+        tables = compressor.tables(split_codes(head, feats, job.codec.bits))
+    payload = wire_bytes(head, eval_x, job.codec, tables)
     jpeg = [jpeg_bytes(Image.open(p.path), size, 85) for p in shipped_photos(("foolbox",))]
     metrics["bytes"] = {
         "wire_mean": float(np.mean(payload)),
@@ -855,6 +897,7 @@ def run_bottlefit(job: BottleFitJob, *, naive_baseline: bool = True) -> dict:
         "tail": tail,
         "teacher": teacher,
         "compressor": compressor,
+        "tables": tables,
         "metrics": metrics,
         "feats": feats,
         "logits": logits,

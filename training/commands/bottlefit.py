@@ -93,6 +93,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="uniform noise half-width added before the codec while the reduction trains "
         "(robustness to the int8 head's rounding; 0 = off)",
     )
+    p.add_argument(
+        "--rate-weight",
+        type=float,
+        default=0.0,
+        metavar="LAMBDA",
+        help="> 0: learned entropy model on the bottleneck; stage 2 loss + LAMBDA * bytes/frame "
+        "(needs --stage2-train bottleneck or all); tables exported for rans / zstd_dict",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     p.add_argument("--out", type=Path, default=Path("runs/bottlefit"), help="output folder")
@@ -138,6 +146,8 @@ def explicit_command(args: argparse.Namespace, out: str | None = None) -> str:
     ):  # fmt: skip
         parts += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
     parts += codec_flags(args)  # --quality, --level, ...: one flag per codec parameter
+    if getattr(args, "rate_weight", 0.0):
+        parts += ["--rate-weight", str(args.rate_weight)]
     for key in ("imagenet_root", "run_dir"):  # only when given: defaults are machine paths
         if getattr(args, key, ""):
             parts += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
@@ -260,6 +270,8 @@ def job_from_args(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from training.commands.bottlefit_dataset import dispatch
 
+    if getattr(args, "rate_weight", 0.0) and getattr(args, "dataset", None):
+        raise ValueError("--rate-weight trains the ImageNet BottleFit run, not --dataset")
     if (rc := dispatch(args)) is not None:  # --dataset fashion-mnist: the labelled comparison
         return rc
     from training.bottlefit import run_bottlefit
@@ -284,6 +296,7 @@ def run(args: argparse.Namespace) -> int:
         std=tuple(teacher.std),
         codec=job.codec,
         extra={"training": "bottlefit", "bottlefit": {k: m[k] for k in ("bottlefit", "bytes")}},
+        tables=result["tables"],
     )
     m["model_id"] = exported.model_id
     m["command"] = explicit_command(args)
