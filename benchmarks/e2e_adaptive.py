@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import demo
-from benchmarks.e2e import LINKS, Link, ShapedNamespace
+from benchmarks.netns import LINKS, Link, ShapedNamespace
 from benchmarks.ports import free_port
 
 FIXED = ("split", "cloud", "local")
