@@ -556,14 +556,18 @@ _FINDINGS = [
     "from 0.65 to 1.0 ms in isolation (and 1.2 vs 0.7-0.9 ms in the daemon against the bare "
     "loop). The simulated chip is exact after the fact, so its chip, driver and sampler now run "
     "on `hardware.sim.ReplayClock`, 5-30 ms behind real time: same samples, ~40 wake-ups a "
-    "second (`tests/test_sampler_replay.py`). Preprocess is now equal to the bare loop's. The "
-    "simulator's CPU (about 5 % of a core, in 25 ms batches) still competes with the two "
-    "XNNPACK threads on this 2-core machine, which is why the head is slower with the "
-    "simulator and not without it; on a board the real driver waits in the I2C ioctl instead. "
-    "Decoding JPEGs at reduced scale also cut the camera thread's CPU beside the head.",
-    "* **Noise**: on this loaded machine the ratio of medians moves by about ±0.1 from run to "
-    "run (the same configuration gave 1.196 when both loops ran at exactly 30 fps and their "
-    "frames stayed phase-locked, hence the 3 % offset now). The before rows are not paced "
+    "second (`tests/test_sampler_replay.py`), and preprocess became equal to the bare loop's. "
+    "The simulator's CPU (about 5 % of a core) then still took one of the two cores from "
+    "XNNPACK's threads when a batch fell beside a head (head 3.63 vs 3.10 ms bare with the "
+    "simulator, 2.52 vs 3.05 without, one run), so a batch now waits up to 20 ms for the "
+    "board to go idle (`PowerMeter.busy()` marks head and encode): it runs in the gap after "
+    "a frame. On a board the real driver waits in the I2C ioctl instead. Decoding JPEGs at "
+    "reduced scale also cut the camera thread's CPU beside the head.",
+    "* **Noise**: on this loaded machine (load average 9-20 from other agents' jobs) the ratio "
+    "of medians moved between 0.90 and 1.20 over the four 120 s runs made while fixing this "
+    "(1.196 with both loops at exactly 30 fps, their frames phase-locked, hence the 3 % "
+    "offset; 1.125 before batches waited for idle; 0.904 with load 13-21, when the daemon "
+    "could not hold 30 fps; this run). RSS moved by 0.2 MB. The before rows are not paced "
     "alike: that checkout ignored fps_limit and streamed at ~70 fps.",
 ]
 
