@@ -24,13 +24,23 @@ into a per-partition EWMA. A partition whose manifest accuracy is below ``min_ac
 never chosen.
 
 Estimates of partitions that are not running go stale when the link or the server's load
-changes, so every ``probe_interval_s`` (default 10 s) :meth:`probe_due` names the partition
-observed longest ago and the daemon runs a frame on it. At 15 fps that is one frame in 150
-(under 1 %) spent away from the chosen partition, and a change shows up within one probe
-round (``probe_interval_s`` × the number of other partitions). With the ``latency`` objective
-only local and cloud partitions are probed: a split's latency model is built from measures
-every split shares (bandwidth, queue depth) and the board's own head/encode times, while the
-cloud model's server time is its own.
+changes, so they are probed: the daemon runs one frame on another partition now and then.
+A probe is not free — on 3G one cloud frame costs the board as much energy as ~18 local
+ones — so the probe rate is bounded by cost, not only by time:
+
+* start-up exploration: every eligible partition gets ``min_samples`` answered frames
+  (default 3 in ``device.toml``) before the policy may switch to it, so no switch is made
+  on a prior (bytes / assumed bandwidth) that was never checked against a reply;
+* after that, at most one probe per ``probe_interval_s`` (default 10 s), on the partition
+  observed longest ago, and a partition ``n`` whose measured cost is ``r`` times the
+  active one's only every ``(r - 1) · k / probe_budget`` answered frames (``k`` the number
+  of other partitions): the probes together add at most ``probe_budget`` (default 5 %)
+  to the cost of running on the best partition alone. A cheap partition (``r <= 1``) is
+  probed every interval — it is the one that may win.
+
+With the ``latency`` objective splits are not probed after start-up: a split's latency
+model is built from measures every split shares (bandwidth, queue depth) and the board's
+own head/encode times, while the cloud model's server time is its own.
 
 With the ``mix`` objective each candidate costs
 ``w · latency / best latency + (1 − w) · energy / best energy`` (dimensionless, 1 is
@@ -63,6 +73,8 @@ class SplitStats:
     accuracy: float | None = None  # from the manifest; None: unknown
     observed: float = -1e18  # monotonic time of the last frame run on this partition
     net_ms: float | None = None  # this partition's own transfer time (RTT - server time), EWMA
+    samples: int = 0  # answered frames measured on this partition
+    probe_frame: int = -(10**9)  # the policy's frame count when it was last probed
 
     def observe_device(self, head_ms: float, encode_ms: float, nbytes: int) -> None:
         self.head_ms = _ewma(self.head_ms, head_ms)
@@ -92,17 +104,22 @@ class PartitionPolicy:
     objective: str = "latency"
     latency_weight: float = 0.5  # mix objective: weight of latency (1 - w: energy)
     min_accuracy: float | None = None
-    probe_interval_s: float = 10.0  # 0: never probe
+    probe_interval_s: float = 10.0  # 0: no periodic probes (start-up exploration still runs)
+    probe_budget: float = 0.05  # probes add at most this fraction to the best one's cost
+    min_samples: int = 0  # answered frames a partition needs before it may be chosen
     kinds: dict[str, str] = field(default_factory=dict)
     accuracy: dict[str, float | None] = field(default_factory=dict)
     splits: dict[str, SplitStats] = field(default_factory=dict)
     queue_depth: int = 0
     since: float = 0.0  # monotonic time the active split was chosen
     last_probe: float = 0.0
+    frames: int = 0  # answered frames observed on any partition
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective {self.objective!r} is not one of {OBJECTIVES}")
+        if not 0 < self.probe_budget <= 1:
+            raise ValueError(f"probe_budget must be in (0, 1], got {self.probe_budget}")
         if not 0 <= self.latency_weight <= 1:
             raise ValueError(f"latency_weight must be in [0, 1], got {self.latency_weight}")
         for n in self.names:
@@ -153,6 +170,8 @@ class PartitionPolicy:
         """An answered frame of ``name``: its measured device energy and latency."""
         s = self.splits[name]
         s.observed = now
+        s.samples += 1
+        self.frames += 1
         if energy_mj is not None:
             s.energy_mj = _ewma(s.energy_mj, energy_mj)
         if latency_ms is not None:
@@ -163,23 +182,53 @@ class PartitionPolicy:
 
         The caller runs one frame there (without switching) and calls :meth:`probed`.
         """
-        if not self.enabled or self.probe_interval_s <= 0 or len(self.splits) < 2:
-            return None
-        if now - self.last_probe < self.probe_interval_s:
+        if not self.enabled or len(self.splits) < 2:
             return None
         others = [n for n in self.names if n != self.active and self.eligible(n)]
+        # Start-up exploration: measure every partition before trusting its estimates.
+        unexplored = [n for n in others if self.splits[n].samples < self.min_samples]
+        if unexplored:
+            return min(unexplored, key=lambda n: self.splits[n].samples)
+        if self.probe_interval_s <= 0 or now - self.last_probe < self.probe_interval_s:
+            return None
         if self.objective == "latency":
             # A split's latency model needs no reply of its own (bandwidth and queue depth are
             # shared by every split, head/encode are the board's): only the board's own
             # partitions and the cloud model (a server time of its own, bytes of a picture)
             # are re-timed.
             others = [n for n in others if self.splits[n].kind != "split"]
-        if not others:
+        due = [n for n in others if self.frames - self.splits[n].probe_frame >= self.probe_gap(n)]
+        if not due:
             return None
-        return min(others, key=lambda n: self.splits[n].observed)
+        return min(due, key=lambda n: self.splits[n].observed)
 
-    def probed(self, now: float) -> None:
+    def probe_gap(self, name: str) -> int:
+        """Answered frames between two probes of ``name``, so that probing every other
+        partition adds at most ``probe_budget`` to the active partition's cost."""
+        r = self.cost_ratio(name)
+        if r <= 1:
+            return 0
+        k = max(1, len(self.names) - 1)
+        return int((r - 1) * k / self.probe_budget + 0.999999)
+
+    def cost_ratio(self, name: str) -> float:
+        """``name``'s measured cost over the active partition's (1.0 when unknown)."""
+        a, n = self.splits[self.active], self.splits[name]
+        w = self.latency_weight if self.objective == "mix" else 1.0
+        ratios = []
+        if self.objective != "energy" and a.latency_ms and n.latency_ms is not None:
+            ratios.append((w, n.latency_ms / a.latency_ms))
+        if self.objective != "latency" and a.energy_mj and n.energy_mj is not None:
+            ratios.append((1 - w if self.objective == "mix" else 1.0, n.energy_mj / a.energy_mj))
+        if not ratios:
+            return 1.0
+        return sum(w * r for w, r in ratios) / max(sum(w for w, _ in ratios), 1e-9)
+
+    def probed(self, now: float, name: str | None = None) -> None:
+        """A probe was started at ``now`` (on ``name``): the next one waits its turn."""
         self.last_probe = now
+        if name is not None:
+            self.splits[name].probe_frame = self.frames
 
     def cost(self, name: str, est: dict[str, float], energy: dict[str, float]) -> float:
         """``name``'s objective value among the candidates in ``est``/``energy`` (lower wins)."""
@@ -227,7 +276,13 @@ class PartitionPolicy:
         need = [est] if self.objective == "latency" else [energy]
         if self.objective == "mix":
             need = [est, energy]
-        cands = [n for n in self.names if all(n in d for d in need) and self.eligible(n)]
+        cands = [
+            n
+            for n in self.names
+            if all(n in d for d in need)
+            and self.eligible(n)
+            and (n == self.active or self.splits[n].samples >= self.min_samples)
+        ]
         if self.active in cands:
             if len(cands) < 2:
                 return None
