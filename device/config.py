@@ -189,7 +189,13 @@ class PolicySection(Section):
     objective: Annotated[str, OneOf(OBJECTIVES)] = "latency"  # latency | energy | mix
     latency_weight: Annotated[float, Meta(ge=0, le=1)] = 0.5  # mix: latency's weight
     min_accuracy: Optional[Annotated[float, Meta(ge=0, le=1)]] = None  # vs manifest accuracy
-    probe_interval_s: NonNegative = 10.0  # run a frame on another partition this often; 0: never
+    probe_interval_s: NonNegative = (
+        10.0  # at most one probe frame this often; 0: none after start-up
+    )
+    probe_budget: Annotated[float, Meta(gt=0, le=1)] = 0.05  # probes add <= 5 % to the best's cost
+    min_samples: Annotated[int, Meta(ge=0)] = (
+        3  # start-up frames on each partition before choosing it
+    )
 
 
 class _Document(Section):

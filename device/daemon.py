@@ -22,6 +22,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from device import status as led
@@ -143,6 +144,8 @@ class Daemon:
             latency_weight=pc.latency_weight,
             min_accuracy=pc.min_accuracy,
             probe_interval_s=pc.probe_interval_s,
+            probe_budget=pc.probe_budget,
+            min_samples=pc.min_samples,
             kinds={h.name: h.kind for h in cfg.heads},
             accuracy={
                 **{n: manifest_accuracy(s.head.manifest.extra) for n, s in self.splits.items()},
@@ -251,9 +254,17 @@ class Daemon:
             return
         if local is None and self.fallback is not None and not self.link.ready:
             return  # the session went away while we waited: the next pass answers locally
+        # A probe on another server partition moves the session first and then takes the
+        # frame, so the HELLO round trip is not counted as that partition's latency/energy.
+        probe_split = self.splits.get(self._probe_next or "") if local is None else None
+        back = self.active if probe_split is not None and probe_split is not self.active else None
+        if back is not None:
+            self._open_session(probe_split)
         t_wait1 = time.monotonic()
         frame = self.camera.latest(0.2)
         if frame is None:
+            if back is not None:
+                self._open_session(back)
             return
         t_wait2 = time.monotonic()
         self.pacer.started(t_wait2)
@@ -261,10 +272,6 @@ class Daemon:
         first = not self._probed
         if first:
             self._probe(frame.image)
-        probe_split = self.splits.get(self._probe_next or "") if local is None else None
-        back = self.active if probe_split is not None and probe_split is not self.active else None
-        if back is not None:
-            self._open_session(probe_split)
         self._probe_next = None
         try:
             rec = self._process(frame) if local is None else self._process_local(frame, local)
@@ -530,7 +537,7 @@ class Daemon:
             self.policy.observe_load(self.link.server_load.queue_depth)
             self._maybe_switch(now)
             if self._probe_next is None and (probe := self.policy.probe_due(now)) is not None:
-                self.policy.probed(now)
+                self.policy.probed(now, probe)
                 self._probe_next = probe
                 self.log.debug("partition_probe", partition=probe, chosen=self.chosen)
 
@@ -624,6 +631,19 @@ class Daemon:
         except ValueError as exc:
             self.log.error("reload_failed", error=str(exc), keeping="old config")
             return
+        if self._radio_only_change(new_cfg):
+            # The link type changed under a running daemon (Wi-Fi -> 3G): the simulated rail
+            # follows without a rebuild, so the policy keeps its estimates and the energy
+            # objective sees the new transmit cost on the next frame.
+            radio = new_cfg.power.params.get("radio")
+            try:
+                self.power.set_radio(radio)
+            except ValueError as exc:
+                self.log.error("reload_failed", error=f"power.params.radio: {exc}", keeping="old")
+                return
+            self.cfg = new_cfg
+            self.log.info("radio_changed", radio=radio)
+            return
         self.log.info("reloading", config=str(self.cfg.path))
         self.notifier.reloading()
         self._teardown()
@@ -638,6 +658,19 @@ class Daemon:
         self.ready_sent = False
         self.t_start = time.monotonic()
         self.last_progress = self.t_start
+
+    def _radio_only_change(self, new_cfg: DeviceConfig) -> bool:
+        """True when ``new_cfg`` differs from the running config only in power.params.radio."""
+        old_params = dict(self.cfg.power.params)
+        new_params = dict(new_cfg.power.params)
+        if old_params.get("radio") == new_params.get("radio"):
+            return False
+        old_params.pop("radio", None)
+        new_params.pop("radio", None)
+        if old_params != new_params:
+            return False
+        same_power = msgspec.structs.replace(new_cfg.power, params=self.cfg.power.params)
+        return msgspec.structs.replace(new_cfg, power=same_power) == self.cfg
 
     def _teardown(self) -> None:
         self.cfg_previous = self.cfg

@@ -123,6 +123,14 @@ class PowerMeter:
         if self._load is not None:
             self._load.transmit(nbytes)
 
+    def set_radio(self, radio: str | None) -> bool:
+        """Use another simulated radio (``power.params.radio``) from now on; False when the
+        monitor has no simulated load (a real INA226 measures the radio it has)."""
+        if self._load is None:
+            return False
+        self._load.set_radio(radio)
+        return True
+
     @contextlib.contextmanager
     def busy(self) -> Iterator[None]:
         """Mark the (simulated) board busy for the block; nests across threads."""

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import pytest
-from test_device_support import cached_head, start_peer, write_config
+from support.device_side import start_peer, write_config
 
 from device.config import PowerSection, load_config
 from device.daemon import Daemon
@@ -30,7 +29,7 @@ def test_table3_figures_and_names():
     assert g3.power_w == pytest.approx((868.98 * 1.1 + 817.88) / 1e3)
     assert g3.airtime_s(1375) == pytest.approx(0.01)  # 11000 bits at 1.1 Mbit/s
     assert radio_model("Wi-Fi") is RADIOS["WiFi"]
-    with pytest.raises(ValueError, match="unknown radio 'lora'.*3G, 4G, WiFi"):
+    with pytest.raises(ValueError, match=r"unknown radio 'lora'.*3G, 4G, WiFi"):
         radio_model("lora")
 
 
@@ -49,9 +48,7 @@ def test_transmit_adds_radio_power_for_the_air_time():
     clock.sleep(0.005)
     load.set_busy(False)  # radio still on for 15 ms more
     clock.sleep(0.045)
-    assert load.energy_j(100.05, 100.1) == pytest.approx(
-        1.0 * 0.05 + 2.0 * 0.005 + p * 0.02
-    )
+    assert load.energy_j(100.05, 100.1) == pytest.approx(1.0 * 0.05 + 2.0 * 0.005 + p * 0.02)
     assert load.radio_energy_j == pytest.approx(3 * p * 0.01)
 
 
@@ -87,11 +84,6 @@ def test_the_ina226_driver_measures_the_radio_through_the_power_meter():
     assert after_w == pytest.approx(1.0, rel=0.05)
 
 
-@pytest.fixture(scope="module")
-def head(tmp_path_factory) -> tuple[Path, Path]:
-    return cached_head(tmp_path_factory.getbasetemp())
-
-
 def test_daemon_drives_the_radio_with_every_frame_it_sends(head, tmp_path, free_port):
     port = free_port()
     peer = start_peer(f"tcp://127.0.0.1:{port}")
@@ -113,3 +105,38 @@ def test_daemon_drives_the_radio_with_every_frame_it_sends(head, tmp_path, free_
     assert daemon.power.load.radio_energy_j * 1e3 == pytest.approx(
         sum(radio.energy_mj(r["bytes"]) for r in sent)
     )
+
+
+def test_set_radio_changes_the_transmit_power_from_then_on():
+    clock = VirtualClock(10.0)
+    load = _load("WiFi", clock)
+    wifi, g3 = RADIOS["WiFi"], RADIOS["3G"]
+    load.transmit(1375)
+    clock.sleep(0.05)
+    load.set_radio("3G")  # the link went from Wi-Fi to 3G under the daemon
+    load.transmit(1375)
+    clock.sleep(0.05)
+    assert load.energy_j(10.0, 10.1) == pytest.approx(
+        1.0 * 0.1 + wifi.power_w * wifi.airtime_s(1375) + g3.power_w * g3.airtime_s(1375)
+    )
+    with pytest.raises(ValueError, match="unknown radio"):
+        load.set_radio("5G")
+
+
+def test_sighup_with_a_new_radio_switches_the_simulated_rail_in_place(head, tmp_path, free_port):
+    port = free_port()
+    power = '[power]\nmonitor = "sim"\nrate_hz = 1000.0\n[power.params]\nnoise_w = 0.0\n'
+    path = tmp_path / "d.toml"
+    metrics = f'[metrics]\npath = "{tmp_path / "m.jsonl"}"\n'
+    cfg = load_config(write_config(path, head[0], port, metrics + power + 'radio = "WiFi"\n'))
+    daemon = Daemon(cfg)
+    policy = daemon.policy
+    assert daemon.power.load.radio is RADIOS["WiFi"]
+    write_config(path, head[0], port, metrics + power + 'radio = "3G"\n')
+    daemon._do_reload()  # what SIGHUP runs
+    assert daemon.power.load.radio is RADIOS["3G"]
+    assert daemon.policy is policy  # estimates kept: no rebuild for a radio change
+    assert daemon.cfg.power.params["radio"] == "3G"
+    # Anything else changed as well: not a radio-only change (the full reload path).
+    write_config(path, head[0], port, metrics + power + 'radio = "4G"\nidle_w = 2.0\n')
+    assert not daemon._radio_only_change(load_config(path))

@@ -122,6 +122,14 @@ class SimulatedLoad:
             radio_w = self.radio.power_w if self._radio_until is not None else 0.0
             self._set_level(self._base_w + radio_w, t)
 
+    def set_radio(self, radio: str | RadioModel | None) -> None:
+        """Another link type from now on (the operator's SIGHUP after the link changed);
+        a transmission already on the air keeps the power it started with until it ends."""
+        model = radio_model(radio) if isinstance(radio, str) else radio
+        with self._lock:
+            self._settle_radio(self.clock())
+            self.radio = model
+
     def transmit(self, nbytes: int, t: float | None = None) -> float:
         """The radio sends ``nbytes`` from ``t`` (default now); returns the air time in s.
 
