@@ -523,6 +523,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="adaptive: only the daemon's partition choice vs each fixed partition "
                    "(benchmarks.e2e_adaptive), written to e2e.adaptive.json/.md")  # fmt: skip
     p.add_argument("--adaptive-frames", type=int, default=200, help="frames per adaptive-mode run")
+    p.add_argument(
+        "--adaptive-fixed-frames",
+        type=int,
+        default=300,
+        help="frames per fixed-partition run beside the adaptive ones (their means "
+        "settle sooner; the adaptive runs need their exploration amortised)",
+    )
     p.add_argument("--change-after-s", type=float, default=12.0,
                    help="link-change run: seconds on Wi-Fi before tc changes it to 3G, and after")  # fmt: skip
     return p

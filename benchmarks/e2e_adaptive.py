@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -32,6 +33,7 @@ import numpy as np
 from benchmarks import demo
 from benchmarks.netns import LINKS, Link, ShapedNamespace
 from benchmarks.ports import free_port
+from wire.atomicfile import write_text_atomic
 
 FIXED = ("split", "cloud", "local")
 OBJECTIVES = ("energy", "latency")
@@ -67,7 +69,8 @@ def device_config(path: Path, *, paths: demo.DemoPaths, endpoint: str, heads: st
         else f'[policy]\nobjective = "{objective}"\nmin_dwell_s = 1.0\nprobe_interval_s = 1.0\n'
         "local_fallback = false\n"
     )
-    path.write_text(
+    write_text_atomic(  # rewritten under a running daemon before its SIGHUP: never half
+        path,
         f'[device]\nname = "e2e-adaptive"\nmax_frames = {frames}\nstartup_timeout_s = 60.0\n'
         '[camera]\nsource = "folder"\n[camera.params]\n'
         f'path = "{paths.camera}"\nloop = true\nlabels = true\nfps = 0.0\n'
@@ -76,7 +79,7 @@ def device_config(path: Path, *, paths: demo.DemoPaths, endpoint: str, heads: st
         "hello_timeout_s = 2.0\n"
         f'[power]\nmonitor = "sim"\nrate_hz = 1000.0\n[power.params]\nradio = "{radio}"\n'
         f'{policy}[logging]\nlevel = "info"\nsummary_interval_s = 5.0\n'
-        f'[metrics]\npath = "{metrics}"\n'
+        f'[metrics]\npath = "{metrics}"\n',
     )
     return path
 
@@ -189,7 +192,7 @@ def verdict(rows: list[dict]) -> list[dict]:
 def run(args, paths: demo.DemoPaths, work: Path, split_tflite: Path, labels: list[str]) -> dict:
     from benchmarks import e2e_int8
 
-    local = e2e_int8.ensure_int8_teacher(work, paths.calib)
+    local = e2e_int8.ensure_int8_teacher(work, paths.calib, labels=labels)
     cloud = ensure_cloud_model(work, labels)
     logs = work / "adaptive-logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -207,10 +210,11 @@ def run(args, paths: demo.DemoPaths, work: Path, split_tflite: Path, labels: lis
                 for config, parts, objective in plan:
                     print(f"[{name}] {config}", flush=True)
                     metrics = work / f"adaptive-{name}-{config}.jsonl"
+                    n = frames if objective else min(frames, args.adaptive_fixed_frames)
                     cfg = device_config(
                         work / f"device-{name}-{config}.toml", paths=paths, endpoint=endpoint,
                         heads=_heads(parts, split_tflite, cloud[1], local.tflite),
-                        objective=objective, radio=name, frames=frames, metrics=metrics,
+                        objective=objective, radio=name, frames=n, metrics=metrics,
                     )  # fmt: skip
                     log = logs / f"device-{name}-{config}.log"
                     rr = run_device(ns, cfg, log, args.timeout)
@@ -225,7 +229,8 @@ def run(args, paths: demo.DemoPaths, work: Path, split_tflite: Path, labels: lis
                 server.wait()
     if "WiFi" in args.links and "3G" in args.links:
         change = link_change(args, paths, work, split_tflite, cloud, logs)
-    return {"frames_per_run": frames, "rows": rows, "verdict": verdict(rows), "link_change": change}
+    return {"frames_per_run": frames, "fixed_frames_per_run": min(frames, args.adaptive_fixed_frames),
+            "rows": rows, "verdict": verdict(rows), "link_change": change}  # fmt: skip
 
 
 def link_change(args, paths, work, split_tflite, cloud, logs) -> dict:
@@ -244,6 +249,14 @@ def link_change(args, paths, work, split_tflite, cloud, logs) -> dict:
         time.sleep(args.change_after_s)
         ns.change(LINKS["3G"])
         marks["t_change"] = time.monotonic()
+        # The operator's side of a link change: the config names the new radio and SIGHUP
+        # makes the simulated rail draw 3G transmit power from now on (no daemon rebuild).
+        device_config(
+            work / "device-change.toml", paths=paths, endpoint=endpoint,
+            heads=_heads(("cloud", "split"), split_tflite, cloud[1], Path()),
+            objective="latency", radio="3G", frames=100000, metrics=metrics,
+        )  # fmt: skip
+        proc.send_signal(signal.SIGHUP)
         time.sleep(args.change_after_s)
         proc.terminate()
 

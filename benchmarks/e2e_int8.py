@@ -173,8 +173,14 @@ def cache_key(model, calib_files: list[Path], mean: float, std: float) -> str:
     return h.hexdigest()
 
 
-def ensure_int8_teacher(work: Path, calib: Path, *, python: str = sys.executable) -> Int8Teacher:
-    """The cached full-int8 teacher under ``work/full-int8``, converting only when stale."""
+def ensure_int8_teacher(
+    work: Path, calib: Path, *, python: str = sys.executable, labels: list[str] | None = None
+) -> Int8Teacher:
+    """The cached full-int8 teacher under ``work/full-int8``, converting only when stale.
+
+    ``labels`` (the class names, index = class id) go into the manifest, so a daemon running
+    it as a ``local`` partition answers with the names the folder camera scores against;
+    without them a cached model is reused whatever labels it has (scored by class id)."""
     from benchmarks.e2e_cloud import MEAN, STD, load_teacher
     from converter.images import load_image_folder
 
@@ -190,9 +196,12 @@ def ensure_int8_teacher(work: Path, calib: Path, *, python: str = sys.executable
     if not files:
         raise Int8Error(f"no calibration photos in {calib}")
     key = cache_key(model, files, MEAN, STD)
+    labels_sha = (
+        hashlib.sha256(json.dumps(labels).encode()).hexdigest() if labels is not None else None
+    )
     if tflite.is_file() and manifest.is_file() and keyfile.is_file():
         rec = json.loads(keyfile.read_text())
-        if rec.get("key") == key:
+        if rec.get("key") == key and (labels is None or rec.get("labels_sha256") == labels_sha):
             print(f"  int8 full model up to date: {tflite}", flush=True)
             return Int8Teacher(tflite, manifest, key, tuple(rec["output_range"]),
                                tuple(rec["calib_logit_range"]), converted_now=False)  # fmt: skip
@@ -211,6 +220,10 @@ def ensure_int8_teacher(work: Path, calib: Path, *, python: str = sys.executable
         "--input-size", *map(str, INPUT_HW), "--mean", *[repr(MEAN)] * 3, "--std", *[repr(STD)] * 3,
         "--output-range", repr(out_range[0]), repr(out_range[1]), "--no-progress",
     ]  # fmt: skip
+    if labels is not None:
+        labels_file = out / "labels.json"
+        write_json_atomic(labels_file, list(labels))
+        cmd += ["--labels", str(labels_file)]
     print("  $ convert-head " + " ".join(cmd[3:]), flush=True)
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -220,7 +233,8 @@ def ensure_int8_teacher(work: Path, calib: Path, *, python: str = sys.executable
         )
     print("  " + proc.stdout.strip().splitlines()[-1], flush=True)
     write_json_atomic(keyfile, {"key": key, "recipe": RECIPE, "output_range": list(out_range),
-                                "calib_logit_range": list(calib_range)})  # fmt: skip
+                                "calib_logit_range": list(calib_range),
+                                "labels_sha256": labels_sha})  # fmt: skip
     return Int8Teacher(tflite, manifest, key, out_range, calib_range, converted_now=True)
 
 
