@@ -109,17 +109,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             {"family": "n-bit + zstd", "bits": bits, "lambda": None, "train_s": train_s, **row}
         )
         print(json.dumps(rows[-1]), flush=True)
-    for lam in args.lambdas:
-        out = work / f"rate{lam:g}"
-        t0 = time.perf_counter()
-        job = base_job(args, codec=CodecConfig("zstd_dict", 8, {"level": 3}), rate_weight=lam)
-        res = run_train(job, out)
-        train_s = time.perf_counter() - t0
-        for codec, params in (("zstd_dict", {"level": 3}), ("rans", {"lanes": args.lanes})):
-            row = wire_eval(res, out, codec, params, 8)
-            family = f"rate-trained + {codec}"
-            rows.append({"family": family, "bits": 8, "lambda": lam, "train_s": train_s, **row})
-            print(json.dumps(rows[-1]), flush=True)
+    for bits in args.rate_bits:
+        for lam in args.lambdas:
+            out = work / f"rate{bits}b{lam:g}"
+            t0 = time.perf_counter()
+            codec_cfg = CodecConfig("zstd_dict", bits, {"level": 3})
+            res = run_train(base_job(args, codec=codec_cfg, rate_weight=lam), out)
+            train_s = time.perf_counter() - t0
+            for codec, params in (("zstd_dict", {"level": 3}), ("rans", {"lanes": args.lanes})):
+                row = wire_eval(res, out, codec, params, bits)
+                family = f"rate-trained {bits}-bit + {codec}"
+                rows.append(
+                    {"family": family, "bits": bits, "lambda": lam, "train_s": train_s, **row}
+                )
+                print(json.dumps(rows[-1]), flush=True)
     return {
         "rows": rows,
         "verdict": verdict(rows),
@@ -150,11 +153,14 @@ def verdict(rows: list[dict[str, Any]], tol: float = 0.005) -> dict[str, Any]:
             continue
         peers = [b for b in base if b["top1"] >= r["top1"] - tol]
         if not peers:
-            out.append({"lambda": r["lambda"], "codec": r["codec"], "ratio": None})
+            out.append(
+                {"bits": r["bits"], "lambda": r["lambda"], "codec": r["codec"], "ratio": None}
+            )
             continue
         best = min(peers, key=lambda b: b["bytes_mean"])
         out.append(
             {
+                "bits": r["bits"],
                 "lambda": r["lambda"],
                 "codec": r["codec"],
                 "top1": r["top1"],
@@ -193,11 +199,11 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
     for p in results["verdict"]["points"]:
         if p["ratio"] is None:
             lines.append(
-                f"- λ={p['lambda']:g} {p['codec']}: no baseline reaches its top-1 − 0.5 pt"
+                f"- {p['bits']}-bit λ={p['lambda']:g} {p['codec']}: no baseline reaches its top-1 − 0.5 pt"
             )
             continue
         lines.append(
-            f"- λ={p['lambda']:g} {p['codec']}: {p['bytes']:.1f} B at {100 * p['top1']:.2f} % vs "
+            f"- {p['bits']}-bit λ={p['lambda']:g} {p['codec']}: {p['bytes']:.1f} B at {100 * p['top1']:.2f} % vs "
             f"{p['baseline_bits']}-bit + zstd {p['baseline_bytes']:.1f} B at "
             f"{100 * p['baseline_top1']:.2f} %: **{p['ratio']:.2f}x** fewer bytes"
         )
@@ -214,14 +220,19 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     families = sorted({r["family"] for r in results["rows"]})
-    markers = {"n-bit + zstd": "o-", "rate-trained + zstd_dict": "^-", "rate-trained + rans": "D--"}
+
+    def style(family: str) -> str:
+        if family == "n-bit + zstd":
+            return "o-"
+        return "^-" if family.endswith("zstd_dict") else "D--"
+
     for fam in families:
         rs = sorted(
             (r for r in results["rows"] if r["family"] == fam), key=lambda r: r["bytes_mean"]
         )
         xs = [r["bytes_mean"] for r in rs]
         ys = [100 * (1 - r["top1"]) for r in rs]
-        ax.plot(xs, ys, markers.get(fam, "x-"), label=fam)
+        ax.plot(xs, ys, style(fam), label=fam)
         for r, x, y in zip(rs, xs, ys, strict=True):
             tag = f"{r['bits']}b" if r["lambda"] is None else f"λ={r['lambda']:g}"
             ax.annotate(tag, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
@@ -248,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--lanes", type=int, default=16)
     p.add_argument("--baseline-bits", type=int, nargs="+", default=[1, 2, 3, 4, 8])
-    p.add_argument("--lambdas", type=float, nargs="+", default=[0.003, 0.01, 0.03, 0.1])
+    p.add_argument("--lambdas", type=float, nargs="+", default=[0.01, 0.03, 0.1])
+    p.add_argument("--rate-bits", type=int, nargs="+", default=[4, 8])
     args = p.parse_args(argv)
     results = run(args)
     args.out.mkdir(parents=True, exist_ok=True)
