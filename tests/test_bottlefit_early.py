@@ -219,3 +219,14 @@ def test_tiny_imagenet_sample_run_trains_caches_and_never_sees_heldout(tmp_path,
     again = run_bottlefit(job, naive_baseline=False)["metrics"]
     assert again["bottlefit"] == b
     assert again["history"] == m["history"]
+
+
+def test_run_key_is_stable_so_earlier_checkpoints_and_caches_stay_valid():
+    """Checkpoints and teacher caches are found by these hashes: a new knob left at its
+    "off" value (e.g. rate_weight 0) must not change them, or a rerun silently starts over."""
+    job = BottleFitJob()
+    assert job.key() == "c061690e9f5bb7d4"
+    assert job.key(data_only=True) == BottleFitJob(
+        channels=99, fit=BottleFitConfig(stage1_epochs=1)
+    ).key(data_only=True)
+    assert BottleFitJob(channels=99).key() != job.key()

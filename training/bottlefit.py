@@ -655,6 +655,7 @@ class BottleFitJob:
         Progress, threads and the run folder do not change results, so they stay out.
         """
         d = self.to_dict()
+        d["fit"] = self.fit.to_dict()  # leaves out knobs at their "off" value (rate_weight 0)
         for k in ("progress", "threads", "run_dir"):
             d.pop(k)
         if data_only:
