@@ -25,6 +25,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from training.commands.codec_args import add_codec_arguments, codec_from_args
+from training.commands.schedule_args import add_schedule_arguments, schedule_fields
 from training.search_latency import BACKEND_CHOICES
 from wire.atomicfile import write_json_atomic, write_text_atomic
 
@@ -48,9 +49,7 @@ def _csv(kind):
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default="fashion-mnist", help="fashion-mnist | synthetic | folder")
-    p.add_argument("--fashion-root", default=None)
-    p.add_argument("--model", default="resnet_small")
+    add_schedule_arguments(p, epochs=1, limit_train=4000, limit_val=1000)
     p.add_argument("--splits", type=_csv(str), default=["rb1", "rb2", "rb3"])
     p.add_argument("--channels", type=_csv(int), default=[2, 4], help="C' values, e.g. 2,4")
     p.add_argument("--strides", type=_csv(int), default=[1, 2], help="s values, e.g. 1,2")
@@ -58,11 +57,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-bits", type=int, default=8, help="bits used while training")
     p.add_argument("--budget", type=float, default=2.0, help="accuracy budget, points")
     p.add_argument("--baseline-acc", type=float, default=None, help="skip baseline training (%%)")
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--limit-train", type=int, default=4000)
-    p.add_argument("--limit-val", type=int, default=1000)
     p.add_argument("--bytes-samples", type=int, default=200, help="frames encoded for bytes")
     p.add_argument("--latency-runs", type=int, default=30, help="timed runs per head (median)")
     p.add_argument(
@@ -82,12 +76,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--head-power-mw", type=float, default=2000.0, help="device power running head")
     p.add_argument("--links", type=Path, default=Path("examples/links.toml"))
     p.add_argument("--objective", default="both", choices=("latency", "energy", "both"))
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=Path("runs/search"), help="per-candidate exports")
     p.add_argument("--results", type=Path, default=Path("benchmarks/results/search.json"))
     p.add_argument("--note", default="", help="free text added to the Markdown report")
-    p.add_argument("--no-progress", action="store_true")
 
 
 def candidate_name(split: str, channels: int, stride: int) -> str:
@@ -340,21 +331,11 @@ def run(args: argparse.Namespace) -> int:
     for split, ch, st in tqdm(grid, desc="search", disable=not progress):
         name = candidate_name(split, ch, st)
         job = TrainJob(
-            data=args.data,
-            model=args.model,
+            **schedule_fields(args),
             after=split,
             channels=ch,
             stride=st,
             codec=CodecConfig(args.codec, args.train_bits, params),
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            limit_train=args.limit_train,
-            limit_val=args.limit_val,
-            seed=args.seed,
-            threads=args.threads,
-            progress=progress,
-            fashion_root=args.fashion_root,
             device="cpu",
         )
         res = run_train(job, args.out / name)

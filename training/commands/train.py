@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from training.commands.codec_args import add_codec_arguments, codec_from_args
+from training.commands.schedule_args import add_schedule_arguments, schedule_fields
 from wire.codecs import codec_class
 from wire.errors import CodecError
 
@@ -14,15 +15,7 @@ HELP = "train a bottlenecked split model with the wire codec in the loop (Bottle
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--data",
-        default="fashion-mnist",
-        help="fashion-mnist | synthetic | a folder laid out as class/xxx.jpg",
-    )
-    p.add_argument(
-        "--fashion-root", default=None, help="folder with the Fashion-MNIST IDX .gz files"
-    )
-    p.add_argument("--model", default="resnet_small", help="backbone name (see --list-models)")
+    add_schedule_arguments(p, epochs=3)
     p.add_argument("--pretrained", action="store_true", help="start from shipped weights")
     p.add_argument("--after", default="rb1", help="split point (rb1…, stage1…, stem)")
     p.add_argument("--channels", type=int, default=2, help="C': bottleneck channels")
@@ -43,19 +36,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="> 0: learned entropy model on the bottleneck, loss = CE + LAMBDA * bytes/frame, "
         "its tables exported for the rans / zstd_dict codecs (training.entropy_model)",
     )
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--optimizer", default="adamw", choices=("adamw", "sgd"))
-    p.add_argument("--limit-train", type=int, default=None, help="train on a seeded subset")
-    p.add_argument("--limit-val", type=int, default=None)
     p.add_argument("--input-size", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     p.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda, cuda:1")
     p.add_argument("--out", type=Path, default=Path("runs/train"), help="output folder")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    p.add_argument("--no-progress", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,25 +53,15 @@ def run(args: argparse.Namespace) -> int:
             "give --rate-weight > 0 (or pick jpeg, png, zstd or raw)"
         )
     job = TrainJob(
-        data=args.data,
-        model=args.model,
+        **schedule_fields(args),
         pretrained=args.pretrained,
         after=args.after,
         channels=args.channels,
         stride=args.stride,
         codec=codec,
         mode=args.mode,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
         optimizer=args.optimizer,
-        limit_train=args.limit_train,
-        limit_val=args.limit_val,
         input_size=args.input_size,
-        seed=args.seed,
-        threads=args.threads,
-        progress=not args.no_progress,
-        fashion_root=args.fashion_root,
         device=args.device,
         rate_weight=args.rate_weight,
     )
