@@ -308,6 +308,9 @@ class PartitionPolicy:
         )
 
     def switched(self, name: str, now: float) -> None:
+        # The partition just left was measured up to now: its probe turn starts here, or
+        # it would be probed on the very next frame (it never had a probe_frame).
+        self.splits[self.active].probe_frame = self.frames
         self.active = name
         self.since = now
 

@@ -331,3 +331,22 @@ def test_no_switch_to_a_partition_on_a_prior_that_no_reply_has_checked():
     sw = p.decide(now=2.0)
     assert sw is None or sw.new != "cloud"
     assert p.probe_due(now=2.0) in ("cloud", "local")  # exploration first, no interval wait
+
+
+def test_the_partition_just_left_waits_its_probe_turn():
+    # tests/test_device_adaptive.py caught it: after cloud -> split on 3G the cloud, never
+    # "probed" while it was active, was probed on the next frames at once.
+    p = _daemon_policy("latency", probe_budget=0.05)
+    for n in ("split", "cloud", "local"):
+        for _ in range(3):
+            p.observe_frame(n, now=0.0, energy_mj=None, latency_ms=30.0 if n != "cloud" else 120.0)
+    p.switched("cloud", now=0.0)
+    p.switched("split", now=1.0)  # cloud 4x the split: (4 - 1) * 2 / 0.05 = 120 frames
+    assert p.probe_due(now=2.0) == "local"  # local costs the same: every interval
+    p.probed(2.0, "local")
+    p.observe_frame("local", now=2.0, energy_mj=None, latency_ms=30.0)
+    for _ in range(118):
+        p.observe_frame("split", now=3.0, energy_mj=None, latency_ms=30.0)
+    assert p.probe_due(now=3.0) == "local"  # not the cloud: its 120 frames are not over
+    p.observe_frame("split", now=3.0, energy_mj=None, latency_ms=30.0)
+    assert p.probe_due(now=3.0) == "cloud"  # due now, and observed longest ago
