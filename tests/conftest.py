@@ -1,4 +1,4 @@
-"""Shared test helpers: a free port, a stepped clock, and waiting on a condition.
+"""Shared test helpers: a free port, a stepped clock, waiting on a condition, a TFLite head.
 
 Why here: tests used to import helpers from other test modules and each kept its own
 ``free_port`` and ``_wait`` loop. Fixtures in this one place replace them, so a test file
@@ -7,6 +7,9 @@ imports only the code under test.
 Waiting: ``wait_until`` polls a condition against a deadline instead of a fixed
 ``time.sleep`` — it returns as soon as the condition holds (fast on an idle machine) and
 only a condition that never holds costs the whole timeout (rare, and then it fails).
+
+Helpers that are not fixtures (heads, tails, peers, processes, the units' sandbox) are in
+the ``tests/support`` package.
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
+from support.device_side import cached_head
 
 from benchmarks.ports import free_port as _free_port
 
@@ -93,3 +98,10 @@ def fake_clock() -> FakeClock:
 @pytest.fixture(name="wait_until")
 def wait_until_fixture() -> Callable[..., object]:
     return wait_until
+
+
+@pytest.fixture(scope="session")
+def head(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The device tests' int8 TFLite head and its head.json (real TFLiteConverter in a
+    subprocess, ~8 s), built once a session and shared by every daemon test."""
+    return cached_head(tmp_path_factory.getbasetemp())

@@ -17,7 +17,7 @@ import sys
 import time
 
 import pytest
-from test_device_support import Proc, cached_head
+from support.device_side import Proc, cached_head
 
 from benchmarks.e2e import LINKS, ShapedNamespace, netns_available
 from benchmarks.ports import free_port
@@ -40,7 +40,7 @@ class TinyNet(torch.nn.Module):
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    from test_server_support import make_tail
+    from support.server_side import make_tail
 
     from training.cloud_export import export_cloud
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import io
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from test_device_support import Proc, cached_head, free_port, start_daemon, write_config
+from support.device_side import cached_head, start_daemon, start_server, write_config
 
 from device.cloud import CloudInput, build_cloud, encode_picture
 from device.config import ConfigError, HeadSection, ServerSection, parse_config
@@ -145,7 +144,7 @@ def test_export_writes_a_registry_entry_that_normalizes_itself(cloud):
 
 
 def test_the_server_pairs_a_cloud_hello_and_answers_from_the_jpeg(cloud, tmp_path):
-    from test_server_support import server_config
+    from support.server_side import server_config
 
     from server.app import TailServer
     from server.client import TailClient
@@ -200,27 +199,11 @@ def test_cloud_partition_config_and_refusals(cloud, split_head, tmp_path):
 # ---------------------------------------------------------------------- daemon + server
 
 
-def _server(tmp_path: Path, models: str, port: int) -> Proc:
-    cfg = tmp_path / "server.toml"
-    cfg.write_text(
-        f'[server]\nbind = ["tcp://127.0.0.1:{port}"]\nlinger_ms = 100\n'
-        "[compute]\nthreads = 1\n[metrics]\nenabled = false\n"
-        f'[log]\nlevel = "info"\n{models}'
-    )
-    proc = Proc([sys.executable, "-m", "server.cli", "--config", str(cfg)])
-    if proc.wait_for(lambda e: e.get("event") == "listening", 60, "err") is None:
-        proc.kill()
-        raise RuntimeError(f"server did not start: {proc.err[-5:]}")
-    return proc
-
-
-def test_daemon_streams_the_picture_to_the_cloud_model(cloud, tmp_path):
+def test_daemon_streams_the_picture_to_the_cloud_model(cloud, tmp_path, free_port):
     exported, _ = cloud
     port = free_port()
-    server = _server(
-        tmp_path,
-        f'[[models]]\ntail = "{exported.model}"\nmanifest = "{exported.manifest}"\n',
-        port,
+    server = start_server(
+        tmp_path, port, f'[[models]]\ntail = "{exported.model}"\nmanifest = "{exported.manifest}"\n'
     )
     rows_by_q = {}
     try:

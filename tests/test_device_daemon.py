@@ -12,14 +12,8 @@ import signal
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
-from test_device_support import cached_head, start_daemon, start_peer, write_config
-
-
-@pytest.fixture(scope="module")
-def head(tmp_path_factory) -> tuple[Path, Path]:
-    return cached_head(tmp_path_factory.getbasetemp())
+from support.device_side import start_daemon, start_peer, write_config
 
 
 def _metrics(path: Path) -> list[dict]:

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import json
 import signal
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from test_device_support import Proc, cached_head, start_daemon, write_config
+from support.device_side import Proc, cached_head, start_daemon, start_server, write_config
 
 pytest.importorskip("torch")
-from test_server_support import make_tail
+from support.server_side import tail_for_head
 
 WINDOW = 4
 FAILOVER_S = 2.0
@@ -29,33 +28,7 @@ FAILOVER_S = 2.0
 def split(tmp_path_factory) -> tuple[Path, Path]:
     base = tmp_path_factory.getbasetemp()
     tfl, manifest = cached_head(base)
-    m = json.loads(manifest.read_text())
-    tail_dir, _ = make_tail(
-        base / "tail-failover",
-        model_id=m["model_id"],
-        chw=tuple(m["bottleneck_chw"]),
-        num_classes=3,
-        bits=m["codec"]["bits"],
-        codec=m["codec"]["name"],
-        labels=["ant", "bee", "cat"],
-    )
-    return tfl, tail_dir
-
-
-def _server(workdir: Path, tail_dir: Path, port: int) -> Proc:
-    """One front end: a real ``splitfit-server`` on 127.0.0.1:port."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    cfg = workdir / "server.toml"
-    cfg.write_text(
-        f'[server]\nbind = ["tcp://127.0.0.1:{port}"]\nlinger_ms = 100\n'
-        "[compute]\nthreads = 1\n[metrics]\nenabled = false\n"
-        f'[log]\nlevel = "info"\n[[models]]\npath = "{tail_dir}"\n'
-    )
-    proc = Proc([sys.executable, "-m", "server.cli", "--config", str(cfg)])
-    if proc.wait_for(lambda e: e.get("event") == "listening", 60, "err") is None:
-        proc.kill()
-        raise RuntimeError(f"server did not start: {proc.err[-5:]}")
-    return proc
+    return tfl, tail_for_head(manifest, base / "tail-failover")
 
 
 def _device_config(path: Path, tfl: Path, ports: list[int], metrics: Path) -> Path:
@@ -87,8 +60,8 @@ def _opens(d: Proc) -> list[dict]:
 def test_first_front_end_killed_mid_stream_device_moves_to_the_second(split, tmp_path, free_port):
     tfl, tail_dir = split
     ports = [free_port(), free_port()]
-    first = _server(tmp_path / "a", tail_dir, ports[0])
-    second = _server(tmp_path / "b", tail_dir, ports[1])
+    first = start_server(tmp_path / "a", ports[0], tail_dir)
+    second = start_server(tmp_path / "b", ports[1], tail_dir)
     metrics = tmp_path / "m.jsonl"
     cfg = _device_config(tmp_path / "d.toml", tfl, ports, metrics)
     d = start_daemon(cfg, "--summary", str(tmp_path / "s.json"))
@@ -143,7 +116,7 @@ def test_first_front_end_killed_mid_stream_device_moves_to_the_second(split, tmp
 def test_first_endpoint_down_at_start_device_opens_on_the_second(split, tmp_path, free_port):
     tfl, tail_dir = split
     ports = [free_port(), free_port()]  # nothing listens on the first
-    second = _server(tmp_path / "b", tail_dir, ports[1])
+    second = start_server(tmp_path / "b", ports[1], tail_dir)
     metrics = tmp_path / "m.jsonl"
     cfg = _device_config(tmp_path / "d.toml", tfl, ports, metrics)
     started = time.monotonic()

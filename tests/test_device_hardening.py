@@ -2,7 +2,7 @@
 ``--check`` leaves the disk untouched.
 
 Real daemon, real int8 TFLite head, real folder camera, real ZeroMQ peer (see
-``test_device_support``). How close the rate gets to the limit on a quiet machine is measured
+``support.device_side``). How close the rate gets to the limit on a quiet machine is measured
 by ``splitfit-bench daemon``; here the direction that load cannot produce is asserted: a
 daemon never runs *faster* than its limit.
 """
@@ -14,14 +14,8 @@ import os
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
-from test_device_support import cached_head, start_daemon, start_peer, write_config
-
-
-@pytest.fixture(scope="module")
-def head(tmp_path_factory) -> tuple[Path, Path]:
-    return cached_head(tmp_path_factory.getbasetemp())
+from support.device_side import start_daemon, start_peer, write_config
 
 
 def _photos(root: Path, n: int = 4) -> Path:

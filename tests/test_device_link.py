@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from test_device_support import start_peer
+from support.device_side import start_peer
 
 from device.config import ServerSection
 from device.link import Link
@@ -76,7 +76,7 @@ def test_expired_frames_are_lost_and_their_late_replies_counted(slow_peer, wait_
         link.join(5)
 
 
-# The daemon tests' settings (tests/test_device_support.write_config).
+# The daemon tests' settings (tests/support/device_side.write_config).
 RETRY = {"hello_timeout_s": 0.3, "reconnect_min_s": 0.05, "reconnect_max_s": 0.5}
 
 

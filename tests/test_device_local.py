@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import signal
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from test_device_support import Proc, cached_head, free_port, start_daemon, write_config
+from support.device_side import cached_head, start_daemon, start_server, write_config
 
 from device.config import ConfigError, HeadSection, parse_config
 from device.head import HeadError
@@ -73,7 +72,7 @@ def test_config_kind_and_fallback_keys(tmp_path):
         parse_config({"heads": [{"model": "a.tflite", "kind": "edge"}]}, tmp_path)
 
 
-def test_daemon_with_only_a_local_partition_needs_no_server(local_head, tmp_path):
+def test_daemon_with_only_a_local_partition_needs_no_server(local_head, tmp_path, free_port):
     tfl, _ = local_head
     port = free_port()  # nothing listens here
     heads = f'[[heads]]\nname = "full"\nkind = "local"\nmodel = "{tfl}"\n'
@@ -96,36 +95,12 @@ def test_daemon_with_only_a_local_partition_needs_no_server(local_head, tmp_path
 # ---------------------------------------------------------------------- with the real server
 
 
-def _server(tmp_path: Path, tail_dir: Path, port: int) -> Proc:
-    cfg = tmp_path / "server.toml"
-    cfg.write_text(
-        f'[server]\nbind = ["tcp://127.0.0.1:{port}"]\nlinger_ms = 100\n'
-        "[compute]\nthreads = 1\n[metrics]\nenabled = false\n"
-        f'[log]\nlevel = "info"\n[[models]]\npath = "{tail_dir}"\n'
-    )
-    proc = Proc([sys.executable, "-m", "server.cli", "--config", str(cfg)])
-    if proc.wait_for(lambda e: e.get("event") == "listening", 60, "err") is None:
-        proc.kill()
-        raise RuntimeError(f"server did not start: {proc.err[-5:]}")
-    return proc
-
-
 @pytest.fixture(scope="module")
 def tail_dir(split_head, tmp_path_factory) -> Path:
     pytest.importorskip("torch")
-    from test_server_support import make_tail
+    from support.server_side import tail_for_head
 
-    m = json.loads(split_head[1].read_text())
-    d, _ = make_tail(
-        tmp_path_factory.getbasetemp() / "tail-local",
-        model_id=m["model_id"],
-        chw=tuple(m["bottleneck_chw"]),
-        num_classes=3,
-        bits=m["codec"]["bits"],
-        codec=m["codec"]["name"],
-        labels=["ant", "bee", "cat"],
-    )
-    return d
+    return tail_for_head(split_head[1], tmp_path_factory.getbasetemp() / "tail-local")
 
 
 def _rows(path: Path) -> list[dict]:
@@ -146,11 +121,11 @@ def _wait_rows(path: Path, pred, timeout: float) -> list[dict]:
 @pytest.mark.slow
 @pytest.mark.parametrize("fallback", [True, False])
 def test_server_killed_local_answers_every_frame_then_back_to_split(
-    fallback, split_head, local_head, tail_dir, tmp_path
+    fallback, split_head, local_head, tail_dir, tmp_path, free_port
 ):
     port = free_port()
     metrics = tmp_path / "m.jsonl"
-    server = _server(tmp_path, tail_dir, port)
+    server = start_server(tmp_path, port, tail_dir)
     heads = (
         f'[[heads]]\nname = "split"\nmodel = "{split_head[0]}"\n'
         f'[[heads]]\nname = "full"\nkind = "local"\nmodel = "{local_head[0]}"\n'
@@ -171,7 +146,7 @@ def test_server_killed_local_answers_every_frame_then_back_to_split(
         server.kill()  # SIGKILL: no goodbye, the daemon finds out from missing pongs
         t_kill = time.monotonic()
         time.sleep(3.0)
-        server = _server(tmp_path, tail_dir, port)
+        server = start_server(tmp_path, port, tail_dir)
         t_up = time.monotonic()
         # Back on the split: a frame captured after the restart answered by the server.
         deadline = time.monotonic() + 10

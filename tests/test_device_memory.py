@@ -11,10 +11,9 @@ import json
 import subprocess
 import sys
 from array import array
-from pathlib import Path
 
 import pytest
-from test_device_support import ROOT, cached_head, free_port, start_peer, write_config
+from support.device_side import ROOT, start_peer, write_config
 
 from device.config import PowerSection
 from device.power import SIM_HISTORY, PowerMeter
@@ -70,12 +69,7 @@ sys.exit(subprocess.call(sys.argv[1:]))
 """
 
 
-@pytest.fixture(scope="module")
-def head(tmp_path_factory) -> tuple[Path, Path]:
-    return cached_head(tmp_path_factory.getbasetemp())
-
-
-def test_peak_rss_in_the_summary_is_the_daemons_own(head, tmp_path):
+def test_peak_rss_in_the_summary_is_the_daemons_own(head, tmp_path, free_port):
     # A daemon started by a big parent (a benchmark that imported torch) used to report the
     # parent's peak: ru_maxrss is carried over fork and exec.
     port = free_port()

@@ -9,10 +9,8 @@ import signal
 import socket
 import time
 import uuid
-from pathlib import Path
 
-import pytest
-from test_device_support import cached_head, start_daemon, start_peer, write_config
+from support.device_side import start_daemon, start_peer, write_config
 
 from device.notify import Notifier
 
@@ -73,11 +71,6 @@ def test_watchdog_interval_is_half_of_watchdog_usec_for_this_pid():
     assert Notifier({"WATCHDOG_USEC": "2000000", "WATCHDOG_PID": pid}).watchdog_interval_s == 1.0
     assert Notifier({"WATCHDOG_USEC": "2000000", "WATCHDOG_PID": "1"}).watchdog_interval_s is None
     assert Notifier({"WATCHDOG_USEC": "junk"}).watchdog_interval_s is None
-
-
-@pytest.fixture(scope="module")
-def head(tmp_path_factory) -> tuple[Path, Path]:
-    return cached_head(tmp_path_factory.getbasetemp())
 
 
 def test_daemon_ready_watchdog_stopping_on_sigterm(head, tmp_path, free_port):

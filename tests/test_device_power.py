@@ -4,20 +4,14 @@ status LED on gpiozero's MockFactory — the daemon runs in-process against a re
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
-from test_device_support import cached_head, start_peer, write_config
+from support.device_side import start_peer, write_config
 
 from device.config import ConfigError, load_config
 from device.daemon import Daemon
 from hardware.status import LedState
-
-
-@pytest.fixture(scope="module")
-def head(tmp_path_factory) -> tuple[Path, Path]:
-    return cached_head(tmp_path_factory.getbasetemp())
 
 
 def test_energy_per_frame_follows_the_simulated_load(head, tmp_path, capsys, free_port):

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_device_support import cached_head, start_daemon, start_peer, write_config
+from support.device_side import cached_head, start_daemon, start_peer, write_config
 
 
 @pytest.fixture(scope="module")

@@ -9,53 +9,28 @@ from __future__ import annotations
 
 import json
 import signal
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from test_device_support import Proc, cached_head, start_daemon, write_config
+from support.device_side import cached_head, start_daemon, start_server, write_config
 
 pytest.importorskip("torch")
-from test_server_support import make_tail
+from support.server_side import make_tail, tail_for_head
 
 
 @pytest.fixture(scope="module")
 def split(tmp_path_factory) -> tuple[Path, Path, Path]:
     base = tmp_path_factory.getbasetemp()
     tfl, manifest = cached_head(base)
-    m = json.loads(manifest.read_text())
-    tail_dir, _ = make_tail(
-        base / "tail",
-        model_id=m["model_id"],
-        chw=tuple(m["bottleneck_chw"]),
-        num_classes=3,
-        bits=m["codec"]["bits"],
-        codec=m["codec"]["name"],
-        labels=["ant", "bee", "cat"],
-    )
-    return tfl, manifest, tail_dir
-
-
-def _server(tmp_path: Path, tail_dir: Path, port: int) -> Proc:
-    cfg = tmp_path / "server.toml"
-    cfg.write_text(
-        f'[server]\nbind = ["tcp://127.0.0.1:{port}"]\nlinger_ms = 100\n'
-        "[compute]\nthreads = 1\n[metrics]\nenabled = false\n"
-        f'[log]\nlevel = "info"\n[[models]]\npath = "{tail_dir}"\n'
-    )
-    proc = Proc([sys.executable, "-m", "server.cli", "--config", str(cfg)])
-    if proc.wait_for(lambda e: e.get("event") == "listening", 60, "err") is None:
-        proc.kill()
-        raise RuntimeError(f"server did not start: {proc.err[-5:]}")
-    return proc
+    return tfl, manifest, tail_for_head(manifest, base / "tail")
 
 
 @pytest.mark.slow
 def test_daemon_streams_to_the_real_server(split, tmp_path, free_port):
     tfl, _, tail_dir = split
     port = free_port()
-    server = _server(tmp_path, tail_dir, port)
+    server = start_server(tmp_path, port, tail_dir)
     try:
         cfg = write_config(
             tmp_path / "d.toml", tfl, port, f'[metrics]\npath = "{tmp_path / "m.jsonl"}"\n'
@@ -76,13 +51,13 @@ def test_daemon_streams_to_the_real_server(split, tmp_path, free_port):
 def test_real_server_killed_and_restarted(split, tmp_path, free_port):
     tfl, _, tail_dir = split
     port = free_port()
-    server = _server(tmp_path, tail_dir, port)
+    server = start_server(tmp_path, port, tail_dir)
     cfg = write_config(tmp_path / "d.toml", tfl, port)
     d = start_daemon(cfg, "--summary", str(tmp_path / "s.json"))
     try:
         assert d.wait_for(lambda e: e.get("event") == "ready", 30, "err"), d.err[-10:]
         server.kill()
-        server = _server(tmp_path, tail_dir, port)
+        server = start_server(tmp_path, port, tail_dir)
         t_up = time.monotonic()
         n0 = sum(1 for e in d.events("err") if e.get("event") == "session_open")
         opened = None
@@ -106,7 +81,7 @@ def test_server_without_the_model_refuses_hello_daemon_keeps_retrying(split, tmp
     tfl, _, _ = split
     other, _ = make_tail(tmp_path / "other", model_id="some-other-split", chw=(2, 8, 8))
     port = free_port()
-    server = _server(tmp_path, other, port)
+    server = start_server(tmp_path, port, other)
     cfg = write_config(tmp_path / "d.toml", tfl, port)
     d = start_daemon(cfg, "--summary", str(tmp_path / "s.json"))
     try:

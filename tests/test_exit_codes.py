@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_device_support import write_config
+from support.device_side import write_config
+from support.tools import CONSOLE_SCRIPTS
 
 from wire import exitcodes
 
@@ -28,16 +29,6 @@ def _run(tool: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(script), *args], cwd=cwd, capture_output=True, text=True, timeout=300
     )
-
-
-TOOLS = [
-    "convert-head",
-    "splitfit-device",
-    "splitfit-server",
-    "power-log",
-    "splitfit-train",
-    "splitfit-bench",
-]
 
 
 def _missing_input_args(tool: str, tmp: Path) -> list[str]:
@@ -64,7 +55,7 @@ def _missing_input_args(tool: str, tmp: Path) -> list[str]:
     raise AssertionError(tool)
 
 
-@pytest.mark.parametrize("tool", TOOLS)
+@pytest.mark.parametrize("tool", CONSOLE_SCRIPTS)
 def test_missing_input_is_3_and_a_bad_option_is_2(tool: str, tmp_path: Path) -> None:
     proc = _run(tool, *_missing_input_args(tool, tmp_path), cwd=tmp_path)
     assert proc.returncode == exitcodes.BAD_INPUT, (proc.returncode, proc.stderr[-2000:])

@@ -13,6 +13,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from support.tools import CONSOLE_SCRIPTS
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -28,14 +29,7 @@ def test_every_torch_requirement_is_pinned() -> None:
 
 def test_console_scripts_are_declared() -> None:
     scripts = PYPROJECT["project"]["scripts"]
-    for name in (
-        "convert-head",
-        "splitfit-device",
-        "splitfit-server",
-        "power-log",
-        "splitfit-train",
-        "splitfit-bench",
-    ):
+    for name in CONSOLE_SCRIPTS:
         assert name in scripts
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_server_support import hello_for, make_tail, random_payload
+from support.server_side import hello_for, make_tail, random_payload
 
 from server.client import TailClient
 from server.config import ConfigError, config_from_dict, load_config

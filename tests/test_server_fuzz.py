@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zmq
-from test_server_support import (
+from support.server_side import (
     NUM_CLASSES,
     expected_topk,
     hello_for,

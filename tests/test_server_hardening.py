@@ -1,7 +1,7 @@
 """Issue #18: what a hostile or careless client could do to the server, and what it may not.
 
 Every test talks to a real ``TailServer`` (or a real ``splitfit-server`` subprocess) over
-real ZeroMQ sockets, with real TorchScript tails. ``PoisonTail`` (test_server_support) is a
+real ZeroMQ sockets, with real TorchScript tails. ``PoisonTail`` (support.server_side) is a
 real tail that yields NaN for one kind of frame and raises for another, as a production
 tail can on inputs it was never trained for; honest frames are checked against the tail run
 on that frame alone.
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zmq
-from test_server_support import (
+from support.server_side import (
     CHW,
     NUM_CLASSES,
     QUANT,

@@ -29,7 +29,7 @@ import pytest
 
 pytest.importorskip("torch")
 from prometheus_client.parser import text_string_to_metric_families
-from test_server_support import CHW, QUANT, hello_for, make_tail, random_payload, server_config
+from support.server_side import CHW, QUANT, hello_for, make_tail, random_payload, server_config
 
 from server.app import TailServer
 from server.client import TailClient

@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from test_device_support import write_config
-from test_server_support import hello_for, make_tail, random_payload
+from support.device_side import write_config
+from support.server_side import hello_for, make_tail, random_payload
 
 from server.client import TailClient
 from wire.protocol import ErrorMsg, Reply

@@ -4,7 +4,7 @@
 in the environment: WATCHDOG_USEC, WATCHDOG_PID (the main PID: a shell sets it to ``$$`` and
 ``exec``s the daemon, so the PID stays the same) and the unit's ``Environment=``. The daemon is
 the venv's ``splitfit-device`` console script, i.e. the unit's ExecStart with the venv path
-localized, and it runs under the unit's seccomp policy (tests/test_systemd_sandbox.py). Its
+localized, and it runs under the unit's seccomp policy (tests/support/sandbox.py). Its
 peer is the device tests' ROUTER stand-in process speaking the real wire protocol.
 
 What systemd needs from the daemon and what is checked here:
@@ -22,7 +22,6 @@ import contextlib
 import itertools
 import json
 import os
-import shlex
 import shutil
 import signal
 import socket
@@ -35,48 +34,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from test_device_support import Proc, cached_head, start_peer
-from test_systemd_sandbox import (
+from support.device_side import Proc, cached_head, start_peer
+from support.sandbox import (
     DEVICE_UNIT,
+    exec_start,
     filesystem_emulation_supported,
-    sandbox_supported,
     sandboxed,
+    time_span,
+    unit_env,
     unit_settings,
     with_unit_filesystem,
 )
+from support.unit_marks import needs_sandbox, needs_unit_fs
 
 from benchmarks.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-VENV_BIN = Path(sys.executable).parent
-SHIPPED_VENV_BIN = "/opt/splitfit/venv/bin"
 
-pytestmark = pytest.mark.skipif(
-    sandbox_supported() is not None, reason=f"unit sandbox: {sandbox_supported()}"
-)
-
-
-def _seconds(value: str) -> float:
-    """systemd time span as used in our units: '30', '30s', '2min'."""
-    value = value.strip()
-    if value.endswith("min"):
-        return float(value[:-3]) * 60
-    return float(value.rstrip("s"))
-
-
-def unit_exec_start() -> list[str]:
-    argv = shlex.split(unit_settings(DEVICE_UNIT)["ExecStart"][-1])
-    assert argv[0].startswith(SHIPPED_VENV_BIN + "/")
-    return [str(VENV_BIN / Path(argv[0]).name), *argv[1:]]
-
-
-def unit_environment() -> dict[str, str]:
-    env: dict[str, str] = {}
-    for value in unit_settings(DEVICE_UNIT).get("Environment", []):
-        for assignment in shlex.split(value):
-            key, _, val = assignment.partition("=")
-            env[key] = val
-    return env
+pytestmark = needs_sandbox
 
 
 class SystemdStandIn:
@@ -152,7 +127,7 @@ def start_as_unit(
     With ``fs``, also under the unit's file-system view (``with_unit_filesystem``): ``fs``
     appears as ``/media`` and everything but ``/media/state`` and ``/media/log`` is read-only.
     """
-    argv = unit_exec_start()
+    argv = exec_start(DEVICE_UNIT)
     config_at = argv.index("--config") + 1
     argv[config_at] = str(config)
     cmd = sandboxed(
@@ -161,7 +136,7 @@ def start_as_unit(
     if fs is not None:
         cmd = with_unit_filesystem(fs, ("state", "log"), cmd)
     env = {
-        **unit_environment(),
+        **unit_env(DEVICE_UNIT),
         "NOTIFY_SOCKET": notify.path,
         "WATCHDOG_USEC": str(watchdog_usec),
         "PYTHONPATH": str(ROOT),
@@ -256,7 +231,7 @@ def test_daemon_as_a_unit_ready_watchdog_reload_stop(head: Path, tmp_path: Path)
         "heartbeat_s = 0.5",
         1_000_000,
     )
-    timeout_start = _seconds(unit_settings(DEVICE_UNIT)["TimeoutStartSec"][-1])
+    timeout_start = time_span(unit_settings(DEVICE_UNIT)["TimeoutStartSec"][-1])
     with ready_unit(daemon, peer, notify, ready_timeout=min(timeout_start, 60)) as unit:
         t_ready = unit.t_ready
         notify.pump(2.5)
@@ -273,7 +248,7 @@ def test_daemon_as_a_unit_ready_watchdog_reload_stop(head: Path, tmp_path: Path)
         notify.pump(1.5)
         assert daemon.p.poll() is None and daemon.p.pid == pid
         t_term = notify.now()
-        unit.stop(timeout=_seconds(unit_settings(DEVICE_UNIT)["TimeoutStopSec"][-1]), settle=0.3)
+        unit.stop(timeout=time_span(unit_settings(DEVICE_UNIT)["TimeoutStopSec"][-1]), settle=0.3)
     assert not any("Operation not permitted" in ln for ln in daemon.err), daemon.err[-10:]
 
     pings = notify.times("WATCHDOG=1", after=t_ready)
@@ -360,9 +335,7 @@ def test_server_outage_is_not_a_reason_to_restart(head: Path, tmp_path: Path) ->
     ]  # systemctl status shows it
 
 
-@pytest.mark.skipif(
-    filesystem_emulation_supported() is not None, reason=str(filesystem_emulation_supported())
-)
+@needs_unit_fs
 def test_daemon_works_on_the_units_read_only_file_system(head: Path, tmp_path: Path) -> None:
     """Everything read-only but the state and logs directories: the daemon must still work,
     and its metrics/summary land in those directories (where device.toml must point them)."""
@@ -447,7 +420,7 @@ def test_daemon_as_the_units_user_with_the_installed_permissions(
         homes=["/root", "/home"],
     )
     env = {
-        **unit_environment(),
+        **unit_env(DEVICE_UNIT),
         "NOTIFY_SOCKET": notify.path,
         "WATCHDOG_USEC": "1000000",
         "PYTHONPATH": f"{ROOT}:{SITE_PACKAGES}",
@@ -472,6 +445,6 @@ def test_example_config_fits_the_unit_timeouts() -> None:
     """The shipped config's own timers must fire before systemd's."""
     example = tomllib.loads((ROOT / "examples" / "device.toml").read_text())["device"]
     unit = unit_settings(DEVICE_UNIT)
-    assert example["startup_timeout_s"] < _seconds(unit["TimeoutStartSec"][-1])
-    assert example["stall_timeout_s"] < _seconds(unit["WatchdogSec"][-1])
-    assert example["drain_timeout_s"] < _seconds(unit["TimeoutStopSec"][-1])
+    assert example["startup_timeout_s"] < time_span(unit["TimeoutStartSec"][-1])
+    assert example["stall_timeout_s"] < time_span(unit["WatchdogSec"][-1])
+    assert example["drain_timeout_s"] < time_span(unit["TimeoutStopSec"][-1])

@@ -12,42 +12,27 @@ from __future__ import annotations
 import shlex
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from test_systemd_sandbox import (
+from support.sandbox import (
     SERVER_UNIT,
     UNIT_DIR,
-    filesystem_emulation_supported,
-    sandbox_supported,
+    exec_start,
     sandboxed,
+    time_span,
+    unit_env,
     unit_settings,
     with_unit_filesystem,
 )
+from support.unit_marks import needs_sandbox, needs_unit_fs
 
 ROOT = Path(__file__).resolve().parents[1]
-VENV_BIN = Path(sys.executable).parent
-SHIPPED_VENV_BIN = "/opt/splitfit/venv/bin"
 POWER_LOG_UNIT = UNIT_DIR / "splitfit-power-log.service"
 
-pytestmark = pytest.mark.skipif(
-    sandbox_supported() is not None, reason=f"unit sandbox: {sandbox_supported()}"
-)
-needs_fs = pytest.mark.skipif(
-    filesystem_emulation_supported() is not None, reason=str(filesystem_emulation_supported())
-)
-
-
-def unit_env(unit: Path) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for value in unit_settings(unit).get("Environment", []):
-        for assignment in shlex.split(value):
-            key, _, val = assignment.partition("=")
-            env[key] = val
-    return env
+pytestmark = needs_sandbox
 
 
 def env_file(path: Path) -> dict[str, str]:
@@ -60,22 +45,6 @@ def env_file(path: Path) -> dict[str, str]:
     return out
 
 
-def exec_start(unit: Path, env: dict[str, str]) -> list[str]:
-    """ExecStart= split the way systemd does: ``$VAR`` becomes several words, ``${VAR}`` one."""
-    words = []
-    for word in shlex.split(unit_settings(unit)["ExecStart"][-1]):
-        if word.startswith("$") and not word.startswith("${"):
-            words += env[word[1:]].split()
-        else:
-            words.append(word)
-    assert words[0].startswith(SHIPPED_VENV_BIN + "/"), words[0]
-    return [str(VENV_BIN / Path(words[0]).name), *words[1:]]
-
-
-def _seconds(value: str) -> float:
-    return float(value.rstrip("s"))
-
-
 # --- power-log ----------------------------------------------------------------------------------
 
 
@@ -84,7 +53,7 @@ def test_power_log_env_file_matches_the_unit_default() -> None:
     assert env_file(UNIT_DIR / "power-log.env")["POWER_LOG_ARGS"] == default
 
 
-@needs_fs
+@needs_unit_fs
 def test_power_log_unit_records_under_its_policy(tmp_path: Path) -> None:
     """The unit's exact command line (plus --sim: no INA226 here) records into the logs dir,
     with no network (AF_UNIX only), no W+X memory, a read-only system, and stops cleanly."""
@@ -112,7 +81,9 @@ def test_power_log_unit_records_under_its_policy(tmp_path: Path) -> None:
     while len(rows()) < 20 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=_seconds(unit_settings(POWER_LOG_UNIT)["TimeoutStopSec"][-1]))
+    _, err = proc.communicate(
+        timeout=time_span(unit_settings(POWER_LOG_UNIT)["TimeoutStopSec"][-1])
+    )
     assert proc.returncode == 0, err[-2000:]
     assert len(rows()) >= 20, err[-2000:]
     shunt = float(argv[argv.index("--shunt-ohms") + 1])
@@ -123,9 +94,9 @@ def test_power_log_unit_records_under_its_policy(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow  # torch in two processes: ~15 s
-@needs_fs
+@needs_unit_fs
 def test_server_unit_serves_a_tail_under_its_policy(tmp_path: Path, free_port) -> None:
-    from test_server_support import CHW, QUANT, expected_topk, hello_for, make_tail, random_payload
+    from support.server_side import CHW, QUANT, expected_topk, hello_for, make_tail, random_payload
 
     from server.client import TailClient
 
@@ -175,7 +146,7 @@ def test_server_unit_serves_a_tail_under_its_policy(tmp_path: Path, free_port) -
             assert list(reply.top_ids) == ids
         server.send_signal(signal.SIGTERM)
         _, err = server.communicate(
-            timeout=_seconds(unit_settings(SERVER_UNIT)["TimeoutStopSec"][-1])
+            timeout=time_span(unit_settings(SERVER_UNIT)["TimeoutStopSec"][-1])
         )
     finally:
         if server.poll() is None:

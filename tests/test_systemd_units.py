@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.sandbox import directives
 
 ROOT = Path(__file__).resolve().parents[1]
 UNIT_DIR = ROOT / "systemd"
@@ -24,23 +25,6 @@ LOCAL_VENV_BIN = Path(sys.executable).parent
 ANALYZE = shutil.which("systemd-analyze")
 needs_analyze = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is not installed")
 SCORE_TARGET = 4.0
-
-
-def directives(unit: Path) -> dict[str, list[str]]:
-    """``Section.Key`` -> values in file order (systemd keys repeat, configparser can't)."""
-    out: dict[str, list[str]] = {}
-    section = ""
-    for raw in unit.read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith(("#", ";")):
-            continue
-        if line.startswith("[") and line.endswith("]"):
-            section = line[1:-1]
-            continue
-        key, sep, value = line.partition("=")
-        assert sep, f"{unit.name}: not KEY=VALUE: {raw!r}"
-        out.setdefault(f"{section}.{key.strip()}", []).append(value.strip())
-    return out
 
 
 def localized_copy(unit: Path, dest_dir: Path) -> Path:

@@ -14,8 +14,8 @@ from types import MappingProxyType
 
 import numpy as np
 import pytest
-from test_server_support import CHW, NUM_CLASSES, QUANT, expected_topk, hello_for, make_tail
-from test_server_support import server_config as tail_server_config
+from support.server_side import CHW, NUM_CLASSES, QUANT, expected_topk, hello_for, make_tail
+from support.server_side import server_config as tail_server_config
 
 from device.config import ConfigError, parse_config
 from server.app import TailServer

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_server_support import NUM_CLASSES, expected_topk, hello_for, make_tail
-from test_server_support import server_config as tail_server_config
+from support.server_side import NUM_CLASSES, expected_topk, hello_for, make_tail
+from support.server_side import server_config as tail_server_config
 
 from server.app import TailServer
 from server.client import ServerError, TailClient

@@ -1,6 +1,6 @@
 """Helpers for the device tests: a real int8 TFLite head and a real ZeroMQ ROUTER peer.
 
-Run as a script it is either
+Run as a script (``python tests/support/device_side.py ...``) it is either
   * ``build-head OUT_DIR --size 32 --channels 2 --name h`` — Keras conv model ->
     TFLiteConverter (full int8, uint8 input, int8 output) + ``head.json`` (tensorflow is
     imported only in that subprocess, never in the pytest process nor in ``device/``), or
@@ -10,7 +10,8 @@ Run as a script it is either
     session it does not know -> ERROR UNKNOWN_SESSION. It logs one JSON line per event on
     stdout so tests can check what really crossed the wire.
 
-No tests live here; pytest collects nothing from this module.
+No tests live here; pytest collects nothing from this package. ``start_server`` runs the
+real ``splitfit-server`` process for the daemon-against-server tests.
 """
 
 from __future__ import annotations
@@ -23,11 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-# The one free_port; tests get it as conftest's ``free_port`` fixture. Re-exported here
-# only for test modules not yet moved to the fixture.
-from benchmarks.ports import free_port  # noqa: F401
-
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
 
 
@@ -442,6 +439,26 @@ def start_peer(endpoint: str, *extra: str) -> Proc:
     if proc.wait_for(lambda e: e.get("event") == "listening", 30) is None:
         proc.kill()
         raise RuntimeError(f"peer did not start: {proc.err[-5:]}")
+    return proc
+
+
+def start_server(workdir: Path, port: int, models: str | Path) -> Proc:
+    """A real ``splitfit-server`` on 127.0.0.1:port, waited for until it listens.
+
+    ``models`` is a tail directory, or the ``[[models]]`` TOML text for several."""
+    if isinstance(models, Path):
+        models = f'[[models]]\npath = "{models}"\n'
+    workdir.mkdir(parents=True, exist_ok=True)
+    cfg = workdir / "server.toml"
+    cfg.write_text(
+        f'[server]\nbind = ["tcp://127.0.0.1:{port}"]\nlinger_ms = 100\n'
+        "[compute]\nthreads = 1\n[metrics]\nenabled = false\n"
+        f'[log]\nlevel = "info"\n{models}'
+    )
+    proc = Proc([PY, "-m", "server.cli", "--config", str(cfg)])
+    if proc.wait_for(lambda e: e.get("event") == "listening", 60, "err") is None:
+        proc.kill()
+        raise RuntimeError(f"server did not start: {proc.err[-5:]}")
     return proc
 
 
