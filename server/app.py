@@ -696,19 +696,28 @@ class TailServer:
             ) from None
         return model, codec
 
-    def _on_ping(self, router: zmq.Socket, identity: bytes, ping: Ping) -> None:
-        # Checked like FRAME: the load report is for devices with a session, and a PONG to any
-        # id would let a stranger probe the server (and refresh nobody's session).
-        session = self.sessions.lookup(identity, ping.session_id)
+    def _session_or_refuse(
+        self, router: zmq.Socket, identity: bytes, msg: Ping | Frame
+    ) -> Session | None:
+        """The peer's own session named by ``msg``, or None after an UNKNOWN_SESSION error:
+        a session id is honoured only from the identity that opened it."""
+        session = self.sessions.lookup(identity, msg.session_id)
         if session is None:
             self._error(
                 router,
                 identity,
                 ErrorCode.UNKNOWN_SESSION,
-                f"no session {ping.session_id} for this peer; send HELLO first",
-                seq=ping.seq,
-                session_id=ping.session_id,
+                f"no session {msg.session_id} for this peer; send HELLO first",
+                seq=msg.seq,
+                session_id=msg.session_id,
             )
+        return session
+
+    def _on_ping(self, router: zmq.Socket, identity: bytes, ping: Ping) -> None:
+        # Checked like FRAME: the load report is for devices with a session, and a PONG to any
+        # id would let a stranger probe the server (and refresh nobody's session).
+        session = self._session_or_refuse(router, identity, ping)
+        if session is None:
             return
         model = self.registry.get(session.model_id)
         pong = Pong(
@@ -719,16 +728,8 @@ class TailServer:
     def _on_frame(
         self, router: zmq.Socket, identity: bytes, frame: Frame, received_ns: int
     ) -> None:
-        session = self.sessions.lookup(identity, frame.session_id)
+        session = self._session_or_refuse(router, identity, frame)
         if session is None:
-            self._error(
-                router,
-                identity,
-                ErrorCode.UNKNOWN_SESSION,
-                f"no session {frame.session_id} for this peer; send HELLO first",
-                seq=frame.seq,
-                session_id=frame.session_id,
-            )
             return
         if len(frame.payload) > session.max_payload:
             self._error(

@@ -39,6 +39,12 @@ class FakeClock:
         self.t += dt
 
 
+#: One conversion per read, at the chip's fastest (140 us) and at its default (1.1 ms) time:
+#: the settings where a register is exactly one sample of the load.
+SINGLE_FAST = {"averaging": 1, "bus_conv_us": 140, "shunt_conv_us": 140}
+SINGLE_1MS = {"averaging": 1, "bus_conv_us": 1100, "shunt_conv_us": 1100}
+
+
 def rig(
     *,
     watts: float = 120.0,
@@ -177,7 +183,7 @@ def test_read_datasheet_example_10a_12v() -> None:
     # 10 A through 2 mΩ = 20 mV → shunt register 20e-3/2.5e-6 = 8000
     # current = 8000 * 2560 / 2048 = 10000 → 10.000 A at 1 mA/LSB
     # bus 12 V / 1.25 mV = 9600; power = 10000 * 9600 / 20000 = 4800 → 4800 * 25 mW = 120 W
-    clock, _, chip, bus, drv = rig(averaging=1, bus_conv_us=1100, shunt_conv_us=1100)
+    clock, _, chip, bus, drv = rig(**SINGLE_1MS)
     clock.advance(0.0025)
     s = drv.read()
     assert (chip.shunt, chip.bus, chip.current, chip.power) == (8000, 9600, 10000, 4800)
@@ -193,7 +199,7 @@ def test_read_datasheet_example_10a_12v() -> None:
 
 def test_negative_current_is_signed() -> None:
     # -10 A: shunt register -8000 = 0xE0C0 (two's complement); current -10000
-    clock, load, chip, bus, drv = rig(averaging=1, bus_conv_us=140, shunt_conv_us=140)
+    clock, load, chip, bus, drv = rig(**SINGLE_FAST)
     load.set_power(-120.0, t=clock())
     clock.advance(0.001)
     s = drv.read()
@@ -213,9 +219,7 @@ def test_adc_quantization_rounds_to_lsb() -> None:
         supply_v=5.0,
         shunt_ohms=0.01,
         max_current_a=3.2,
-        averaging=1,
-        bus_conv_us=140,
-        shunt_conv_us=140,
+        **SINGLE_FAST,
     )
     clock.advance(0.001)
     s = drv.read()
@@ -234,9 +238,7 @@ def test_overflow_flag_when_current_exceeds_calibration() -> None:
         supply_v=5.0,
         shunt_ohms=0.1,
         max_current_a=0.2,
-        averaging=1,
-        bus_conv_us=140,
-        shunt_conv_us=140,
+        **SINGLE_FAST,
     )
     assert drv.calibration.cal == 8388
     clock.advance(0.001)
@@ -276,7 +278,7 @@ def test_averaging_means_the_conversion_windows() -> None:
 
 
 def test_conversion_ready_flag_set_per_cycle_and_cleared_by_read() -> None:
-    clock, _, _chip, _, drv = rig(averaging=1, bus_conv_us=1100, shunt_conv_us=1100)
+    clock, _, _chip, _, drv = rig(**SINGLE_1MS)
     cvrf = 1 << 3
     clock.advance(0.0021)
     assert not drv.flags() & cvrf  # 2.1 ms < 2.2 ms cycle
@@ -295,9 +297,7 @@ def test_conversion_ready_flag_set_per_cycle_and_cleared_by_read() -> None:
 
 
 def test_triggered_mode_converts_once_per_read() -> None:
-    clock, _load, chip, _, drv = rig(
-        mode="triggered", averaging=1, bus_conv_us=140, shunt_conv_us=140
-    )
+    clock, _load, chip, _, drv = rig(mode="triggered", **SINGLE_FAST)
 
     # the driver triggers, then polls CVRF; advance the fake clock on every poll
     orig = chip.read_register
@@ -319,7 +319,7 @@ def test_triggered_mode_converts_once_per_read() -> None:
 
 def test_alert_power_over_limit_latched() -> None:
     # power register 4800 (120 W); limit 4000 → alert; latched AFF clears on mask/enable read
-    clock, load, chip, _, drv = rig(averaging=1, bus_conv_us=140, shunt_conv_us=140)
+    clock, load, chip, _, drv = rig(**SINGLE_FAST)
     drv.set_alert("power_over", limit=4000, latch=True)
     clock.advance(0.0003)
     assert chip.alert_asserted
@@ -362,9 +362,7 @@ def test_missing_dev_i2c_is_not_found() -> None:
 
 
 def test_transient_errors_are_retried() -> None:
-    clock, _, _, bus, drv = rig(
-        averaging=1, bus_conv_us=140, shunt_conv_us=140, retries=3, retry_delay_s=0
-    )
+    clock, _, _, bus, drv = rig(**SINGLE_FAST, retries=3, retry_delay_s=0)
     clock.advance(0.001)
     bus.fail_next(2, errno.EREMOTEIO)
     s = drv.read()
@@ -399,7 +397,7 @@ def test_bad_address_and_params() -> None:
 
 
 def test_poll_returns_only_new_conversions_with_a_bounded_age() -> None:
-    clock, _, _, bus, drv = rig(averaging=1, bus_conv_us=1100, shunt_conv_us=1100)
+    clock, _, _, bus, drv = rig(**SINGLE_1MS)
     assert drv.poll() is None  # nothing converted yet (cycle 2.2 ms)
     n = bus.transactions
     clock.advance(0.0015)

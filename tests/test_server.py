@@ -7,16 +7,18 @@ DEALER sockets. Replies are checked against the tail run directly in torch.
 
 from __future__ import annotations
 
+import contextlib
 import struct
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import zmq
-from test_server_support import (
+from support.server_side import (
     CHW,
     NUM_CLASSES,
     QUANT,
@@ -59,6 +61,19 @@ def server(tails, tmp_path: Path):
 
 def _client(srv: TailServer, **kw) -> TailClient:
     return TailClient(srv.endpoints[0], timeout_s=10.0, **kw)
+
+
+@contextlib.contextmanager
+def _sessions(srv: TailServer, n: int, model_id: str) -> Iterator[list[TailClient]]:
+    """``n`` clients, each with a session open on ``model_id``, closed however the test ends."""
+    clients = [_client(srv) for _ in range(n)]
+    try:
+        for c in clients:
+            c.hello(hello_for(model_id))
+        yield clients
+    finally:
+        for c in clients:
+            c.close()
 
 
 # ----------------------------------------------------------------------------- happy path
@@ -145,10 +160,7 @@ def test_batching_happens_under_load_and_is_visible_in_metrics(tmp_path: Path) -
     cfg = server_config([directory], tmp_path, batching={"max_batch": 16, "max_wait_us": 100_000})
     rng = np.random.default_rng(3)
     with TailServer(cfg) as srv:
-        clients = [_client(srv) for _ in range(16)]
-        try:
-            for c in clients:
-                c.hello(hello_for("slow-model"))
+        with _sessions(srv, 16, "slow-model") as clients:
             expected = {}
             for round_ in range(3):
                 # Everything slow (encoding, the reference run) happens before sending, so
@@ -165,9 +177,6 @@ def test_batching_happens_under_load_and_is_visible_in_metrics(tmp_path: Path) -
                     reply = c.receive()
                     assert isinstance(reply, Reply), reply
                     assert list(reply.top_ids) == expected[(i, reply.seq)], f"round {round_}"
-        finally:
-            for c in clients:
-                c.close()
         counts = srv.metrics.batch_size_counts("slow-model")
         assert sum(counts.values()) >= 1
         assert sum(n for bound, n in counts.items() if bound > 1) >= 1, counts
@@ -189,17 +198,11 @@ def test_batching_off_runs_one_request_per_call(tmp_path: Path) -> None:
     cfg = server_config([directory], tmp_path, batching={"max_batch": 1})
     rng = np.random.default_rng(4)
     with TailServer(cfg) as srv:
-        clients = [_client(srv) for _ in range(6)]
-        try:
-            for c in clients:
-                c.hello(hello_for("m"))
+        with _sessions(srv, 6, "m") as clients:
             for c in clients:
                 c.send(c.frame(random_payload(rng)[0]))
             for c in clients:
                 assert isinstance(c.receive(), Reply)
-        finally:
-            for c in clients:
-                c.close()
         counts = srv.metrics.batch_size_counts("m")
         assert counts[1] == 6 and sum(counts.values()) == 6
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zmq.auth
-from test_server_support import hello_for, make_tail, random_payload, server_config
+from support.server_side import hello_for, make_tail, random_payload, server_config
 
 from server.app import ServerStartError, TailServer
 from server.auth import AuthError, generate_keypair, load_allowlist
@@ -37,14 +37,15 @@ def _curve(keys: Path, client: str, folder: str) -> CurveClientKeys:
     return CurveClientKeys(public=public, secret=secret, server_public=server_public)
 
 
-def _curve_server(tmp_path: Path, keys: Path) -> TailServer:
+def _curve_server(tmp_path: Path, keys: Path, server_key: str = "server.key_secret") -> TailServer:
+    """A server with CURVE on, its key pair ``keys/server/<server_key>``, not started."""
     directory, _ = make_tail(tmp_path / "m", "m")
     cfg = server_config(
         [directory],
         tmp_path,
         auth={
             "enabled": True,
-            "server_secret_key": str(keys / "server" / "server.key_secret"),
+            "server_secret_key": str(keys / "server" / server_key),
             "client_keys_dir": str(keys / "clients"),
         },
     )
@@ -154,15 +155,6 @@ def test_curve_off_serves_plaintext(tmp_path: Path) -> None:
 
 
 def test_missing_key_material_fails_start_clearly(tmp_path: Path, keys: Path) -> None:
-    directory, _ = make_tail(tmp_path / "m", "m")
-    cfg = server_config(
-        [directory],
-        tmp_path,
-        auth={
-            "enabled": True,
-            "server_secret_key": str(keys / "server" / "server.key"),  # public half only
-            "client_keys_dir": str(keys / "clients"),
-        },
-    )
+    server = _curve_server(tmp_path, keys, server_key="server.key")  # public half only
     with pytest.raises(ServerStartError, match="no secret key"):
-        TailServer(cfg).start()
+        server.start()

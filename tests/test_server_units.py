@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from test_server_support import CHW, make_tail
+from support.server_side import CHW, make_tail
 
 from server.batcher import DynamicBatcher
 from server.registry import ModelRegistry, RegistryError, load_tail
@@ -53,6 +55,17 @@ class Recorder:
             return sum(len(b) for b in self.batches)
 
 
+@contextlib.contextmanager
+def _running(process: Recorder, **settings) -> Iterator[DynamicBatcher]:
+    """A started batcher on ``process``, stopped however the test ends (a failed assertion
+    must not leave its compute thread waiting on a gate)."""
+    batcher = DynamicBatcher("t", process, **settings).start()
+    try:
+        yield batcher
+    finally:
+        batcher.stop()
+
+
 def _submit(batcher: DynamicBatcher, items) -> None:
     for item in items:
         assert batcher.reserve()
@@ -61,28 +74,20 @@ def _submit(batcher: DynamicBatcher, items) -> None:
 
 def test_full_batch_is_dispatched_without_waiting_for_the_delay(fake_clock, wait_until) -> None:
     rec = Recorder(clock=fake_clock)
-    b = DynamicBatcher(
-        "t", rec, max_batch=4, max_wait_us=5_000_000, max_queue=100, clock=fake_clock
-    ).start()
-    try:
+    with _running(rec, max_batch=4, max_wait_us=5_000_000, max_queue=100, clock=fake_clock) as b:
         t0 = fake_clock()
         _submit(b, range(4))
         wait_until(lambda: rec.total() == 4)
         # The clock never moved: a full batch did not wait for any part of the 5 s delay.
         assert rec.at == [t0]
         assert rec.batches == [[0, 1, 2, 3]]
-    finally:
-        b.stop()
 
 
 def test_partial_batch_goes_when_the_oldest_request_has_waited_max_wait(
     fake_clock, wait_until
 ) -> None:
     rec = Recorder(clock=fake_clock)
-    b = DynamicBatcher(
-        "t", rec, max_batch=64, max_wait_us=100_000, max_queue=100, clock=fake_clock
-    ).start()
-    try:
+    with _running(rec, max_batch=64, max_wait_us=100_000, max_queue=100, clock=fake_clock) as b:
         t0 = fake_clock()
         _submit(b, [1])
         fake_clock.advance(0.05)
@@ -96,15 +101,12 @@ def test_partial_batch_goes_when_the_oldest_request_has_waited_max_wait(
         wait_until(lambda: rec.total() == 3)
         assert rec.batches == [[1, 2, 3]]
         assert rec.at == [pytest.approx(t0 + 0.1)]
-    finally:
-        b.stop()
 
 
 def test_queue_larger_than_max_batch_is_split_in_order(wait_until) -> None:
     rec = Recorder()
     rec.gate = threading.Event()
-    b = DynamicBatcher("t", rec, max_batch=3, max_wait_us=0, max_queue=100).start()
-    try:
+    with _running(rec, max_batch=3, max_wait_us=0, max_queue=100) as b:
         _submit(b, [0])  # taken by the compute thread, which then blocks on the gate
         wait_until(lambda: b.queue_depth == 0)
         _submit(b, range(1, 8))
@@ -113,21 +115,16 @@ def test_queue_larger_than_max_batch_is_split_in_order(wait_until) -> None:
         assert [x for batch in rec.batches for x in batch] == list(range(8))
         assert max(len(batch) for batch in rec.batches) == 3
         assert rec.batches[1] == [1, 2, 3]  # queued while busy -> a full batch next
-    finally:
-        b.stop()
 
 
 def test_max_batch_one_disables_batching(wait_until) -> None:
     rec = Recorder()
     rec.gate = threading.Event()
-    b = DynamicBatcher("t", rec, max_batch=1, max_wait_us=100_000, max_queue=100).start()
-    try:
+    with _running(rec, max_batch=1, max_wait_us=100_000, max_queue=100) as b:
         _submit(b, range(6))  # all queued before the first batch may finish
         rec.gate.set()
         wait_until(lambda: rec.total() == 6)
         assert rec.batches == [[i] for i in range(6)]
-    finally:
-        b.stop()
 
 
 def test_reserve_refuses_beyond_max_queue_and_release_frees_a_slot() -> None:
@@ -154,35 +151,24 @@ def test_stop_finishes_everything_already_queued(fake_clock) -> None:
 def test_a_failing_batch_is_reported_and_the_thread_carries_on(wait_until) -> None:
     rec = Recorder(fail_on=1)
     failures: list[tuple[list[int], str]] = []
-    b = DynamicBatcher(
-        "t",
+    with _running(
         rec,
         max_batch=1,
         max_wait_us=0,
         max_queue=100,
         on_error=lambda items, exc: failures.append((items, str(exc))),
-    ).start()
-    try:
+    ) as b:
         _submit(b, [0, 1, 2])
         wait_until(lambda: rec.total() == 3)
         wait_until(lambda: b.queue_depth == 0)
         assert failures == [([1], "boom")]
-    finally:
-        b.stop()
 
 
 def test_load_figures_follow_the_work(fake_clock, wait_until) -> None:
     rec = Recorder(delay_s=0.02, clock=fake_clock)  # each item "computes" for 20 ms
-    b = DynamicBatcher(
-        "t",
-        rec,
-        max_batch=1,
-        max_wait_us=0,
-        max_queue=100,
-        utilization_window_s=0.5,
-        clock=fake_clock,
-    ).start()
-    try:
+    with _running(
+        rec, max_batch=1, max_wait_us=0, max_queue=100, utilization_window_s=0.5, clock=fake_clock
+    ) as b:
         assert b.utilization() == 0.0 and b.compute_ms_per_item == 0.0
         _submit(b, range(10))
         wait_until(lambda: rec.total() == 10)
@@ -194,8 +180,6 @@ def test_load_figures_follow_the_work(fake_clock, wait_until) -> None:
         assert b.utilization() == pytest.approx(0.2)
         fake_clock.advance(0.2)
         assert b.utilization() == 0.0  # the window slid past the work
-    finally:
-        b.stop()
 
 
 def test_thread_init_runs_on_the_compute_thread() -> None:
