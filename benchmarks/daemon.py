@@ -136,15 +136,11 @@ def _env() -> dict[str, str]:
 
 def prepare_head(work: Path) -> tuple[Path, Path, Path]:
     """The demo's int8 head and camera folder (reusing the demo's convert-head cache)."""
-    from benchmarks import demo
+    from benchmarks.demo import DEFAULT_ARTIFACTS
+    from benchmarks.harness.artifacts import DemoPaths, prepare_split
 
-    paths = demo.DemoPaths(work)
-    work.mkdir(parents=True, exist_ok=True)
-    demo.ensure_artifacts(demo.DEFAULT_ARTIFACTS)
-    labels = demo._read_json(demo.DEFAULT_ARTIFACTS / "tail.json")["labels"]
-    demo.prepare_camera_folder(paths.camera, labels)
-    demo.prepare_calibration_folder(paths.calib)
-    tflite = demo.convert_head(demo.DEFAULT_ARTIFACTS, paths, python=PY)
+    paths = DemoPaths(work)
+    tflite = prepare_split(DEFAULT_ARTIFACTS, paths, python=PY, tail=False).tflite
     return tflite, tflite.with_suffix(".json"), paths.camera
 
 
@@ -174,25 +170,34 @@ class Peer:
 def write_config(
     work: Path, name: str, tfl: Path, camera: Path, port: int, threads: int, fps: float, power: bool
 ) -> tuple[Path, Path, Path]:
-    """A device.toml like the demo's (folder camera, sim INA226 at 1 kHz, mock GPIO)."""
+    """A device.toml like the demo's (folder camera, sim INA226 at 1 kHz, mock GPIO), built
+    from splitfit-device's own config types (benchmarks.harness.configs)."""
+    from benchmarks.harness.configs import write_device_config
+    from device import config as c
+
     d = work / name
     d.mkdir(parents=True, exist_ok=True)
     metrics, summary = d / "frames.jsonl", d / "summary.json"
     for f in (metrics, summary, d / "power.csv"):
         f.unlink(missing_ok=True)
-    pw = f'monitor = "sim"\nrate_hz = 1000.0\nlog_path = "{d / "power.csv"}"\n' if power else ""
-    cfg = d / "device.toml"
-    cfg.write_text(
-        f'[device]\nname = "bench"\nfps_limit = {fps}\nsummary_path = "{summary}"\n'
-        f'[camera]\nsource = "folder"\n[camera.params]\npath = "{camera}"\n'
-        "loop = true\nlabels = true\nfps = 0.0\n"
-        f'[[heads]]\nname = "bottlefit"\nmodel = "{tfl}"\nnum_threads = {threads}\n'
-        f'[server]\nendpoints = ["tcp://127.0.0.1:{port}"]\nwindow = 1\n'
-        f"[power]\n{pw}"
-        '[gpio]\nstatus_led = 17\npin_factory = "mock"\n'
-        f'[metrics]\npath = "{metrics}"\nmax_bytes = 100000000\n'
-        '[logging]\nlevel = "warning"\n'
+    config = c.DeviceConfig(
+        device=c.DeviceSection(name="bench", fps_limit=fps, summary_path=summary),
+        camera=c.CameraSection(
+            source="folder",
+            params={"path": str(camera), "loop": True, "labels": True, "fps": 0.0},
+        ),
+        heads=(c.HeadSection(name="bottlefit", model=tfl, num_threads=threads),),
+        server=c.ServerSection(endpoints=(f"tcp://127.0.0.1:{port}",), window=1),
+        power=(
+            c.PowerSection(monitor="sim", rate_hz=1000.0, log_path=d / "power.csv")
+            if power
+            else c.PowerSection()
+        ),
+        gpio=c.GpioSection(status_led=17, pin_factory="mock"),
+        metrics=c.MetricsSection(path=metrics, max_bytes=100_000_000),
+        logging=c.LoggingSection(level="warning"),
     )
+    cfg = write_device_config(d / "device.toml", config, "written by benchmarks.daemon")
     return cfg, metrics, summary
 
 

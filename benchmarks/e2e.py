@@ -34,6 +34,10 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import demo
+from benchmarks.demo_report import load_frames
+from benchmarks.harness import processes
+from benchmarks.harness.artifacts import DemoPaths, prepare_split, read_json
+from benchmarks.harness.errors import BenchError
 from benchmarks.netns import (
     BURST_BYTES,
     LINKS,
@@ -52,21 +56,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 # one configuration
 
 
-def _wait(proc: subprocess.Popen, others: list[subprocess.Popen], log: Path, timeout: float):
-    deadline = time.monotonic() + timeout
-    while proc.poll() is None:
-        for o in others:
-            if o.poll() is not None:
-                raise demo.DemoError(f"a server exited early ({o.returncode}):\n"
-                                     + demo._tail(log))  # fmt: skip
-        if time.monotonic() > deadline:
-            raise demo.DemoError(f"timed out after {timeout:.0f} s:\n" + demo._tail(log))
-        time.sleep(0.2)
-    if proc.returncode != 0:
-        raise demo.DemoError(f"exited with {proc.returncode}:\n" + demo._tail(log))
-
-
-def run_split(ns: ShapedNamespace, paths: demo.DemoPaths, tflite: Path, frames: int,
+def run_split(ns: ShapedNamespace, paths: DemoPaths, tflite: Path, frames: int,
               timeout: float) -> list[dict]:  # fmt: skip
     """The real daemons inside the namespace, as systemd would start them."""
     endpoint = f"tcp://127.0.0.1:{free_port()}"
@@ -74,27 +64,37 @@ def run_split(ns: ShapedNamespace, paths: demo.DemoPaths, tflite: Path, frames: 
     device_cfg = demo.write_device_config(paths, endpoint, tflite, frames)
     for stale in (paths.metrics, paths.summary, paths.power_log):
         stale.unlink(missing_ok=True)
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.pop("NOTIFY_SOCKET", None)
-    py = sys.executable
-    with demo.process_group() as procs:
-        server = demo._start(procs, [*ns.prefix(), py, "-m", "server.cli", "--config", str(server_cfg)], paths.logs / "server.log", env)  # fmt: skip
-        device = demo._start(procs, [*ns.prefix(), py, "-m", "device.cli", "--config", str(device_cfg), "--frames", str(frames)],
-                             paths.logs / "device.log", env)  # fmt: skip
-        _wait(device, [server], paths.logs / "device.log", timeout)
-    return demo.load_frames(paths.metrics)
+    env = processes.daemon_env()
+    pre = ns.prefix()
+    with processes.process_group() as procs:
+        log = paths.logs / "server.log"
+        cmd = processes.daemon_cmd("server.cli", server_cfg, prefix=pre)
+        server = processes.Watched(processes.start(procs, cmd, log, env), "splitfit-server", log)
+        log = paths.logs / "device.log"
+        cmd = processes.daemon_cmd("device.cli", device_cfg, "--frames", str(frames), prefix=pre)
+        device = processes.Watched(processes.start(procs, cmd, log, env), "splitfit-device", log)
+        processes.wait_exit(device, timeout, others=[server], what=f" {frames} frames")
+    return load_frames(paths.metrics)
 
 
 def run_cloud(ns: ShapedNamespace, out: Path, images: Path, timeout: float) -> list[dict]:
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     frames = out / "cloud-frames.jsonl"
     frames.unlink(missing_ok=True)
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    py = sys.executable
-    with demo.process_group() as procs:
-        server = demo._start(procs, [*ns.prefix(), py, "-m", "benchmarks.e2e_cloud", "server", "--endpoint", endpoint], out / "logs" / "cloud-server.log", env)  # fmt: skip
-        client = demo._start(procs, [*ns.prefix(), py, "-m", "benchmarks.e2e_cloud", "client", "--endpoint", endpoint, "--images", str(images), "--out", str(frames)], out / "logs" / "cloud-client.log", env)  # fmt: skip
-        _wait(client, [server], out / "logs" / "cloud-client.log", timeout)
+    env = processes.daemon_env()
+    cloud = [*ns.prefix(), sys.executable, "-m", "benchmarks.e2e_cloud"]
+    with processes.process_group() as procs:
+        log = out / "logs" / "cloud-server.log"
+        server = processes.Watched(
+            processes.start(procs, [*cloud, "server", "--endpoint", endpoint], log, env),
+            "cloud server",
+            log,
+        )
+        log = out / "logs" / "cloud-client.log"
+        cmd = [*cloud, "client", "--endpoint", endpoint, "--images", str(images),
+               "--out", str(frames)]  # fmt: skip
+        client = processes.Watched(processes.start(procs, cmd, log, env), "cloud client", log)
+        processes.wait_exit(client, timeout, others=[server])
     return [json.loads(line) for line in frames.read_text().splitlines() if line.strip()]
 
 
@@ -463,14 +463,9 @@ def run(args: argparse.Namespace) -> dict:
         raise NetnsUnavailable(reason)
     artifacts = Path(args.artifacts).resolve()
     work = Path(args.work).resolve()
-    paths = demo.DemoPaths(work)
-    work.mkdir(parents=True, exist_ok=True)
-    demo.ensure_artifacts(artifacts)
-    labels = demo._read_json(artifacts / "tail.json")["labels"]
-    demo.prepare_camera_folder(paths.camera, labels)
-    demo.prepare_calibration_folder(paths.calib)
-    tflite = demo.convert_head(artifacts, paths, python=sys.executable)
-    demo.prepare_tail(artifacts, paths)
+    paths = DemoPaths(work)
+    prepared = prepare_split(artifacts, paths)
+    tflite, labels = prepared.tflite, prepared.labels
     camera_images = labeled_images(paths.camera, labels)  # what the folder camera cycles over
     images = camera_images[: args.frames]
     images_json = work / "images.json"
@@ -498,7 +493,7 @@ def run(args: argparse.Namespace) -> dict:
     recorded = artifacts / "metrics.json"
     return {
         "split_model_recorded_eval": (
-            demo._read_json(recorded).get("bottlefit") if recorded.is_file() else None
+            read_json(recorded).get("bottlefit") if recorded.is_file() else None
         ),
         "n_images": len(images),
         "server_speedup": args.speedup,
@@ -544,14 +539,9 @@ def run_adaptive(args: argparse.Namespace) -> dict:
         raise NetnsUnavailable(reason)
     artifacts = Path(args.artifacts).resolve()
     work = Path(args.work).resolve()
-    paths = demo.DemoPaths(work)
-    work.mkdir(parents=True, exist_ok=True)
-    demo.ensure_artifacts(artifacts)
-    labels = demo._read_json(artifacts / "tail.json")["labels"]
-    demo.prepare_camera_folder(paths.camera, labels)
-    demo.prepare_calibration_folder(paths.calib)
-    tflite = demo.convert_head(artifacts, paths, python=sys.executable)
-    demo.prepare_tail(artifacts, paths)
+    paths = DemoPaths(work)
+    prepared = prepare_split(artifacts, paths)
+    tflite, labels = prepared.tflite, prepared.labels
     return e2e_adaptive.run(args, paths, work, tflite, labels)
 
 
@@ -570,7 +560,7 @@ def main(argv: list[str] | None = None) -> int:
     except NetnsUnavailable as exc:
         print(f"e2e: skipped: {exc}", file=sys.stderr)
         return 0
-    except (demo.DemoError, subprocess.CalledProcessError) as exc:
+    except (BenchError, subprocess.CalledProcessError) as exc:
         print(f"e2e: {exc}", file=sys.stderr)
         return 1
     out = Path(args.out)

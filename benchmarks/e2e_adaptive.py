@@ -21,19 +21,17 @@ there (the daemon reads ``power.params.radio`` at start), which latency does not
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks import demo
+from benchmarks.harness import configs, processes
+from benchmarks.harness.artifacts import DemoPaths
 from benchmarks.netns import LINKS, Link, ShapedNamespace
 from benchmarks.ports import free_port
-from wire.atomicfile import write_text_atomic
 
 FIXED = ("split", "cloud", "local")
 OBJECTIVES = ("energy", "latency")
@@ -52,84 +50,88 @@ def ensure_cloud_model(work: Path, labels: list[str]) -> tuple[Path, Path]:
     return out / "cloud.pt", out / "cloud.json"
 
 
-def _heads(parts: tuple[str, ...], split: Path, cloud: Path, local: Path) -> str:
-    text = {
-        "split": f'[[heads]]\nname = "split"\nmodel = "{split}"\nnum_threads = 2\n',
-        "cloud": f'[[heads]]\nname = "cloud"\nkind = "cloud"\nmodel = "{cloud}"\n',
-        "local": f'[[heads]]\nname = "local"\nkind = "local"\nmodel = "{local}"\nnum_threads = 2\n',
+def _heads(parts: tuple[str, ...], split: Path, cloud: Path, local: Path) -> tuple:
+    from device.config import HeadSection as H
+
+    make = {
+        "split": lambda: H(name="split", model=split, num_threads=2),
+        "cloud": lambda: H(name="cloud", kind="cloud", model=cloud),
+        "local": lambda: H(name="local", kind="local", model=local, num_threads=2),
     }
-    return "".join(text[p] for p in parts)
+    return tuple(make[p]() for p in parts)
 
 
-def device_config(path: Path, *, paths: demo.DemoPaths, endpoint: str, heads: str,
+def device_config(path: Path, *, paths: DemoPaths, endpoint: str, heads: tuple,
                   objective: str | None, radio: str, frames: int, metrics: Path) -> Path:  # fmt: skip
+    """device.toml of one run, from splitfit-device's config types; written atomically, as
+    it is rewritten under a running daemon before its SIGHUP."""
+    from device import config as c
+
     policy = (
-        "[policy]\nswitching = false\nlocal_fallback = false\n"
+        c.PolicySection(switching=False, local_fallback=False)
         if objective is None
-        else f'[policy]\nobjective = "{objective}"\nmin_dwell_s = 1.0\nprobe_interval_s = 1.0\n'
-        "local_fallback = false\n"
+        else c.PolicySection(
+            objective=objective, min_dwell_s=1.0, probe_interval_s=1.0, local_fallback=False
+        )
     )
-    write_text_atomic(  # rewritten under a running daemon before its SIGHUP: never half
-        path,
-        f'[device]\nname = "e2e-adaptive"\nmax_frames = {frames}\nstartup_timeout_s = 60.0\n'
-        '[camera]\nsource = "folder"\n[camera.params]\n'
-        f'path = "{paths.camera}"\nloop = true\nlabels = true\nfps = 0.0\n'
-        f"{heads}"
-        f'[server]\nendpoints = ["{endpoint}"]\nwindow = 1\nreply_timeout_s = 30.0\n'
-        "hello_timeout_s = 2.0\n"
-        f'[power]\nmonitor = "sim"\nrate_hz = 1000.0\n[power.params]\nradio = "{radio}"\n'
-        f'{policy}[logging]\nlevel = "info"\nsummary_interval_s = 5.0\n'
-        f'[metrics]\npath = "{metrics}"\n',
+    config = c.DeviceConfig(
+        device=c.DeviceSection(name="e2e-adaptive", max_frames=frames, startup_timeout_s=60.0),
+        camera=c.CameraSection(
+            source="folder",
+            params={"path": str(paths.camera), "loop": True, "labels": True, "fps": 0.0},
+        ),
+        heads=heads,
+        server=c.ServerSection(
+            endpoints=(endpoint,), window=1, reply_timeout_s=30.0, hello_timeout_s=2.0
+        ),
+        power=c.PowerSection(monitor="sim", rate_hz=1000.0, params={"radio": radio}),
+        policy=policy,
+        logging=c.LoggingSection(level="info", summary_interval_s=5.0),
+        metrics=c.MetricsSection(path=metrics),
     )
-    return path
+    return configs.write_device_config(path, config, "written by benchmarks.e2e_adaptive")
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.pop("NOTIFY_SOCKET", None)
-    return env
-
-
-def start_server(ns: ShapedNamespace, work: Path, paths: demo.DemoPaths, cloud: tuple[Path, Path],
+def start_server(ns: ShapedNamespace, work: Path, paths: DemoPaths, cloud: tuple[Path, Path],
                  endpoint: str, log: Path) -> subprocess.Popen:  # fmt: skip
-    cfg = work / "server-adaptive.toml"
-    cfg.write_text(
-        f'[server]\nbind = ["{endpoint}"]\ntop_k = 5\n[batching]\nmax_batch = 1\n'
-        f'[[models]]\npath = "{paths.tail_dir}"\n'
-        f'[[models]]\ntail = "{cloud[0]}"\nmanifest = "{cloud[1]}"\n'
-        '[metrics]\nenabled = false\n[log]\nlevel = "info"\n'
+    """splitfit-server in the namespace with the split tail and the cloud model, once it
+    listens; the caller stops it."""
+    from server import config as c
+
+    cfg = configs.write_server_config(
+        work / "server-adaptive.toml",
+        {
+            "server": c.ServerSection(bind=(endpoint,), top_k=5),
+            "batching": c.BatchingSection(max_batch=1),
+            "models": (
+                c.ModelTable(path=paths.tail_dir),
+                c.ModelTable(tail=cloud[0], manifest=cloud[1]),
+            ),
+            "metrics": c.MetricsSection(enabled=False),
+            "log": c.LogSection(level="info"),
+        },
+        "written by benchmarks.e2e_adaptive",
     )
-    with log.open("w") as f:
-        proc = subprocess.Popen([*ns.prefix(), sys.executable, "-m", "server.cli", "--config", str(cfg)],
-                                stdout=f, stderr=subprocess.STDOUT, env=_env())  # fmt: skip
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise demo.DemoError(f"server exited ({proc.returncode}):\n" + demo._tail(log))
-        if '"listening"' in log.read_text():
-            return proc
-        time.sleep(0.3)
-    proc.kill()
-    raise demo.DemoError("server did not start:\n" + demo._tail(log))
+    cmd = processes.daemon_cmd("server.cli", cfg, prefix=ns.prefix())
+    w = processes.Watched(processes.start([], cmd, log), "splitfit-server", log)
+    processes.wait_listening(w, 180.0)
+    return w.proc
 
 
 def run_device(ns: ShapedNamespace, cfg: Path, log: Path, timeout: float,
                during=None) -> list[dict]:  # fmt: skip
     """One daemon run to max_frames; ``during(proc)`` runs while it streams (link change)."""
-    metrics = Path(cfg.read_text().split('[metrics]\npath = "')[1].split('"')[0])
+    from device.config import load_config
+
+    metrics = load_config(cfg).metrics.path
+    assert metrics is not None  # device_config always names one
     metrics.unlink(missing_ok=True)
-    with log.open("w") as f:
-        proc = subprocess.Popen([*ns.prefix(), sys.executable, "-m", "device.cli", "--config", str(cfg)],
-                                stdout=f, stderr=subprocess.STDOUT, env=_env())  # fmt: skip
-    try:
+    with processes.process_group() as procs:
+        cmd = processes.daemon_cmd("device.cli", cfg, prefix=ns.prefix())
+        w = processes.Watched(processes.start(procs, cmd, log), "splitfit-device", log)
         if during is not None:
-            during(proc)
-        proc.wait(timeout)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    if proc.returncode != 0:
-        raise demo.DemoError(f"device exited with {proc.returncode}:\n" + demo._tail(log))
+            during(w.proc)
+        processes.wait_exit(w, timeout)
     return [json.loads(ln) for ln in metrics.read_text().splitlines() if ln.strip()]
 
 
@@ -189,7 +191,7 @@ def verdict(rows: list[dict]) -> list[dict]:
     return out
 
 
-def run(args, paths: demo.DemoPaths, work: Path, split_tflite: Path, labels: list[str]) -> dict:
+def run(args, paths: DemoPaths, work: Path, split_tflite: Path, labels: list[str]) -> dict:
     from benchmarks import e2e_int8
 
     local = e2e_int8.ensure_int8_teacher(work, paths.calib, labels=labels)

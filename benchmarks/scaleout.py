@@ -44,11 +44,13 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.harness import configs
 from benchmarks.server_harness import (
     MAX_BATCH_ON,
     MAX_WAIT_US_ON,
     RESULTS,
     ROOT,
+    batching_config,
     build_tail,
     closed_loop,
     make_payloads,
@@ -237,16 +239,26 @@ def warm(endpoints: list[str], hello: Hello, payloads: list[bytes], clients: int
 
 
 def ray_config(path: Path, endpoint: str, model_dir: str, head: RayHead, replicas: int) -> Path:
-    path.write_text(
-        f'[server]\nbind = ["{endpoint}"]\nlinger_ms = 0\n'
-        "[compute]\nthreads = 1\nwarmup = false\n"
-        '[log]\nlevel = "info"\n[metrics]\nport = 0\n'
-        f'[tail]\nbackend = "ray"\nray_address = "{head.address}"\nnum_replicas = {replicas}\n'
-        "replica_cpus = 1.0\nrequest_timeout_s = 30.0\n"
-        f'[[models]]\npath = "{model_dir}"\nmax_batch = {MAX_BATCH_ON}\n'
-        f"max_wait_us = {MAX_WAIT_US_ON}\n"
-    )
-    return path
+    """server.toml for a front end of ``replicas`` Ray replicas of the tail in ``model_dir``."""
+    from server import config as c
+
+    tables = {
+        "server": c.ServerSection(bind=(endpoint,), linger_ms=0),
+        "compute": c.ComputeSection(threads=1, warmup=False),
+        "log": c.LogSection(level="info"),
+        "metrics": c.MetricsSection(port=0),
+        "tail": c.TailSection(
+            backend="ray",
+            ray_address=head.address,
+            num_replicas=replicas,
+            replica_cpus=1.0,
+            request_timeout_s=30.0,
+        ),
+        "models": (
+            c.ModelTable(path=Path(model_dir), max_batch=MAX_BATCH_ON, max_wait_us=MAX_WAIT_US_ON),
+        ),
+    }
+    return configs.write_server_config(path, tables, "written by benchmarks.scaleout")
 
 
 def stop_all(procs: list[subprocess.Popen]) -> None:
@@ -265,14 +277,7 @@ def run_local(
     tmp: Path, ids: dict[str, str], hellos: dict[str, Hello], payloads, args, points: list[Point]
 ) -> None:
     endpoint = f"ipc://{tmp}/local.sock"
-    config = tmp / "local.toml"
-    config.write_text(
-        f'[server]\nbind = ["{endpoint}"]\nlinger_ms = 0\n'
-        f"[compute]\nthreads = {RAY_CPUS}\n"
-        '[log]\nlevel = "info"\n[metrics]\nport = 0\n'
-        f'[[models]]\npath = "on"\nmax_batch = {MAX_BATCH_ON}\nmax_wait_us = {MAX_WAIT_US_ON}\n'
-        '[[models]]\npath = "off"\nmax_batch = 1\nmax_wait_us = 0\n'
-    )
+    config = batching_config(tmp / "local.toml", endpoint, RAY_CPUS)
     proc, listening = start_server(config, tmp / "local.log")
     try:
         port = int(listening["metrics_port"])

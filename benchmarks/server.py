@@ -43,6 +43,7 @@ from benchmarks.server_harness import (
     MAX_WAIT_US_ON,
     RESULTS,
     Measurement,
+    batching_config,
     build_tail,
     closed_loop,
     make_payloads,
@@ -221,14 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         model_on = load_tail_manifest(tmp / "on" / "tail.json").model_id
         model_off = twin_without_batching(tmp / "on", tmp / "off")
         endpoint = f"ipc://{tmp}/server.sock"
-        config = tmp / "server.toml"
-        config.write_text(
-            f'[server]\nbind = ["{endpoint}"]\nlinger_ms = 0\n'
-            f"[compute]\nthreads = {args.threads}\n"
-            '[log]\nlevel = "info"\n[metrics]\nport = 0\n'
-            f'[[models]]\npath = "on"\nmax_batch = {MAX_BATCH_ON}\nmax_wait_us = {MAX_WAIT_US_ON}\n'
-            '[[models]]\npath = "off"\nmax_batch = 1\nmax_wait_us = 0\n'
-        )
+        config = batching_config(tmp / "server.toml", endpoint, args.threads)
         hello_on, payloads = make_payloads(tmp / "on")
         hello_off = Hello(**{**asdict(hello_on), "model_id": model_off})
         loadavg_before = os.getloadavg()

@@ -9,10 +9,8 @@ benchmark imports the other's module to reach it.
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
-import sys
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -21,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import zmq
 
+from benchmarks.harness import configs, processes
 from wire.codecs import FeatureCodec
 from wire.manifest import load_tail_manifest, save_manifest
 from wire.protocol import ErrorMsg, Frame, Hello, Reply, Welcome, decode_message, encode_message
@@ -137,28 +136,33 @@ def tail_only(
 
 
 def start_server(config: Path, log_path: Path) -> tuple[subprocess.Popen, dict]:
-    log = log_path.open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "--config", str(config)],
-        cwd=ROOT,
-        stderr=log,
-        stdout=subprocess.DEVNULL,
+    """A ``splitfit-server`` subprocess, returned once it logged ``listening`` (with that
+    event); the caller stops it. Exiting first or 180 s without listening raises."""
+    w = processes.Watched(
+        processes.start([], processes.daemon_cmd("server.cli", config), log_path),
+        "splitfit-server",
+        log_path,
     )
-    log.close()
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {log_path.read_text()[-2000:]}")
-        for line in log_path.read_text().splitlines():
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if event.get("event") == "listening":
-                return proc, event
-        time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("server did not start within 180 s")
+    return w.proc, processes.wait_listening(w, 180.0)
+
+
+def batching_config(path: Path, endpoint: str, threads: int) -> Path:
+    """server.toml serving the tail twice from ``path``'s folder: ``on`` (batching up to
+    MAX_BATCH_ON) and ``off`` (batch 1), Prometheus on a free port, written from the server's
+    own config types (benchmarks.harness.configs)."""
+    from server import config as c
+
+    tables = {
+        "server": c.ServerSection(bind=(endpoint,), linger_ms=0),
+        "compute": c.ComputeSection(threads=threads),
+        "log": c.LogSection(level="info"),
+        "metrics": c.MetricsSection(port=0),
+        "models": (
+            c.ModelTable(path=Path("on"), max_batch=MAX_BATCH_ON, max_wait_us=MAX_WAIT_US_ON),
+            c.ModelTable(path=Path("off"), max_batch=1, max_wait_us=0),
+        ),
+    }
+    return configs.write_server_config(path, tables, "written by the server benchmarks")
 
 
 def scrape_batches(port: int, model_id: str) -> tuple[float, float]:

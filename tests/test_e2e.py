@@ -176,10 +176,9 @@ def test_agreement_is_per_photo_when_two_photos_share_a_label():
 def test_cloud_client_times_the_preprocess_it_does(tmp_path, free_port):
     """The real cloud pair over ZeroMQ on 127.0.0.1 (no shaping): the client's rows carry the
     224² preprocess as device work, and its latency starts before it, at frame pickup."""
-    import os
     import sys
 
-    from benchmarks import demo
+    from benchmarks.harness import processes
     from training.data.photos import shipped_photos
 
     photos = [p for p in shipped_photos(("foolbox",)) if p.label is not None][:2]
@@ -190,13 +189,12 @@ def test_cloud_client_times_the_preprocess_it_does(tmp_path, free_port):
                                    "label_id": int(p.label)} for p in photos]))  # fmt: skip
     out = tmp_path / "frames.jsonl"
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    with demo.process_group() as procs:
-        demo._start(procs, [sys.executable, "-m", "benchmarks.e2e_cloud", "server",
-                            "--endpoint", endpoint], tmp_path / "server.log", env)  # fmt: skip
-        client = demo._start(procs, [sys.executable, "-m", "benchmarks.e2e_cloud", "client",
-                                     "--endpoint", endpoint, "--images", str(images),
-                                     "--out", str(out)], tmp_path / "client.log", env)  # fmt: skip
+    cloud = [sys.executable, "-m", "benchmarks.e2e_cloud"]
+    with processes.process_group() as procs:
+        processes.start(procs, [*cloud, "server", "--endpoint", endpoint], tmp_path / "server.log")
+        client = processes.start(procs, [*cloud, "client", "--endpoint", endpoint, "--images",
+                                         str(images), "--out", str(out)],
+                                 tmp_path / "client.log")  # fmt: skip
         assert client.wait(timeout=180) == 0, (tmp_path / "client.log").read_text()
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["path"] for r in rows] == [str(p.path) for p in photos]
