@@ -170,10 +170,8 @@ def write_server_config(path: Path, tables: ServerTables, comment: str = "") -> 
 
 
 def _loads(text: str) -> dict[str, Any]:
-    try:
-        import tomllib
-    except ImportError:  # Python < 3.11
-        import tomli as tomllib  # type: ignore[no-redef]
+    from wire.tomlcompat import tomllib
+
     return tomllib.loads(text)
 
 
