@@ -236,3 +236,21 @@ def test_bottlefit_stage2_rate_term_makes_the_bottleneck_cheaper() -> None:
         BottleFitConfig(rate_weight=0.1, stage2_train="tail")
     assert "rate_weight" not in BottleFitConfig().to_dict()  # old run keys unchanged
     assert BottleFitConfig(rate_weight=0.1, stage2_train="all").to_dict()["rate_weight"] == 0.1
+
+
+def test_rate_accuracy_verdict_compares_at_equal_top1() -> None:
+    from benchmarks.rate_accuracy import baseline_bytes_at, verdict
+
+    base = [
+        {"family": "n-bit + zstd", "bits": 1, "top1": 0.60, "bytes_mean": 25.0},
+        {"family": "n-bit + zstd", "bits": 2, "top1": 0.80, "bytes_mean": 100.0},
+    ]
+    assert baseline_bytes_at(base, 0.70) == pytest.approx(50.0)  # geometric midpoint
+    assert baseline_bytes_at(base, 0.85) is None  # outside the curve: no extrapolation
+    point = {"family": "rate", "bits": 4, "lambda": 0.01, "codec": "rans"}
+    rows = [*base, {**point, "top1": 0.70, "bytes_mean": 20.0}]
+    (p,) = verdict(rows)["points"]
+    assert p["ratio"] == pytest.approx(2.5) and p["within_tol_bits"] is None
+    rows = [*base, {**point, "top1": 0.797, "bytes_mean": 40.0}]
+    (p,) = verdict(rows)["points"]
+    assert p["within_tol_bits"] == 2 and p["within_tol_ratio"] == pytest.approx(2.5)
