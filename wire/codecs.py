@@ -357,6 +357,35 @@ class PngCodec(_TiledImageCodec):
         return {"compress_level": self.values["level"], "optimize": False}
 
 
+def _zstd_frame_exactly(
+    dctx: zstandard.ZstdDecompressor, data: bytes, want: int, what: str
+) -> bytes:
+    """One zstd frame holding exactly ``want`` bytes, or CodecError.
+
+    The frame's declared content size is checked before anything is decompressed, so a
+    zstd bomb (a few bytes declaring gigabytes) is refused without allocating; truncated
+    frames and trailing bytes are refused too: one tensor, one frame.
+    """
+    try:
+        size = zstandard.frame_content_size(data)
+    except zstandard.ZstdError as exc:
+        raise CodecError(f"not a zstd frame: {exc}") from None
+    if size != want:
+        raise CodecError(f"zstd frame holds {size} bytes, expected {want}")
+    dobj = dctx.decompressobj()
+    try:
+        packed = dobj.decompress(data)
+    except zstandard.ZstdError as exc:
+        raise CodecError(f"corrupt {what} payload: {exc}") from None
+    if not dobj.eof:
+        raise CodecError(f"truncated {what} payload")
+    if dobj.unused_data:
+        raise CodecError(f"{len(dobj.unused_data)} trailing bytes after the zstd frame")
+    if len(packed) != want:
+        raise CodecError(f"zstd frame decoded to {len(packed)} bytes, expected {want}")
+    return packed
+
+
 @register_codec
 class ZstdCodec(Codec):
     """One zstd frame of the bit-packed codes: exact, and cheap in CPU."""
@@ -387,21 +416,7 @@ class ZstdCodec(Codec):
 
     def decode(self, data: bytes) -> np.ndarray:
         want = packed_size(self.n_values, self.bits)
-        try:
-            size = zstandard.frame_content_size(data)
-        except zstandard.ZstdError as exc:
-            raise CodecError(f"not a zstd frame: {exc}") from None
-        if size != want:
-            raise CodecError(f"zstd frame holds {size} bytes, expected {want}")
-        dobj = self._pair()[1].decompressobj()
-        try:
-            packed = dobj.decompress(data)
-        except zstandard.ZstdError as exc:
-            raise CodecError(f"corrupt zstd payload: {exc}") from None
-        if not dobj.eof:
-            raise CodecError("truncated zstd payload")
-        if dobj.unused_data:
-            raise CodecError(f"{len(dobj.unused_data)} trailing bytes after the zstd frame")
+        packed = _zstd_frame_exactly(self._pair()[1], data, want, self.name)
         return unpack_bits(packed, self.n_values, self.bits).reshape(self.shape_chw)
 
 
@@ -516,23 +531,7 @@ class ZstdDictCodec(_TableCodec):
         return self._pair()[0].compress(pack_bits(codes_chw, self.bits))
 
     def decode(self, data: bytes) -> np.ndarray:
-        try:
-            size = zstandard.frame_content_size(data)
-        except zstandard.ZstdError as exc:
-            raise CodecError(f"not a zstd frame: {exc}") from None
-        if size != self._want:
-            raise CodecError(f"zstd frame holds {size} bytes, expected {self._want}")
-        dobj = self._pair()[1].decompressobj()
-        try:
-            packed = dobj.decompress(data)
-        except zstandard.ZstdError as exc:
-            raise CodecError(f"corrupt zstd_dict payload: {exc}") from None
-        if not dobj.eof:
-            raise CodecError("truncated zstd_dict payload")
-        if dobj.unused_data:
-            raise CodecError(f"{len(dobj.unused_data)} trailing bytes after the zstd frame")
-        if len(packed) != self._want:
-            raise CodecError(f"zstd frame decoded to {len(packed)} bytes, expected {self._want}")
+        packed = _zstd_frame_exactly(self._pair()[1], data, self._want, self.name)
         return unpack_bits(packed, self.n_values, self.bits).reshape(self.shape_chw)
 
 
