@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from wire.atomicfile import write_atomic, write_text_atomic
 from wire.codecs import FeatureCodec
 from wire.entropy_tables import rans_tables_from_codes, zstd_dict_tables_from_codes
 from wire.quant import QuantParams, quantize_float_to_int8, requantize_int8
@@ -225,7 +226,7 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
             + (f", {best['bytes_mean']:.0f} B/frame." if best else "."),
             "",
         ]
-    path.write_text("\n".join(lines) + "\n")
+    write_text_atomic(path, "\n".join(lines) + "\n")
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
@@ -251,9 +252,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
         ax.set_ylabel("bytes/frame (held-out mean)")
         ax.set_title(f"shipped cut, {bits}-bit codes (shared machine)")
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    tmp.replace(path)
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -270,8 +270,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     results = run(args)
     args.out.mkdir(parents=True, exist_ok=True)
-    from wire.atomicfile import write_text_atomic
-
     write_text_atomic(args.out / "entropy_coders.json", json.dumps(results, indent=2) + "\n")
     write_markdown(results, args.out / "entropy_coders.md")
     plot(results, args.out / "entropy_coders.png")

@@ -38,6 +38,7 @@ import torch
 
 from training.compressor import CodecConfig, quant_params_for
 from training.pipeline import TrainJob, run_train
+from wire.atomicfile import write_atomic, write_text_atomic
 from wire.codecs import FeatureCodec
 from wire.manifest import load_tail_manifest
 from wire.quant import quantize_float_to_int8
@@ -266,7 +267,7 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
             f"| {p['bits']}-bit λ={p['lambda']:g} | {p['codec']} | {100 * p['top1']:.2f} % | "
             f"{p['bytes']:.1f} | {at} | {ratio} | {close} |"
         )
-    path.write_text("\n".join(lines) + "\n")
+    write_text_atomic(path, "\n".join(lines) + "\n")
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
@@ -300,9 +301,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    tmp.replace(path)
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -326,8 +326,6 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     results = run(args)
     args.out.mkdir(parents=True, exist_ok=True)
-    from wire.atomicfile import write_text_atomic
-
     write_text_atomic(args.out / "rate_accuracy.json", json.dumps(results, indent=2) + "\n")
     write_markdown(results, args.out / "rate_accuracy.md")
     plot(results, args.out / "rate_accuracy.png")
