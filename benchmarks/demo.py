@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # The split after stage3 trained on the ImageNet sample (issue 19): its int8 head costs about
 # half the full int8 model, the stage6 split (artifacts/efficientnet_lite0-bottlefit, kept
 # for reference and the entropy-coder benchmarks) almost all of it.
-DEFAULT_ARTIFACTS = ROOT / "artifacts" / "efficientnet_lite0-bottlefit"
+DEFAULT_ARTIFACTS = ROOT / "artifacts" / "efficientnet_lite0-bottlefit-stage3"
 DEFAULT_OUT = ROOT / "demo-out"
 
 DemoError = BenchError  # what the demo (and the benchmarks built on it) raise and catch
