@@ -18,8 +18,10 @@ def heads(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
     return {
         "early": cached_head(base),
         # More work on the board: bigger input, wider and deeper convs, smaller bottleneck.
+        # Several ms more than "early", so the idle-server choice is not decided by the
+        # loopback round trip's noise on a busy machine (~1-3 ms).
         "late": cached_head(
-            base, name="late", size=96, channels=2, filters=64, extra_layers=6, stride2=4
+            base, name="late", size=192, channels=2, filters=64, extra_layers=8, stride2=4
         ),
     }
 
@@ -37,6 +39,8 @@ def test_switches_split_when_server_load_rises_and_back_when_it_falls(heads, tmp
     early_id = json.loads(heads["early"][1].read_text())["model_id"]
     late_id = json.loads(heads["late"][1].read_text())["model_id"]
     head_tables = (
+        # The early split leaves more to the server (tail 2.0 vs 0.1 ms) but several ms less
+        # to the board: best when the server is idle, worst when its queue is 50 deep.
         f'[[heads]]\nname = "early"\nmodel = "{heads["early"][0]}"\ntail_ms = 2.0\n'
         f'[[heads]]\nname = "late"\nmodel = "{heads["late"][0]}"\ntail_ms = 0.1\n'
     )
@@ -51,7 +55,9 @@ def test_switches_split_when_server_load_rises_and_back_when_it_falls(heads, tmp
     try:
         assert d.wait_for(lambda e: e.get("event") == "ready", 30, "err"), d.err[-10:]
         time.sleep(1.0)
-        assert _switches(d) == []  # idle server: the early split (less board work) is best
+        # idle server: the early split (less board work) is best; start-up exploration
+        # (policy.min_samples) runs frames on "late" as probes, never as a switch
+        assert _switches(d) == []
         load.write_text(json.dumps({early_id: 50, late_id: 50}))
         sw = d.wait_for(lambda e: e.get("event") == "partition_switch", 10, "err")
         assert sw is not None and (sw["old"], sw["new"]) == ("early", "late"), d.err[-10:]
@@ -73,7 +79,8 @@ def test_switches_split_when_server_load_rises_and_back_when_it_falls(heads, tmp
     s = json.loads((tmp_path / "s.json").read_text())
     assert s["switches"] == len(_switches(d)) >= 2
     hellos = [e["model_id"] for e in peer.events() if e.get("event") == "hello"]
-    assert hellos[:3] == [early_id, late_id, early_id]
+    # early first; late (exploration probes, then the switch); early again at the end
+    assert hellos[0] == early_id and late_id in hellos and hellos[-1] == early_id, hellos
 
 
 @pytest.mark.slow
