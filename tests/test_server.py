@@ -31,6 +31,7 @@ from support.server_side import (
 
 from server.app import TailServer
 from server.client import ClientTimeout, ServerError, TailClient
+from wire.codecs import CODEC_NAMES
 from wire.protocol import (
     PROTOCOL_VERSION,
     ErrorCode,
@@ -87,7 +88,9 @@ def test_hello_frame_reply_matches_the_tail_run_directly(server, tails) -> None:
         assert isinstance(welcome, Welcome) and welcome.session_id > 0
         caps = welcome.capabilities
         assert caps["max_payload"] == 1 << 20 and caps["max_batch"] == 32
-        assert set(caps["codecs"]) == {"jpeg", "png", "zstd", "raw", "rans", "zstd_dict"}
+        # every registered codec, the cloud partition's picture codec included
+        assert set(caps["codecs"]) == set(CODEC_NAMES)
+        assert set(CODEC_NAMES) >= {"jpeg", "png", "zstd", "raw", "rans", "zstd_dict", "jpeg_image"}
         assert caps["num_classes"] == NUM_CLASSES and caps["protocol_version"] == PROTOCOL_VERSION
         for _ in range(5):
             payload, x = random_payload(rng)

@@ -21,17 +21,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zmq
-
-from server.backend import TailBackend
-from server.batcher import DynamicBatcher
-from server.config import ConfigError, config_from_dict
-from tests.test_server_support import (
+from support.server_side import (
     expected_topk,
     hello_for,
     make_tail,
     random_payload,
     server_config,
 )
+
+from server.backend import TailBackend
+from server.batcher import DynamicBatcher
+from server.config import ConfigError, config_from_dict
 from wire.protocol import ErrorCode, ErrorMsg, Frame, Reply, Welcome, decode_message, encode_message
 
 ROOT = Path(__file__).resolve().parents[1]
