@@ -41,14 +41,14 @@ def heldout_pixels(root: str | None) -> tuple[np.ndarray, np.ndarray]:
     from PIL import Image
 
     from hardware.preprocess import preprocess
-    from training.bottlefit_data import imagenet_sample_split
+    from training.data.imagenet_sample import imagenet_sample_split
 
     _, held = imagenet_sample_split(root)
     pixels = []
-    for p in held:
-        with Image.open(p.path) as img:
+    for path, _ in held:
+        with Image.open(path) as img:
             pixels.append(preprocess(img.convert("RGB"), size=(224, 224))[0])
-    return np.stack(pixels), np.array([p.label for p in held], dtype=np.int64)
+    return np.stack(pixels), np.array([y for _, y in held], dtype=np.int64)
 
 
 def normalised(pixels: np.ndarray, mean, std):
@@ -64,11 +64,11 @@ def scores(logits, teacher, labels) -> dict:
     """Teacher/split top-1, split top-5, loss (points), agreement and KL on labelled photos."""
     import torch
 
-    from training.bottlefit import agreement_and_kl, topk_scores
+    from training.bottlefit import agreement_and_kl, heldout_metrics
 
     y = torch.as_tensor(labels)
     agree, kl = agreement_and_kl(logits, teacher)
-    return {**topk_scores(logits, teacher, y), "agreement": agree, "kl_nats": kl}
+    return {**heldout_metrics(logits, teacher, y), "agreement": agree, "kl_nats": kl}
 
 
 def feature_codec(folder: Path):

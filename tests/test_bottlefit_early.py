@@ -20,12 +20,13 @@ from training.bottlefit import (  # noqa: E402
     stage1_head_distillation,
     teacher_prefix,
 )
-from training.bottlefit_data import (  # noqa: E402
-    default_imagenet_root,
+from training.bottlefit_data import imagenet_sample_photos_split  # noqa: E402
+from training.compressor import CodecConfig  # noqa: E402
+from training.data.imagenet_sample import (  # noqa: E402
+    imagenet_sample_root,
     imagenet_sample_split,
     is_heldout,
 )
-from training.compressor import CodecConfig  # noqa: E402
 
 
 def make_sample_folder(root, n: int = 14):
@@ -51,11 +52,15 @@ def make_sample_folder(root, n: int = 14):
 
 def test_heldout_rule_splits_by_sorted_position(tmp_path):
     root = make_sample_folder(tmp_path / "sample")
-    train, held = imagenet_sample_split(root)
+    train, held = imagenet_sample_photos_split(root)
     names = sorted(p.name for p in root.glob("*.JPEG"))
     assert [p.path.name for p in held] == [names[i] for i in (0, 3, 7, 10)]
     assert len(train) == 10
     assert not {p.path for p in train} & {p.path for p in held}
+    # BottleFit's photos are the evaluation protocol's own split, not a second copy of the rule
+    assert ([(p.path, p.label) for p in train], [(p.path, p.label) for p in held]) == (
+        imagenet_sample_split(root)
+    )
     # label = the synset's 0-based line in synsets.txt (files use every other synset)
     assert all(p.label == 2 * int(p.path.name.split("_photo")[1].split(".")[0]) for p in train)
     assert [i for i in range(700) if is_heldout(i)][:4] == [0, 3, 7, 10]
@@ -63,15 +68,15 @@ def test_heldout_rule_splits_by_sorted_position(tmp_path):
 
 
 def test_missing_sample_folder_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"synsets.txt is missing.*--imagenet-root"):
-        imagenet_sample_split(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"synsets.txt not found.*--imagenet-root"):
+        imagenet_sample_photos_split(tmp_path)
 
 
 def test_real_imagenet_sample_is_500_train_200_heldout():
-    root = default_imagenet_root()
+    root = imagenet_sample_root()
     if not (root / "synsets.txt").is_file():
         pytest.skip(f"ImageNet sample not present at {root} (a fresh clone has none)")
-    train, held = imagenet_sample_split(root)
+    train, held = imagenet_sample_photos_split(root)
     assert (len(train), len(held)) == (500, 200)
     assert not {p.path for p in train} & {p.path for p in held}
     assert all(0 <= p.label < 1000 for p in train + held)
@@ -184,7 +189,7 @@ def test_tiny_imagenet_sample_run_trains_caches_and_never_sees_heldout(tmp_path,
     )
     r = run_bottlefit(job, naive_baseline=False)
     m = r["metrics"]
-    train, held = imagenet_sample_split(root)
+    train, held = imagenet_sample_photos_split(root)
     assert {p.path for p in r["plain_crops"].photos} == {p.path for p in train}
     assert not {p.path for p in r["plain_crops"].photos} & {p.path for p in held}
     assert m["data"]["train_crops"] == 20 and m["data"]["mixed_crops"] == 10

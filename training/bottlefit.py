@@ -202,39 +202,38 @@ class StageCheckpoint:
         write_atomic(self.path, lambda tmp: torch.save(state, tmp))
 
 
-def _snapshot(
+def _stage_parts(
     head: SplitHead,
     tail: SplitTail,
     opt: torch.optim.Optimizer,
     sched: torch.optim.lr_scheduler.LRScheduler,
     gen: torch.Generator,
-    hist: StageHistory,
-    epochs: int,
-) -> dict:
+) -> dict[str, tuple[Callable[[], object], Callable[[object], object]]]:
+    """What a stage checkpoint holds besides the history, by key: (read state, load state).
+
+    One table for saving and restoring, so the two can never disagree on what is kept.
+    """
+    return {
+        "reduction": (head.reduction.state_dict, head.reduction.load_state_dict),
+        "tail": (tail.state_dict, tail.load_state_dict),
+        "opt": (opt.state_dict, opt.load_state_dict),
+        "sched": (sched.state_dict, sched.load_state_dict),
+        "gen": (gen.get_state, gen.set_state),
+        "torch_rng": (torch.get_rng_state, torch.set_rng_state),
+    }
+
+
+def _snapshot(parts: dict, hist: StageHistory, epochs: int) -> dict:
     return {
         "epoch": len(hist.losses),
         "epochs": epochs,
-        "reduction": head.reduction.state_dict(),
-        "tail": tail.state_dict(),
-        "opt": opt.state_dict(),
-        "sched": sched.state_dict(),
-        "gen": gen.get_state(),
-        "torch_rng": torch.get_rng_state(),
+        **{key: read() for key, (read, _) in parts.items()},
         "losses": list(hist.losses),
         "wall_s": hist.wall_s,
     }
 
 
-def _restore(
-    state: dict | None,
-    head: SplitHead,
-    tail: SplitTail,
-    opt: torch.optim.Optimizer,
-    sched: torch.optim.lr_scheduler.LRScheduler,
-    gen: torch.Generator,
-    hist: StageHistory,
-    epochs: int,
-) -> int:
+def _restore(state: dict | None, parts: dict, hist: StageHistory, epochs: int) -> int:
     """Load a stage checkpoint (if any); the number of epochs already done."""
     if state is None:
         return 0
@@ -243,12 +242,8 @@ def _restore(
             f"checkpoint was written for {state['epochs']} epochs, this job asks for {epochs}: "
             "delete the checkpoint folder or keep the schedule"
         )
-    head.reduction.load_state_dict(state["reduction"])
-    tail.load_state_dict(state["tail"])
-    opt.load_state_dict(state["opt"])
-    sched.load_state_dict(state["sched"])
-    gen.set_state(state["gen"])
-    torch.set_rng_state(state["torch_rng"])
+    for key, (_, load) in parts.items():
+        load(state[key])
     hist.losses = list(state["losses"])
     hist.wall_s = float(state["wall_s"])
     return int(state["epoch"])
@@ -371,7 +366,8 @@ def stage1_head_distillation(
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.stage1_lr, total_steps=n_steps)
     gen = torch.Generator().manual_seed(cfg.seed)
     ckpt = checkpoint or StageCheckpoint(None)
-    done = _restore(ckpt.load(), head, tail, opt, sched, gen, hist, cfg.stage1_epochs)
+    parts = _stage_parts(head, tail, opt, sched, gen)
+    done = _restore(ckpt.load(), parts, hist, cfg.stage1_epochs)
     for _ in progress(range(done, cfg.stage1_epochs)):
         t0 = time.perf_counter()
         head.body.eval()
@@ -388,7 +384,7 @@ def stage1_head_distillation(
             _train_epoch(n, cfg.batch_size, gen, loss_of, opt, sched, batch_progress)
         )
         hist.wall_s += time.perf_counter() - t0
-        ckpt.save(_snapshot(head, tail, opt, sched, gen, hist, cfg.stage1_epochs))
+        ckpt.save(_snapshot(parts, hist, cfg.stage1_epochs))
     return hist
 
 
@@ -465,10 +461,8 @@ def stage2_finetune(
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.stage2_lr, total_steps=n_steps)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     ckpt = checkpoint or StageCheckpoint(None)
-    if head is not None:
-        done = _restore(ckpt.load(), head, tail, opt, sched, gen, hist, cfg.stage2_epochs)
-    else:
-        done = 0
+    parts = _stage_parts(head, tail, opt, sched, gen) if head is not None else {}
+    done = _restore(ckpt.load(), parts, hist, cfg.stage2_epochs) if head is not None else 0
     for _ in progress(range(done, cfg.stage2_epochs)):
         t0 = time.perf_counter()
         tail.eval()  # frozen BN statistics and no dropout in the backbone suffix
@@ -489,7 +483,7 @@ def stage2_finetune(
         )
         hist.wall_s += time.perf_counter() - t0
         if head is not None:
-            ckpt.save(_snapshot(head, tail, opt, sched, gen, hist, cfg.stage2_epochs))
+            ckpt.save(_snapshot(parts, hist, cfg.stage2_epochs))
     tail.eval()
     for p in tail.parameters():
         p.requires_grad_(True)
@@ -705,7 +699,7 @@ def evaluate_split(
     agree_e, kl_e = agreement_and_kl(se, teacher_eval_logits)
     labelled: dict = {}
     if heldout_labels is not None and bool((heldout_labels >= 0).all()):
-        labelled = topk_scores(s, heldout_logits, heldout_labels)
+        labelled = heldout_metrics(s, heldout_logits, heldout_labels)
     return {
         **labelled,
         "heldout_top1_agreement": agree,
@@ -716,18 +710,18 @@ def evaluate_split(
     }
 
 
-@torch.no_grad()
-def topk_scores(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor) -> dict:
-    """Teacher top-1, split top-1/top-5 and the top-1 loss (points) on labelled inputs."""
-    top5 = student.topk(5, dim=1).indices
-    t1 = float((teacher.argmax(1) == labels).float().mean())
-    s1 = float((student.argmax(1) == labels).float().mean())
+def heldout_metrics(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor) -> dict:
+    """``training.evaluation.score_split`` (the protocol's one scorer) under the metric names
+    BottleFit's metrics and the frontier results have always used."""
+    from training.evaluation import score_split
+
+    sc = score_split(student, teacher, labels)
     return {
-        "heldout_teacher_top1": t1,
-        "heldout_top1": s1,
-        "heldout_top5": float((top5 == labels[:, None]).any(1).float().mean()),
-        "heldout_top1_loss_pts": 100.0 * (t1 - s1),
-        "heldout_n": len(labels),
+        "heldout_teacher_top1": sc.teacher_top1,
+        "heldout_top1": sc.split_top1,
+        "heldout_top5": sc.split_top5,
+        "heldout_top1_loss_pts": sc.top1_loss_points,
+        "heldout_n": sc.n,
     }
 
 
@@ -757,17 +751,17 @@ def run_bottlefit(job: BottleFitJob, *, naive_baseline: bool = True) -> dict:
 
     from training.bottlefit_data import (
         IMAGENET_SAMPLE_SOURCE,
-        LabelledPhotos,
         ListedPhotoCrops,
-        imagenet_sample_split,
+        imagenet_sample_photos_split,
         listed_mixed_crops,
     )
+    from training.data.folder import LabelledImages
 
     shipped = tuple(x for x in job.sources if x != IMAGENET_SAMPLE_SOURCE)
     photos = shipped_photos(shipped) if shipped else []
     held_photos = None
     if IMAGENET_SAMPLE_SOURCE in job.sources:
-        train_photos, held_photos = imagenet_sample_split(job.imagenet_root or None)
+        train_photos, held_photos = imagenet_sample_photos_split(job.imagenet_root or None)
         photos = [*train_photos, *photos]
     plain_ds = ListedPhotoCrops(photos, jitter, job.train_crops, seed=job.fit.seed + 1)
     extras: list[Dataset] = []  # label-free inputs beyond plain crops, in a fixed order
@@ -783,7 +777,11 @@ def run_bottlefit(job: BottleFitJob, *, naive_baseline: bool = True) -> dict:
         )
     train_ds = ConcatDataset([plain_ds, *extras]) if extras else plain_ds
     if held_photos is not None:  # the fixed protocol: 200 held-out photos, board view
-        held_ds: Dataset = LabelledPhotos(held_photos, BoardView(size, mean, std))
+        held_ds: Dataset = LabelledImages(
+            [(p.path, int(p.label)) for p in held_photos],  # type: ignore[arg-type]
+            BoardView(size, mean, std),
+            what="held-out ImageNet sample photo",
+        )
     else:
         held = shipped_photos(HELDOUT_SOURCES)
         held_ds = ListedPhotoCrops(held, jitter, job.heldout_crops, seed=job.fit.seed + 1000)

