@@ -60,7 +60,7 @@ def measure(folder: Path, tflite: Path, train_px: np.ndarray, held_px: np.ndarra
     codes = requantize_int8(np.concatenate([t.transpose(0, 3, 1, 2) for t in train]), qp)
     plain = [base.encode_int8(t, layout="NHWC") for t in held]
     reference = [base.decode_float(p) for p in plain]
-    rows = [_row(f"{qp.bits}-bit + zstd (shipped)", plain)]
+    rows = [_row(f"{qp.bits}-bit + zstd (as exported)", plain)]
     for size in DICT_SIZES:
         tables = {"zstd_dict": zstd_dict_tables_from_codes(codes, qp.bits, size)}
         for level in LEVELS:
