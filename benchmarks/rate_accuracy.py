@@ -169,6 +169,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "limit_train": args.limit_train,
             "limit_val": args.limit_val,
             "threads": args.threads,
+            "eval_only": args.eval_only,
             "torch": torch.__version__,
             "machine": platform.machine(),
             "loadavg_before": list(load_before),
@@ -181,8 +182,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def baseline_bytes_at(base: list[dict[str, Any]], top1: float) -> float | None:
     """The baseline curve's bytes at ``top1``: log-bytes interpolated between the two
-    baseline settings that bracket it (None outside the curve's accuracy range)."""
-    pts = sorted((b["top1"], math.log(b["bytes_mean"])) for b in base)
+    baseline settings that bracket it (None outside the curve's accuracy range).
+
+    The curve is the baseline's Pareto front: a setting that another one beats on both
+    bytes and top-1 (8 bits vs 4 here) is no option anyone would pick, and leaving it in
+    would make the curve bend back and overstate the bytes at a top-1 near it.
+    """
+    front = [
+        b
+        for b in base
+        if not any(
+            o is not b and o["top1"] >= b["top1"] and o["bytes_mean"] <= b["bytes_mean"]
+            for o in base
+        )
+    ]
+    pts = sorted((b["top1"], math.log(b["bytes_mean"])) for b in front)
     for (a0, l0), (a1, l1) in itertools.pairwise(pts):
         if a0 <= top1 <= a1 and a1 > a0:
             return math.exp(l0 + (l1 - l0) * (top1 - a0) / (a1 - a0))
@@ -231,7 +245,13 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         f"{meta['limit_val'] or 10000} test images through the real wire codec (bytes = "
         "payload bytes, top-1 = the tail on the decoded payload). **Shared 2-core machine, ~8 "
         f"other agents**, nice 10; 1-min load {meta['loadavg_before'][0]:.1f} before, "
-        f"{meta['loadavg_after'][0]:.1f} after.",
+        f"{meta['loadavg_after'][0]:.1f} after."
+        + (
+            " The models were trained by an earlier run of this script (train s from their "
+            "metrics.json) and re-evaluated from their exported programs (`--eval-only`)."
+            if meta.get("eval_only")
+            else ""
+        ),
         "",
         "| family | bits | λ | bytes/frame | max | top-1 | encode ms | decode ms | train s |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -266,6 +286,25 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         lines.append(
             f"| {p['bits']}-bit λ={p['lambda']:g} | {p['codec']} | {100 * p['top1']:.2f} % | "
             f"{p['bytes']:.1f} | {at} | {ratio} | {close} |"
+        )
+    points = [p for p in results["verdict"]["points"] if p["ratio"] is not None]
+    met = [p for p in points if p["ratio"] >= 2.0]
+    top = max(r["top1"] for r in results["rows"] if r["family"] == "n-bit + zstd")
+    near = [p for p in points if p["top1"] >= top - 0.01]
+    lines += [""]
+    if met:
+        best = max(met, key=lambda p: p["top1"])
+        lines.append(
+            f"Target met by {len(met)} of {len(points)} points, up to {100 * best['top1']:.2f} % "
+            f"top-1 ({best['bits']}-bit λ={best['lambda']:g} {best['codec']}: "
+            f"{best['ratio']:.2f}x)."
+        )
+    if near:
+        best = max(near, key=lambda p: p["ratio"])
+        lines.append(
+            f"Within 1 pt of the best baseline top-1 ({100 * top:.2f} %) the best ratio is "
+            f"{best['ratio']:.2f}x ({best['bits']}-bit λ={best['lambda']:g} {best['codec']}, "
+            f"{100 * best['top1']:.2f} %){': target missed there' if best['ratio'] < 2 else ''}."
         )
     write_text_atomic(path, "\n".join(lines) + "\n")
 

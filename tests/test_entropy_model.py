@@ -247,6 +247,8 @@ def test_rate_accuracy_verdict_compares_at_equal_top1() -> None:
     ]
     assert baseline_bytes_at(base, 0.70) == pytest.approx(50.0)  # geometric midpoint
     assert baseline_bytes_at(base, 0.85) is None  # outside the curve: no extrapolation
+    dominated = {"family": "n-bit + zstd", "bits": 8, "top1": 0.75, "bytes_mean": 400.0}
+    assert baseline_bytes_at([*base, dominated], 0.70) == pytest.approx(50.0)  # not on the front
     point = {"family": "rate", "bits": 4, "lambda": 0.01, "codec": "rans"}
     rows = [*base, {**point, "top1": 0.70, "bytes_mean": 20.0}]
     (p,) = verdict(rows)["points"]
