@@ -58,7 +58,6 @@ from benchmarks.server_harness import (
     start_server,
     twin,
 )
-from server.raybackend import app_name
 from wire.atomicfile import write_bytes_atomic
 from wire.protocol import Hello
 
@@ -300,10 +299,13 @@ def run_local(
 def run_ray(
     tmp: Path, head: RayHead, hello: Hello, payloads, args, points: list[Point], meta: dict
 ) -> None:
+    # Imported here: server.raybackend imports Ray, which the local-only path never needs.
+    from server.raybackend import app_name
+
     for replicas in REPLICAS:
         model_dir = f"ray{replicas}"
         model_id = twin(tmp / "on", tmp / model_dir, prefix=f"ray{replicas}-")
-        app = app_name(model_id)
+        app = app_name(model_id)  # server.raybackend's name for the model's application
         h = Hello(**{**asdict(hello), "model_id": model_id})
         procs: list[subprocess.Popen] = []
         ports: list[int] = []

@@ -14,6 +14,7 @@ the ``tests/support`` package.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -22,10 +23,15 @@ from typing import TypeVar
 
 import pytest
 from support.device_side import cached_head
+from support.ray_env import RAY_ENV
 
 from benchmarks.ports import free_port as _free_port
 
 T = TypeVar("T")
+
+# Before any test module can import Ray (support/ray_env.py says why).
+for _key, _value in RAY_ENV.items():
+    os.environ.setdefault(_key, _value)
 
 
 def wait_until(

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zmq
+from support.ray_env import RAY_ENV  # applied to os.environ by conftest.py
 from support.server_side import (
     expected_topk,
     hello_for,
@@ -36,16 +37,6 @@ from wire.protocol import ErrorCode, ErrorMsg, Frame, Reply, Welcome, decode_mes
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
-# Ray on one machine, loopback only, no token to distribute, no telemetry.
-RAY_ENV = {
-    "RAY_AUTH_MODE": "disabled",
-    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-    "RAY_USAGE_STATS_ENABLED": "0",
-}
-# Ray reads these when it is imported, so they are set before any test here imports it; they
-# only concern Ray (nothing else in the suite reads RAY_*).
-for _key, _value in RAY_ENV.items():
-    os.environ.setdefault(_key, _value)
 
 
 def _free_port() -> int:
