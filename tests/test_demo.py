@@ -7,6 +7,7 @@ convert its head with the real converter and stream frames through both daemons.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -84,24 +85,44 @@ def test_demo_streams_every_frame_and_reports(small_split: Path, tmp_path: Path)
 @pytest.mark.slow
 def test_ctrl_c_stops_every_process_the_demo_started(small_split: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.demo", "--artifacts", str(small_split),
-         "--out", str(out), "--frames", "100000"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=dict(os.environ, PYTHONUNBUFFERED="1"),
-    )  # fmt: skip
+    err_log = tmp_path / "demo.err"
+    # Output to files, not pipes: the test waits for the demo process itself, not for EOF on a
+    # pipe that any grandchild (a converter worker) could still hold open.
+    with open(tmp_path / "demo.out", "w") as out_fh, open(err_log, "w") as err_fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.demo", "--artifacts", str(small_split),
+             "--out", str(out), "--frames", "100000"],
+            cwd=ROOT, stdout=out_fh, stderr=err_fh, text=True,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+            # Ctrl-C in a terminal: SIGINT at its default. A suite started in the background
+            # by a non-interactive shell (nohup, `cmd &`) inherits SIGINT ignored, and Python
+            # then keeps ignoring it, so the demo would never see this test's Ctrl-C.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )  # fmt: skip
     me = psutil.Process(proc.pid)
     deadline = time.monotonic() + 600
     children: list[psutil.Process] = []
     while time.monotonic() < deadline and proc.poll() is None:
-        children = [c for c in me.children(recursive=True) if "device.cli" in " ".join(c.cmdline())]
+        with contextlib.suppress(psutil.Error):  # a short-lived child may exit mid-listing
+            children = [
+                c for c in me.children(recursive=True) if "device.cli" in " ".join(c.cmdline())
+            ]
         if children and (out / "metrics" / "frames.jsonl").is_file():
             break
         time.sleep(0.5)
-    assert children, "the device daemon never started"
+    assert children, "the device daemon never started: " + err_log.read_text()[-2000:]
     started = me.children(recursive=True)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        alive = [" ".join(c.cmdline()) for c in me.children(recursive=True)]
+        proc.kill()
+        raise AssertionError(
+            f"demo still running 60 s after Ctrl-C; children {alive}; stderr: "
+            + err_log.read_text()[-2000:]
+        ) from None
+    err = err_log.read_text()
     assert proc.returncode == 130, err[-2000:]
     assert "interrupted" in err
     _gone, alive = psutil.wait_procs(started, timeout=10)
