@@ -111,12 +111,26 @@ def write_markdown(path: Path, meta: dict, summary: list[dict]) -> None:
             f"| {s['on_p50_ms']:.0f} / {s['on_p99_ms']:.0f} | {s['off_p50_ms']:.0f} / {s['off_p99_ms']:.0f} "
             f"| {s['on_mean_batch']:.1f} |"
         )
-    target = next((s for s in summary if s["clients"] == 64), None)
-    if target is not None:
-        verdict = "met" if target["speedup"] >= 3.0 else "NOT met"
+    # Issue #23 retired "≥ 3× at 64 clients" (on a CPU the per-image cost of this tail does not
+    # fall with batch size); what batching must do is not lose throughput against no batching
+    # at ≥ 8 clients and keep p99 bounded: p99 ≤ 2 × N / X (one cycle of a queue of N at
+    # throughput X, doubled), the same check as benchmarks/scaleout.py.
+    checks = []
+    for s in summary:
+        if s["clients"] < 8:
+            continue
+        no_loss = "yes" if s["speedup"] >= 1.0 else "**NO**"
+        bound = s["on_p99_ms"] / (2e3 * s["clients"] / s["on_rps"]) if s["on_rps"] else float("inf")
+        checks.append(
+            f"- {s['clients']} clients: batching on / off = {s['speedup']:.2f}× (no throughput "
+            f"loss: {no_loss}); p99 = {2 * bound:.2f} × N/X (bounded by 2: "
+            f"{'yes' if bound <= 1.0 else '**NO**'})"
+        )
+    if checks:
         lines += [
             "",
-            f"Target ≥ 3× throughput at 64 clients with batching: **{verdict}** ({target['speedup']:.2f}×).",
+            "Checks (batching must not lose throughput at ≥ 8 clients; p99 bounded):",
+            *checks,
         ]
     lines += [
         "",
