@@ -94,18 +94,8 @@ def _peer(endpoint: str) -> None:
     """Echo tail: HELLO -> WELCOME, FRAME -> REPLY at once, PING -> PONG."""
     import zmq
 
+    from wire import protocol
     from wire.errors import ProtocolError
-    from wire.protocol import (
-        Frame,
-        Hello,
-        Ping,
-        Pong,
-        Reply,
-        ServerLoad,
-        Welcome,
-        decode_message,
-        encode_message,
-    )
 
     ctx = zmq.Context()
     sock = ctx.socket(zmq.ROUTER)
@@ -115,19 +105,19 @@ def _peer(endpoint: str) -> None:
     while True:
         ident, *parts = sock.recv_multipart()
         try:
-            msg = decode_message(parts)
+            msg = protocol.decode_message(parts)
         except ProtocolError:
             continue
-        if isinstance(msg, Hello):
+        if isinstance(msg, protocol.Hello):
             sid += 1
-            out = Welcome(sid, {}, ServerLoad())
-        elif isinstance(msg, Frame):
-            out = Reply(msg.session_id, msg.seq, (1, 2), (0.9, 0.1), ("c1",), 1, 1, 1)
-        elif isinstance(msg, Ping):
-            out = Pong(msg.session_id, msg.seq, msg.ts_us)
+            out = protocol.Welcome(sid, {}, protocol.ServerLoad())
+        elif isinstance(msg, protocol.Frame):
+            out = protocol.Reply(msg.session_id, msg.seq, (1, 2), (0.9, 0.1), ("c1",), 1, 1, 1)
+        elif isinstance(msg, protocol.Ping):
+            out = protocol.Pong(msg.session_id, msg.seq, msg.ts_us)
         else:
             continue
-        sock.send_multipart([ident, *encode_message(out)])
+        sock.send_multipart([ident, *protocol.encode_message(out)])
 
 
 def _env() -> dict[str, str]:

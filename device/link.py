@@ -31,21 +31,9 @@ import zmq
 
 from device.config import ServerSection
 from device.metrics import Counters, FrameRecord
+from wire import protocol
 from wire.errors import ProtocolError
 from wire.logjson import get_logger
-from wire.protocol import (
-    ErrorCode,
-    ErrorMsg,
-    Frame,
-    Hello,
-    Ping,
-    Pong,
-    Reply,
-    ServerLoad,
-    Welcome,
-    decode_message,
-    encode_message,
-)
 
 _wake_ids = itertools.count()
 
@@ -73,11 +61,11 @@ class Link(threading.Thread):
     def __init__(
         self,
         cfg: ServerSection,
-        hello: Hello,
+        hello: protocol.Hello,
         counters: Counters,
         *,
         context: zmq.Context | None = None,
-        on_load: Callable[[str, ServerLoad], None] | None = None,
+        on_load: Callable[[str, protocol.ServerLoad], None] | None = None,
         busy: Callable[[], contextlib.AbstractContextManager] | None = None,
         clock: Callable[[], float] = time.monotonic,
         radio: Callable[[int], None] | None = None,
@@ -96,12 +84,12 @@ class Link(threading.Thread):
         self.done: queue.SimpleQueue[FrameRecord] = queue.SimpleQueue()
         self.state = LinkState.OFFLINE
         self.session_id = 0
-        self.server_load = ServerLoad()
+        self.server_load = protocol.ServerLoad()
         self.sessions = 0  # WELCOMEs received over the run
         self.last_welcome_mono = 0.0
         self.last_lost_mono = 0.0
         self._hello = hello
-        self._pending_hello: Hello | None = None
+        self._pending_hello: protocol.Hello | None = None
         self._lock = threading.Condition()
         self._inflight: dict[int, FrameRecord] = {}
         # Frames handed to submit() and not finished yet, outage buffer excepted. The window
@@ -169,7 +157,7 @@ class Link(threading.Thread):
         self._outbox.put(Outgoing(record, payload))
         self._wake()
 
-    def switch_session(self, hello: Hello) -> None:
+    def switch_session(self, hello: protocol.Hello) -> None:
         """Open a new session with another head's HELLO (partition switch)."""
         self._pending_hello = hello
         self._outbox.put("switch")
@@ -261,7 +249,7 @@ class Link(threading.Thread):
     def _send_frame(self, item: Outgoing) -> None:
         assert self._sock is not None
         rec = item.record
-        msg = Frame(
+        msg = protocol.Frame(
             session_id=self.session_id,
             seq=rec.seq,
             capture_ts_us=int(rec.capture_ts * 1e6),
@@ -272,7 +260,7 @@ class Link(threading.Thread):
             self._inflight[rec.seq] = rec
         try:
             with self._busy():  # the radio is part of the board's energy bill
-                self._sock.send_multipart(encode_message(msg), zmq.NOBLOCK, copy=False)
+                self._sock.send_multipart(protocol.encode_message(msg), zmq.NOBLOCK, copy=False)
         except zmq.Again:
             with self._lock:
                 self._inflight.pop(rec.seq, None)
@@ -293,7 +281,7 @@ class Link(threading.Thread):
             parts = self._sock.recv_multipart(zmq.NOBLOCK)
             now = self._clock()
             try:
-                msg = decode_message(parts, max_payload=self.cfg.max_payload)
+                msg = protocol.decode_message(parts, max_payload=self.cfg.max_payload)
             except ProtocolError as exc:
                 self.counters.malformed += 1
                 self.log.warning("malformed_message", error=f"{type(exc).__name__}: {exc}")
@@ -302,11 +290,11 @@ class Link(threading.Thread):
             self._handle(msg, now)
 
     def _handle(self, msg: object, now: float) -> None:
-        if isinstance(msg, Reply):
+        if isinstance(msg, protocol.Reply):
             self._on_reply(msg, now)
-        elif isinstance(msg, Pong):
+        elif isinstance(msg, protocol.Pong):
             self._set_load(msg.load)
-        elif isinstance(msg, Welcome):
+        elif isinstance(msg, protocol.Welcome):
             if self.state is LinkState.READY:
                 self.counters.unknown_replies += 1  # duplicate WELCOME from an old attempt
                 return
@@ -330,12 +318,12 @@ class Link(threading.Thread):
                 with self._lock:
                     self._outstanding += 1
                 self._send_frame(self._buffer.popleft())
-        elif isinstance(msg, ErrorMsg):
+        elif isinstance(msg, protocol.ErrorMsg):
             self._on_error(msg)
         else:
             self.counters.unknown_replies += 1  # a FRAME/HELLO/PING sent to a device
 
-    def _on_reply(self, msg: Reply, now: float) -> None:
+    def _on_reply(self, msg: protocol.Reply, now: float) -> None:
         with self._lock:
             rec = self._inflight.pop(msg.seq, None)
             self._lock.notify_all()
@@ -365,11 +353,11 @@ class Link(threading.Thread):
         self.counters.replied += 1
         self._finish(rec, "ok")
 
-    def _on_error(self, msg: ErrorMsg) -> None:
+    def _on_error(self, msg: protocol.ErrorMsg) -> None:
         self.counters.server_errors += 1
         self.log.warning(
             "server_error",
-            code=ErrorCode(msg.code).name,
+            code=protocol.ErrorCode(msg.code).name,
             message=msg.message,
             seq=msg.seq,
             session_id=msg.session_id,
@@ -385,13 +373,13 @@ class Link(threading.Thread):
         # A refused HELLO (unknown model, codec...) simply times out and is retried with
         # backoff; an UNKNOWN_SESSION for the current session means the server restarted.
         if (
-            msg.code == ErrorCode.UNKNOWN_SESSION
+            msg.code == protocol.ErrorCode.UNKNOWN_SESSION
             and msg.session_id in (0, self.session_id)
             and self.state is LinkState.READY
         ):
             self._new_session(initial=False, reason="unknown_session")
 
-    def _set_load(self, load: ServerLoad) -> None:
+    def _set_load(self, load: protocol.ServerLoad) -> None:
         self.server_load = load
         if self.on_load is not None:
             self.on_load(self._hello.model_id, load)
@@ -402,9 +390,9 @@ class Link(threading.Thread):
                 self._new_session(initial=False, reason="missed_pongs")
             elif now >= self._next_ping:
                 self._ping_seq = (self._ping_seq + 1) & 0xFFFFFFFF
-                ping = Ping(self.session_id, self._ping_seq, int(time.time() * 1e6))
+                ping = protocol.Ping(self.session_id, self._ping_seq, int(time.time() * 1e6))
                 with contextlib.suppress(zmq.Again):
-                    self._sock.send_multipart(encode_message(ping), zmq.NOBLOCK)
+                    self._sock.send_multipart(protocol.encode_message(ping), zmq.NOBLOCK)
                 self._next_ping = now + self.cfg.heartbeat_s
         elif now >= self._hello_deadline:
             self._attempt += 1
@@ -463,7 +451,7 @@ class Link(threading.Thread):
             sock.connect(self.cfg.endpoints[self._endpoint_idx])
             self._sock = sock
         with contextlib.suppress(zmq.Again):
-            self._sock.send_multipart(encode_message(self._hello), zmq.NOBLOCK)
+            self._sock.send_multipart(protocol.encode_message(self._hello), zmq.NOBLOCK)
         backoff = self._backoff.delay(self._attempt)
         self._hello_deadline = self._clock() + self.cfg.hello_timeout_s + backoff
         self._last_heard = self._clock()

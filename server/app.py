@@ -54,24 +54,11 @@ from server.isolation import ItemFailure, run_isolated_report
 from server.metrics import ServerMetrics
 from server.registry import SCALE_TOLERANCE, ModelRegistry, TailModel, load_tail, pick_device
 from server.sessions import Session, SessionTable
+from wire import protocol
 from wire.codecs import CODEC_NAMES, FeatureCodec, codec_class
 from wire.entropy_tables import TablesMismatch
 from wire.errors import BadVersion, CodecError, PayloadTooLarge, ProtocolError
 from wire.logjson import get_logger
-from wire.protocol import (
-    PROTOCOL_VERSION,
-    ErrorCode,
-    ErrorMsg,
-    Frame,
-    Hello,
-    Ping,
-    Pong,
-    Reply,
-    ServerLoad,
-    Welcome,
-    decode_message,
-    encode_message,
-)
 from wire.quant import QuantParams
 
 # Frames bigger than this (per ZeroMQ message part) make libzmq drop the connection before
@@ -114,13 +101,13 @@ def max_message_size(max_payload: int) -> int:
 class _Rejected(Exception):
     """A HELLO the server refuses, with the ERROR code to answer."""
 
-    def __init__(self, code: ErrorCode, message: str) -> None:
+    def __init__(self, code: protocol.ErrorCode, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
 
 
-def _check_quantization(model: TailModel, hello: Hello) -> None:
+def _check_quantization(model: TailModel, hello: protocol.Hello) -> None:
     """HELLO's scale and zero point against what the tail was trained with (tail.json).
 
     Why: the tail dequantizes every frame of the session with them. A huge finite scale
@@ -129,9 +116,13 @@ def _check_quantization(model: TailModel, hello: Hello) -> None:
     """
     zero_point = hello.zero_point
     if isinstance(zero_point, bool) or not isinstance(zero_point, int):
-        raise _Rejected(ErrorCode.BAD_TENSOR, f"zero_point must be an int, got {zero_point!r}")
+        raise _Rejected(
+            protocol.ErrorCode.BAD_TENSOR, f"zero_point must be an int, got {zero_point!r}"
+        )
     if not -128 <= zero_point <= 127:
-        raise _Rejected(ErrorCode.BAD_TENSOR, f"zero_point {zero_point} is outside -128..127")
+        raise _Rejected(
+            protocol.ErrorCode.BAD_TENSOR, f"zero_point {zero_point} is outside -128..127"
+        )
     scale = hello.scale
     lo, hi = model.scale_bounds()
     if not (math.isfinite(scale) and lo <= scale <= hi):
@@ -143,7 +134,7 @@ def _check_quantization(model: TailModel, hello: Hello) -> None:
             else "tail.json records no split.quant, so only a sanity bound applies"
         )
         raise _Rejected(
-            ErrorCode.BAD_TENSOR,
+            protocol.ErrorCode.BAD_TENSOR,
             f"scale {scale:.6g} is outside [{lo:.6g}, {hi:.6g}] accepted for this tail ({basis})",
         )
 
@@ -519,15 +510,18 @@ class TailServer:
         identity, body = parts[0], parts[1:]
         received_ns = time.monotonic_ns()
         try:
-            msg = decode_message(body, max_payload=self.config.server.max_payload)
+            msg = protocol.decode_message(body, max_payload=self.config.server.max_payload)
         except ProtocolError as exc:
             self.metrics.requests.labels(type="invalid").inc()
             if isinstance(exc, BadVersion):
-                code, text = ErrorCode.VERSION_MISMATCH, f"{exc} (server speaks {PROTOCOL_VERSION})"
+                code, text = (
+                    protocol.ErrorCode.VERSION_MISMATCH,
+                    f"{exc} (server speaks {protocol.PROTOCOL_VERSION})",
+                )
             elif isinstance(exc, PayloadTooLarge):
-                code, text = ErrorCode.PAYLOAD_TOO_LARGE, str(exc)
+                code, text = protocol.ErrorCode.PAYLOAD_TOO_LARGE, str(exc)
             else:
-                code, text = ErrorCode.MALFORMED, f"{exc.__class__.__name__}: {exc}"
+                code, text = protocol.ErrorCode.MALFORMED, f"{exc.__class__.__name__}: {exc}"
             self._error(router, identity, code, text)
             return
         except Exception as exc:  # a decoder bug must not kill the loop
@@ -535,7 +529,7 @@ class TailServer:
             self._error(
                 router,
                 identity,
-                ErrorCode.INTERNAL,
+                protocol.ErrorCode.INTERNAL,
                 f"cannot parse message: {exc.__class__.__name__}",
             )
             self.log.error("parse_crash", error=repr(exc))
@@ -543,13 +537,13 @@ class TailServer:
         kind = type(msg).__name__.lower()
         self.metrics.requests.labels(type=kind).inc()
         try:
-            if isinstance(msg, Frame):
+            if isinstance(msg, protocol.Frame):
                 self._on_frame(router, identity, msg, received_ns)
-            elif isinstance(msg, Hello):
+            elif isinstance(msg, protocol.Hello):
                 self._on_hello(router, identity, msg)
-            elif isinstance(msg, Ping):
+            elif isinstance(msg, protocol.Ping):
                 self._on_ping(router, identity, msg)
-            elif isinstance(msg, ErrorMsg):
+            elif isinstance(msg, protocol.ErrorMsg):
                 # Never answer an error with an error: two peers could ping-pong forever.
                 self.metrics.drops.labels(reason="client_error").inc()
                 self.log.info(
@@ -561,18 +555,20 @@ class TailServer:
                 self._error(
                     router,
                     identity,
-                    ErrorCode.MALFORMED,
+                    protocol.ErrorCode.MALFORMED,
                     f"a client may not send {type(msg).__name__}",
                 )
         except Exception as exc:
-            self._error(router, identity, ErrorCode.INTERNAL, f"internal error handling {kind}")
+            self._error(
+                router, identity, protocol.ErrorCode.INTERNAL, f"internal error handling {kind}"
+            )
             self.log.error("handler_crash", kind=kind, error=repr(exc))
 
     def _error(
         self,
         router: zmq.Socket,
         identity: bytes,
-        code: ErrorCode,
+        code: protocol.ErrorCode,
         message: str,
         *,
         seq: int = 0,
@@ -586,10 +582,10 @@ class TailServer:
             peer=identity.hex(),
             seq=seq,
         )
-        reply = ErrorMsg(code=code, message=message[:1000], seq=seq, session_id=session_id)
-        self._send(router, identity, encode_message(reply))
+        reply = protocol.ErrorMsg(code=code, message=message[:1000], seq=seq, session_id=session_id)
+        self._send(router, identity, protocol.encode_message(reply))
 
-    def _on_hello(self, router: zmq.Socket, identity: bytes, hello: Hello) -> None:
+    def _on_hello(self, router: zmq.Socket, identity: bytes, hello: protocol.Hello) -> None:
         try:
             model, codec = self._negotiate(hello)
         except _Rejected as rejected:
@@ -609,7 +605,7 @@ class TailServer:
             )
         batcher = self.batchers[model.model_id]
         capabilities: dict[str, Any] = {
-            "protocol_version": PROTOCOL_VERSION,
+            "protocol_version": protocol.PROTOCOL_VERSION,
             "model_id": model.model_id,
             "num_classes": model.num_classes,
             "max_payload": max_payload,
@@ -620,10 +616,10 @@ class TailServer:
             "device": str(self.device),
             "curve": self.config.auth.enabled,
         }
-        welcome = Welcome(
+        welcome = protocol.Welcome(
             session_id=session.session_id, capabilities=capabilities, load=self._load(model)
         )
-        self._send(router, identity, encode_message(welcome))
+        self._send(router, identity, protocol.encode_message(welcome))
         self.metrics.sessions.set(len(self.sessions))
         self.log.info(
             "session_opened",
@@ -635,48 +631,48 @@ class TailServer:
             peer=identity.hex(),
         )
 
-    def _negotiate(self, hello: Hello) -> tuple[TailModel, FeatureCodec]:
+    def _negotiate(self, hello: protocol.Hello) -> tuple[TailModel, FeatureCodec]:
         """Check a HELLO against the registry; raises _Rejected with the ERROR to send."""
-        if hello.version != PROTOCOL_VERSION:
+        if hello.version != protocol.PROTOCOL_VERSION:
             raise _Rejected(
-                ErrorCode.VERSION_MISMATCH,
-                f"HELLO version {hello.version}, server speaks {PROTOCOL_VERSION}",
+                protocol.ErrorCode.VERSION_MISMATCH,
+                f"HELLO version {hello.version}, server speaks {protocol.PROTOCOL_VERSION}",
             )
         model = self.registry.get(hello.model_id)
         if model is None:
             raise _Rejected(
-                ErrorCode.UNKNOWN_MODEL, f"model_id {hello.model_id!r} is not served here"
+                protocol.ErrorCode.UNKNOWN_MODEL, f"model_id {hello.model_id!r} is not served here"
             )
         shape = tuple(hello.tensor_shape)
         if shape != model.input_chw:
             raise _Rejected(
-                ErrorCode.BAD_TENSOR,
+                protocol.ErrorCode.BAD_TENSOR,
                 f"tensor_shape {list(shape)} does not match the tail's input_chw {list(model.input_chw)}",
             )
         if hello.dtype != "int8":
             raise _Rejected(
-                ErrorCode.BAD_TENSOR, f"dtype {hello.dtype!r} not supported (int8 only)"
+                protocol.ErrorCode.BAD_TENSOR, f"dtype {hello.dtype!r} not supported (int8 only)"
             )
         _check_quantization(model, hello)
         if hello.codec not in CODEC_NAMES:
             raise _Rejected(
-                ErrorCode.UNSUPPORTED_CODEC,
+                protocol.ErrorCode.UNSUPPORTED_CODEC,
                 f"codec {hello.codec!r} not supported; use one of {list(CODEC_NAMES)}",
             )
         expected_bits = model.expected_bits()
         strict = self._strict_bits[model.model_id]
         if strict and expected_bits is not None and hello.bits != expected_bits:
             raise _Rejected(
-                ErrorCode.UNSUPPORTED_CODEC,
+                protocol.ErrorCode.UNSUPPORTED_CODEC,
                 f"the tail was trained on {expected_bits}-bit codes, HELLO offers {hello.bits}",
             )
         if hello.max_payload < 1:
             raise _Rejected(
-                ErrorCode.MALFORMED, f"max_payload must be >= 1, got {hello.max_payload}"
+                protocol.ErrorCode.MALFORMED, f"max_payload must be >= 1, got {hello.max_payload}"
             )
         if codec_class(hello.codec).table_kind and "tables" not in hello.codec_params:
             raise _Rejected(
-                ErrorCode.UNSUPPORTED_CODEC,
+                protocol.ErrorCode.UNSUPPORTED_CODEC,
                 f"codec {hello.codec!r} needs codec_params.tables = the sha256 of its tables",
             )
         try:
@@ -689,15 +685,17 @@ class TailServer:
                 tables=model.codec_tables,
             )
         except TablesMismatch as exc:
-            raise _Rejected(ErrorCode.UNSUPPORTED_CODEC, f"entropy tables differ: {exc}") from None
+            raise _Rejected(
+                protocol.ErrorCode.UNSUPPORTED_CODEC, f"entropy tables differ: {exc}"
+            ) from None
         except (CodecError, ValueError, TypeError) as exc:
             raise _Rejected(
-                ErrorCode.UNSUPPORTED_CODEC, f"codec/quantization rejected: {exc}"
+                protocol.ErrorCode.UNSUPPORTED_CODEC, f"codec/quantization rejected: {exc}"
             ) from None
         return model, codec
 
     def _session_or_refuse(
-        self, router: zmq.Socket, identity: bytes, msg: Ping | Frame
+        self, router: zmq.Socket, identity: bytes, msg: protocol.Ping | protocol.Frame
     ) -> Session | None:
         """The peer's own session named by ``msg``, or None after an UNKNOWN_SESSION error:
         a session id is honoured only from the identity that opened it."""
@@ -706,27 +704,27 @@ class TailServer:
             self._error(
                 router,
                 identity,
-                ErrorCode.UNKNOWN_SESSION,
+                protocol.ErrorCode.UNKNOWN_SESSION,
                 f"no session {msg.session_id} for this peer; send HELLO first",
                 seq=msg.seq,
                 session_id=msg.session_id,
             )
         return session
 
-    def _on_ping(self, router: zmq.Socket, identity: bytes, ping: Ping) -> None:
+    def _on_ping(self, router: zmq.Socket, identity: bytes, ping: protocol.Ping) -> None:
         # Checked like FRAME: the load report is for devices with a session, and a PONG to any
         # id would let a stranger probe the server (and refresh nobody's session).
         session = self._session_or_refuse(router, identity, ping)
         if session is None:
             return
         model = self.registry.get(session.model_id)
-        pong = Pong(
+        pong = protocol.Pong(
             session_id=ping.session_id, seq=ping.seq, ts_us=ping.ts_us, load=self._load(model)
         )
-        self._send(router, identity, encode_message(pong))
+        self._send(router, identity, protocol.encode_message(pong))
 
     def _on_frame(
-        self, router: zmq.Socket, identity: bytes, frame: Frame, received_ns: int
+        self, router: zmq.Socket, identity: bytes, frame: protocol.Frame, received_ns: int
     ) -> None:
         session = self._session_or_refuse(router, identity, frame)
         if session is None:
@@ -735,7 +733,7 @@ class TailServer:
             self._error(
                 router,
                 identity,
-                ErrorCode.PAYLOAD_TOO_LARGE,
+                protocol.ErrorCode.PAYLOAD_TOO_LARGE,
                 f"payload of {len(frame.payload)} bytes exceeds the negotiated {session.max_payload}",
                 seq=frame.seq,
                 session_id=frame.session_id,
@@ -746,7 +744,7 @@ class TailServer:
             self._error(
                 router,
                 identity,
-                ErrorCode.OVERLOADED,
+                protocol.ErrorCode.OVERLOADED,
                 f"{batcher.queue_depth} requests pending (max_queue {batcher.max_queue})",
                 seq=frame.seq,
                 session_id=frame.session_id,
@@ -765,7 +763,7 @@ class TailServer:
     def _decode_job(
         self,
         session: Session,
-        frame: Frame,
+        frame: protocol.Frame,
         received_ns: int,
         batcher: DynamicBatcher[InferenceRequest],
     ) -> None:
@@ -782,9 +780,9 @@ class TailServer:
         except Exception as exc:
             batcher.release()
             code = (
-                ErrorCode.BAD_TENSOR
+                protocol.ErrorCode.BAD_TENSOR
                 if isinstance(exc, CodecError | ValueError)
-                else ErrorCode.INTERNAL
+                else protocol.ErrorCode.INTERNAL
             )
             self.metrics.errors.labels(code=code.name).inc()
             self.log.warning(
@@ -792,13 +790,13 @@ class TailServer:
                 session_id=session.session_id,
                 error=str(exc)[:200],
             )
-            err = ErrorMsg(
+            err = protocol.ErrorMsg(
                 code=code,
                 message=f"payload does not decode to the negotiated tensor: {exc}"[:1000],
                 seq=frame.seq,
                 session_id=session.session_id,
             )
-            self._post(session.identity, encode_message(err))
+            self._post(session.identity, protocol.encode_message(err))
             return
         decode_us = (time.perf_counter_ns() - start) // 1000
         self.metrics.latency.labels(stage="decode").observe(decode_us / 1e6)
@@ -887,14 +885,20 @@ class TailServer:
             self._post(item.identity, parts)
 
     def _post_failure(
-        self, model: TailModel, items: Sequence[InferenceRequest], code: ErrorCode, text: str
+        self,
+        model: TailModel,
+        items: Sequence[InferenceRequest],
+        code: protocol.ErrorCode,
+        text: str,
     ) -> None:
         """A typed ERROR for each item the backend could not answer (any thread)."""
         self.log.warning("backend_failed", model_id=model.model_id, code=code.name, error=text)
         for item in items:
             self.metrics.errors.labels(code=code.name).inc()
-            err = ErrorMsg(code=code, message=text[:1000], seq=item.seq, session_id=item.session_id)
-            self._post(item.identity, encode_message(err))
+            err = protocol.ErrorMsg(
+                code=code, message=text[:1000], seq=item.seq, session_id=item.session_id
+            )
+            self._post(item.identity, protocol.encode_message(err))
 
     def _reply_parts(
         self,
@@ -903,15 +907,15 @@ class TailServer:
         outcome: tuple[np.ndarray, np.ndarray] | ItemFailure,
         start_ns: int,
         compute_us: int,
-        load: ServerLoad,
+        load: protocol.ServerLoad,
     ) -> list[bytes]:
         """The REPLY for one frame, or its own ERROR; never raises (one bad reply, one ERROR)."""
         if not isinstance(outcome, ItemFailure):
             ids, scores = outcome
             top_ids = tuple(int(v) for v in ids)
             try:
-                return encode_message(
-                    Reply(
+                return protocol.encode_message(
+                    protocol.Reply(
                         session_id=item.session_id,
                         seq=item.seq,
                         top_ids=top_ids,
@@ -926,14 +930,16 @@ class TailServer:
             except Exception as exc:
                 outcome = ItemFailure("raised", f"reply not encodable: {type(exc).__name__}")
         if outcome.kind == "invalid":
-            code = ErrorCode.BAD_TENSOR
+            code = protocol.ErrorCode.BAD_TENSOR
             message = f"the tail cannot compute this frame: {outcome.reason}"
         else:
-            code = ErrorCode.INTERNAL
+            code = protocol.ErrorCode.INTERNAL
             message = f"the tail failed on this frame alone: {outcome.reason}"
         self.metrics.errors.labels(code=code.name).inc()
-        err = ErrorMsg(code=code, message=message[:1000], seq=item.seq, session_id=item.session_id)
-        return encode_message(err)
+        err = protocol.ErrorMsg(
+            code=code, message=message[:1000], seq=item.seq, session_id=item.session_id
+        )
+        return protocol.encode_message(err)
 
     def _batch_failed(
         self, model: TailModel, items: list[InferenceRequest], exc: BaseException
@@ -942,11 +948,11 @@ class TailServer:
             "batch_failed", model_id=model.model_id, size=len(items), error=repr(exc)[:300]
         )
         text = f"tail failed on this batch: {exc.__class__.__name__}"
-        self._post_failure(model, items, ErrorCode.INTERNAL, text)
+        self._post_failure(model, items, protocol.ErrorCode.INTERNAL, text)
 
     # ================================================================== load + housekeeping
 
-    def _load(self, model: TailModel | None) -> ServerLoad:
+    def _load(self, model: TailModel | None) -> protocol.ServerLoad:
         """Server-wide queue depth and utilization; compute time of the asked-about model."""
         depth = sum(b.queue_depth for b in self.batchers.values())
         utilization = min(1.0, sum(b.utilization() for b in self.batchers.values()))
@@ -954,7 +960,7 @@ class TailServer:
             compute_ms = self.batchers[model.model_id].compute_ms_per_item
         else:
             compute_ms = max((b.compute_ms_per_item for b in self.batchers.values()), default=0.0)
-        return ServerLoad(
+        return protocol.ServerLoad(
             queue_depth=depth, utilization=round(utilization, 4), compute_ms=round(compute_ms, 4)
         )
 

@@ -14,18 +14,7 @@ from types import TracebackType
 
 import zmq
 
-from wire.protocol import (
-    ErrorMsg,
-    Frame,
-    Hello,
-    Message,
-    Ping,
-    Pong,
-    Reply,
-    Welcome,
-    decode_message,
-    encode_message,
-)
+from wire import protocol
 
 
 class ClientTimeout(TimeoutError):
@@ -35,7 +24,7 @@ class ClientTimeout(TimeoutError):
 class ServerError(RuntimeError):
     """The server answered with a typed ERROR."""
 
-    def __init__(self, error: ErrorMsg) -> None:
+    def __init__(self, error: protocol.ErrorMsg) -> None:
         super().__init__(f"{error.code.name}: {error.message}")
         self.error = error
 
@@ -74,29 +63,29 @@ class TailClient:
 
     # ------------------------------------------------------------------ raw
 
-    def send(self, msg: Message) -> None:
-        self.socket.send_multipart(encode_message(msg))
+    def send(self, msg: protocol.Message) -> None:
+        self.socket.send_multipart(protocol.encode_message(msg))
 
     def send_parts(self, parts: list[bytes]) -> None:
         self.socket.send_multipart(parts)
 
-    def receive(self, timeout_s: float | None = None) -> Message:
+    def receive(self, timeout_s: float | None = None) -> protocol.Message:
         timeout = self.timeout_s if timeout_s is None else timeout_s
         if not self.socket.poll(int(timeout * 1000)):
             raise ClientTimeout(f"no answer from {self.endpoint} within {timeout:.1f} s")
-        return decode_message(self.socket.recv_multipart(), max_payload=1 << 24)
+        return protocol.decode_message(self.socket.recv_multipart(), max_payload=1 << 24)
 
-    def request(self, msg: Message, timeout_s: float | None = None) -> Message:
+    def request(self, msg: protocol.Message, timeout_s: float | None = None) -> protocol.Message:
         self.send(msg)
         return self.receive(timeout_s)
 
     # ------------------------------------------------------------------ protocol
 
-    def hello(self, hello: Hello) -> Welcome:
+    def hello(self, hello: protocol.Hello) -> protocol.Welcome:
         answer = self.request(hello)
-        if isinstance(answer, ErrorMsg):
+        if isinstance(answer, protocol.ErrorMsg):
             raise ServerError(answer)
-        if not isinstance(answer, Welcome):
+        if not isinstance(answer, protocol.Welcome):
             raise RuntimeError(f"expected WELCOME, got {type(answer).__name__}")
         self.session_id = answer.session_id
         self.capabilities = answer.capabilities
@@ -106,28 +95,30 @@ class TailClient:
         self._seq = (self._seq + 1) & 0xFFFFFFFF
         return self._seq
 
-    def frame(self, payload: bytes, seq: int | None = None) -> Frame:
-        return Frame(
+    def frame(self, payload: bytes, seq: int | None = None) -> protocol.Frame:
+        return protocol.Frame(
             session_id=self.session_id,
             seq=self.next_seq() if seq is None else seq,
             capture_ts_us=time.time_ns() // 1000,
             payload=payload,
         )
 
-    def infer(self, payload: bytes) -> Reply:
+    def infer(self, payload: bytes) -> protocol.Reply:
         frame = self.frame(payload)
         answer = self.request(frame)
-        if isinstance(answer, ErrorMsg):
+        if isinstance(answer, protocol.ErrorMsg):
             raise ServerError(answer)
-        if not isinstance(answer, Reply) or answer.seq != frame.seq:
+        if not isinstance(answer, protocol.Reply) or answer.seq != frame.seq:
             raise RuntimeError(f"expected REPLY seq {frame.seq}, got {answer!r}"[:300])
         return answer
 
-    def ping(self) -> Pong:
-        answer = self.request(Ping(self.session_id, self.next_seq(), time.time_ns() // 1000))
-        if isinstance(answer, ErrorMsg):
+    def ping(self) -> protocol.Pong:
+        answer = self.request(
+            protocol.Ping(self.session_id, self.next_seq(), time.time_ns() // 1000)
+        )
+        if isinstance(answer, protocol.ErrorMsg):
             raise ServerError(answer)
-        if not isinstance(answer, Pong):
+        if not isinstance(answer, protocol.Pong):
             raise RuntimeError(f"expected PONG, got {type(answer).__name__}")
         return answer
 

@@ -31,18 +31,8 @@ from support.server_side import (
 
 from server.app import TailServer
 from server.client import ClientTimeout, ServerError, TailClient
+from wire import protocol
 from wire.codecs import CODEC_NAMES
-from wire.protocol import (
-    PROTOCOL_VERSION,
-    ErrorCode,
-    ErrorMsg,
-    Frame,
-    MsgType,
-    Pong,
-    Reply,
-    Welcome,
-    encode_message,
-)
 from wire.quant import QuantParams
 
 
@@ -85,13 +75,16 @@ def test_hello_frame_reply_matches_the_tail_run_directly(server, tails) -> None:
     rng = np.random.default_rng(0)
     with _client(server) as c:
         welcome = c.hello(hello_for("model-a"))
-        assert isinstance(welcome, Welcome) and welcome.session_id > 0
+        assert isinstance(welcome, protocol.Welcome) and welcome.session_id > 0
         caps = welcome.capabilities
         assert caps["max_payload"] == 1 << 20 and caps["max_batch"] == 32
         # every registered codec, the cloud partition's picture codec included
         assert set(caps["codecs"]) == set(CODEC_NAMES)
         assert set(CODEC_NAMES) >= {"jpeg", "png", "zstd", "raw", "rans", "zstd_dict", "jpeg_image"}
-        assert caps["num_classes"] == NUM_CLASSES and caps["protocol_version"] == PROTOCOL_VERSION
+        assert (
+            caps["num_classes"] == NUM_CLASSES
+            and caps["protocol_version"] == protocol.PROTOCOL_VERSION
+        )
         for _ in range(5):
             payload, x = random_payload(rng)
             reply = c.infer(payload)
@@ -122,7 +115,7 @@ def test_ping_answers_pong_with_load(server) -> None:
         c.hello(hello_for("model-a"))
         c.infer(random_payload(np.random.default_rng(2))[0])
         pong = c.ping()
-        assert isinstance(pong, Pong) and pong.session_id == c.session_id
+        assert isinstance(pong, protocol.Pong) and pong.session_id == c.session_id
         assert pong.load.compute_ms > 0  # the tail has run once
         assert 0.0 <= pong.load.utilization <= 1.0
 
@@ -178,7 +171,7 @@ def test_batching_happens_under_load_and_is_visible_in_metrics(tmp_path: Path) -
                     c.send(frame)
                 for i, c in enumerate(clients):
                     reply = c.receive()
-                    assert isinstance(reply, Reply), reply
+                    assert isinstance(reply, protocol.Reply), reply
                     assert list(reply.top_ids) == expected[(i, reply.seq)], f"round {round_}"
         counts = srv.metrics.batch_size_counts("slow-model")
         assert sum(counts.values()) >= 1
@@ -205,7 +198,7 @@ def test_batching_off_runs_one_request_per_call(tmp_path: Path) -> None:
             for c in clients:
                 c.send(c.frame(random_payload(rng)[0]))
             for c in clients:
-                assert isinstance(c.receive(), Reply)
+                assert isinstance(c.receive(), protocol.Reply)
         counts = srv.metrics.batch_size_counts("m")
         assert counts[1] == 6 and sum(counts.values()) == 6
 
@@ -213,8 +206,8 @@ def test_batching_off_runs_one_request_per_call(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- error classes
 
 
-def _expect_error(answer, code: ErrorCode) -> ErrorMsg:
-    assert isinstance(answer, ErrorMsg), answer
+def _expect_error(answer, code: protocol.ErrorCode) -> protocol.ErrorMsg:
+    assert isinstance(answer, protocol.ErrorMsg), answer
     assert answer.code == code, answer
     return answer
 
@@ -222,12 +215,20 @@ def _expect_error(answer, code: ErrorCode) -> ErrorMsg:
 @pytest.mark.parametrize(
     ("hello_kwargs", "code", "fragment"),
     [
-        ({"model_id": "no-such-model"}, ErrorCode.UNKNOWN_MODEL, "no-such-model"),
-        ({"chw": (4, 6, 7)}, ErrorCode.BAD_TENSOR, "input_chw"),
-        ({"codec": "webp"}, ErrorCode.UNSUPPORTED_CODEC, "webp"),
-        ({"codec": "jpeg", "codec_params": {"quality": 0}}, ErrorCode.UNSUPPORTED_CODEC, "quality"),
-        ({"codec": "raw", "codec_params": {"level": 3}}, ErrorCode.UNSUPPORTED_CODEC, "level"),
-        ({"quant": QuantParams(0.05, 0, bits=4)}, ErrorCode.UNSUPPORTED_CODEC, "8-bit"),
+        ({"model_id": "no-such-model"}, protocol.ErrorCode.UNKNOWN_MODEL, "no-such-model"),
+        ({"chw": (4, 6, 7)}, protocol.ErrorCode.BAD_TENSOR, "input_chw"),
+        ({"codec": "webp"}, protocol.ErrorCode.UNSUPPORTED_CODEC, "webp"),
+        (
+            {"codec": "jpeg", "codec_params": {"quality": 0}},
+            protocol.ErrorCode.UNSUPPORTED_CODEC,
+            "quality",
+        ),
+        (
+            {"codec": "raw", "codec_params": {"level": 3}},
+            protocol.ErrorCode.UNSUPPORTED_CODEC,
+            "level",
+        ),
+        ({"quant": QuantParams(0.05, 0, bits=4)}, protocol.ErrorCode.UNSUPPORTED_CODEC, "8-bit"),
     ],
 )
 def test_bad_hello_gets_a_typed_error(server, hello_kwargs, code, fragment) -> None:
@@ -243,18 +244,18 @@ def test_hello_dtype_other_than_int8_is_bad_tensor(server) -> None:
 
     with _client(server) as c:
         _expect_error(
-            c.request(replace(hello_for("model-a"), dtype="float32")), ErrorCode.BAD_TENSOR
+            c.request(replace(hello_for("model-a"), dtype="float32")), protocol.ErrorCode.BAD_TENSOR
         )
 
 
 def test_wrong_protocol_version_is_version_mismatch(server) -> None:
     with _client(server) as c:
         for parts in (
-            [bytes([PROTOCOL_VERSION + 1, MsgType.PING, 0, 0]) + bytes(16)],
-            [bytes([0]) + encode_message(hello_for("model-a"))[0][1:]],
+            [bytes([protocol.PROTOCOL_VERSION + 1, protocol.MsgType.PING, 0, 0]) + bytes(16)],
+            [bytes([0]) + protocol.encode_message(hello_for("model-a"))[0][1:]],
         ):
             c.send_parts(parts)
-            _expect_error(c.receive(), ErrorCode.VERSION_MISMATCH)
+            _expect_error(c.receive(), protocol.ErrorCode.VERSION_MISMATCH)
 
 
 @pytest.mark.parametrize(
@@ -266,8 +267,10 @@ def test_wrong_protocol_version_is_version_mismatch(server) -> None:
         [b"\x01\x63\x00\x00"],  # unknown type
         [b"\x01\x01\x00\x00\x00\x00\x00\x05{bad}"],  # HELLO with invalid JSON
         [b"\x01\x05\x00\x00" + bytes(16), b"extra part"],
-        encode_message(Reply(1, 1, (1,), (0.5,), ("x",), 1, 1, 1)),  # server-only message
-        encode_message(Welcome(1, {})),
+        protocol.encode_message(
+            protocol.Reply(1, 1, (1,), (0.5,), ("x",), 1, 1, 1)
+        ),  # server-only message
+        protocol.encode_message(protocol.Welcome(1, {})),
     ],
     ids=[
         "empty",
@@ -283,9 +286,9 @@ def test_wrong_protocol_version_is_version_mismatch(server) -> None:
 def test_malformed_messages_get_malformed(server, parts) -> None:
     with _client(server) as c:
         c.send_parts(parts)
-        _expect_error(c.receive(), ErrorCode.MALFORMED)
+        _expect_error(c.receive(), protocol.ErrorCode.MALFORMED)
         c.hello(hello_for("model-a"))  # the session still works afterwards
-        assert isinstance(c.infer(random_payload(np.random.default_rng(5))[0]), Reply)
+        assert isinstance(c.infer(random_payload(np.random.default_rng(5))[0]), protocol.Reply)
 
 
 def test_frame_without_session_or_with_someone_elses_session(server) -> None:
@@ -293,14 +296,16 @@ def test_frame_without_session_or_with_someone_elses_session(server) -> None:
         owner.hello(hello_for("model-a"))
         payload = random_payload(np.random.default_rng(6))[0]
         err = _expect_error(
-            intruder.request(Frame(12345, 7, 0, payload)), ErrorCode.UNKNOWN_SESSION
+            intruder.request(protocol.Frame(12345, 7, 0, payload)),
+            protocol.ErrorCode.UNKNOWN_SESSION,
         )
         assert err.seq == 7 and err.session_id == 12345
         # Guessing the owner's session id from another identity does not work either.
         _expect_error(
-            intruder.request(Frame(owner.session_id, 8, 0, payload)), ErrorCode.UNKNOWN_SESSION
+            intruder.request(protocol.Frame(owner.session_id, 8, 0, payload)),
+            protocol.ErrorCode.UNKNOWN_SESSION,
         )
-        assert isinstance(owner.infer(payload), Reply)
+        assert isinstance(owner.infer(payload), protocol.Reply)
 
 
 def test_payload_over_the_negotiated_size(server) -> None:
@@ -308,24 +313,26 @@ def test_payload_over_the_negotiated_size(server) -> None:
     with _client(server) as c:
         welcome = c.hello(hello_for("model-a", max_payload=100))
         assert welcome.capabilities["max_payload"] == 100
-        err = _expect_error(c.request(c.frame(payload)), ErrorCode.PAYLOAD_TOO_LARGE)
+        err = _expect_error(c.request(c.frame(payload)), protocol.ErrorCode.PAYLOAD_TOO_LARGE)
         assert "100" in err.message
         # Over the server-wide limit: refused by the parser before anything is allocated.
-        header = bytearray(encode_message(c.frame(b"x"))[0])
+        header = bytearray(protocol.encode_message(c.frame(b"x"))[0])
         struct.pack_into(">I", header, 20, (1 << 20) + 1)
         c.send_parts([bytes(header), b"x"])
-        _expect_error(c.receive(), ErrorCode.PAYLOAD_TOO_LARGE)
+        _expect_error(c.receive(), protocol.ErrorCode.PAYLOAD_TOO_LARGE)
 
 
 def test_undecodable_payload_is_bad_tensor(server) -> None:
     with _client(server) as c:
         c.hello(hello_for("model-a", codec="png"))
-        err = _expect_error(c.request(c.frame(b"\x89PNG not really")), ErrorCode.BAD_TENSOR)
+        err = _expect_error(
+            c.request(c.frame(b"\x89PNG not really")), protocol.ErrorCode.BAD_TENSOR
+        )
         assert err.session_id == c.session_id
         c.hello(hello_for("model-a", codec="raw"))
-        _expect_error(c.request(c.frame(bytes(10))), ErrorCode.BAD_TENSOR)  # wrong length
+        _expect_error(c.request(c.frame(bytes(10))), protocol.ErrorCode.BAD_TENSOR)  # wrong length
         good, _ = random_payload(np.random.default_rng(8))
-        assert isinstance(c.infer(good), Reply)
+        assert isinstance(c.infer(good), protocol.Reply)
 
 
 def test_overloaded_when_the_queue_is_full(tmp_path: Path) -> None:
@@ -339,14 +346,14 @@ def test_overloaded_when_the_queue_is_full(tmp_path: Path) -> None:
         for _ in range(12):
             c.send(c.frame(random_payload(rng)[0]))
         answers = [c.receive() for _ in range(12)]
-        overloaded = [a for a in answers if isinstance(a, ErrorMsg)]
-        assert overloaded and all(a.code == ErrorCode.OVERLOADED for a in overloaded)
-        assert sum(isinstance(a, Reply) for a in answers) >= 2
+        overloaded = [a for a in answers if isinstance(a, protocol.ErrorMsg)]
+        assert overloaded and all(a.code == protocol.ErrorCode.OVERLOADED for a in overloaded)
+        assert sum(isinstance(a, protocol.Reply) for a in answers) >= 2
 
 
 def test_client_error_message_is_counted_not_answered(server) -> None:
     with _client(server) as c:
-        c.send(ErrorMsg(ErrorCode.INTERNAL, "device hiccup"))
+        c.send(protocol.ErrorMsg(protocol.ErrorCode.INTERNAL, "device hiccup"))
         with pytest.raises(ClientTimeout):
             c.receive(timeout_s=0.5)
     assert server.metrics.value("splitfit_drops_total", {"reason": "client_error"}) == 1
@@ -391,7 +398,7 @@ def test_metrics_can_be_disabled(tails, tmp_path: Path) -> None:
     with TailServer(cfg) as srv, _client(srv) as c:
         assert srv.metrics_port is None
         c.hello(hello_for("model-a"))
-        assert isinstance(c.infer(random_payload(np.random.default_rng(11))[0]), Reply)
+        assert isinstance(c.infer(random_payload(np.random.default_rng(11))[0]), protocol.Reply)
         # still counted in-process
         assert srv.metrics.value("splitfit_replies_total", {"model": "model-a"}) == 1
 
@@ -413,15 +420,17 @@ def test_session_replaced_by_a_new_hello(server) -> None:
         second = c.hello(hello_for("model-a")).session_id
         assert first != second
         payload = random_payload(np.random.default_rng(12))[0]
-        _expect_error(c.request(Frame(first, 1, 0, payload)), ErrorCode.UNKNOWN_SESSION)
-        assert isinstance(c.infer(payload), Reply)
+        _expect_error(
+            c.request(protocol.Frame(first, 1, 0, payload)), protocol.ErrorCode.UNKNOWN_SESSION
+        )
+        assert isinstance(c.infer(payload), protocol.Reply)
     assert len(server.sessions) == 1
 
 
 def test_server_error_exception_carries_the_code(server) -> None:
     with _client(server) as c, pytest.raises(ServerError) as info:
         c.hello(hello_for("nope"))
-    assert info.value.error.code == ErrorCode.UNKNOWN_MODEL
+    assert info.value.error.code == protocol.ErrorCode.UNKNOWN_MODEL
 
 
 def test_chw_and_quant_fixture_agree() -> None:

@@ -29,18 +29,7 @@ from support.server_side import (
 
 from server.app import TailServer
 from server.client import TailClient
-from wire.protocol import (
-    ErrorCode,
-    ErrorMsg,
-    Frame,
-    Ping,
-    Pong,
-    Reply,
-    ServerLoad,
-    Welcome,
-    decode_message,
-    encode_message,
-)
+from wire import protocol
 
 pytestmark = pytest.mark.slow
 
@@ -54,14 +43,20 @@ def _templates(session_id: int) -> list[list[bytes]]:
     rng = np.random.default_rng(0)
     payload, _ = random_payload(rng)
     return [
-        encode_message(hello_for("tiny-model")),
-        encode_message(hello_for("tiny-model", codec="jpeg", codec_params={"quality": 20})),
-        encode_message(Frame(session_id, 1, 123, payload)),
-        encode_message(Ping(session_id, 2, 456)),
-        encode_message(Pong(session_id, 3, 789, ServerLoad(1, 0.5, 2.0))),
-        encode_message(ErrorMsg(ErrorCode.INTERNAL, "x", 1, session_id)),
-        encode_message(Welcome(session_id, {"a": 1})),
-        encode_message(Reply(session_id, 1, (1, 2), (0.5, 0.25), ("a", "b"), 1, 2, 3)),
+        protocol.encode_message(hello_for("tiny-model")),
+        protocol.encode_message(
+            hello_for("tiny-model", codec="jpeg", codec_params={"quality": 20})
+        ),
+        protocol.encode_message(protocol.Frame(session_id, 1, 123, payload)),
+        protocol.encode_message(protocol.Ping(session_id, 2, 456)),
+        protocol.encode_message(
+            protocol.Pong(session_id, 3, 789, protocol.ServerLoad(1, 0.5, 2.0))
+        ),
+        protocol.encode_message(protocol.ErrorMsg(protocol.ErrorCode.INTERNAL, "x", 1, session_id)),
+        protocol.encode_message(protocol.Welcome(session_id, {"a": 1})),
+        protocol.encode_message(
+            protocol.Reply(session_id, 1, (1, 2), (0.5, 0.25), ("a", "b"), 1, 2, 3)
+        ),
     ]
 
 
@@ -130,10 +125,10 @@ def _fuzz_client(endpoint: str, index: int, counts: list[int], replies: list[int
             received += 1
             if sock is session_sock:
                 try:
-                    msg = decode_message(answer)
+                    msg = protocol.decode_message(answer)
                 except Exception:
                     continue
-                if isinstance(msg, Welcome):
+                if isinstance(msg, protocol.Welcome):
                     session_id = msg.session_id
 
     templates = _templates(0)
@@ -142,7 +137,9 @@ def _fuzz_client(endpoint: str, index: int, counts: list[int], replies: list[int
             kind = rng.random()
             if kind < 0.003 or not session_id:  # a valid HELLO opens a real session
                 codec = CODECS[int(rng.integers(0, len(CODECS)))]
-                session_sock.send_multipart(encode_message(hello_for("tiny-model", codec=codec)))
+                session_sock.send_multipart(
+                    protocol.encode_message(hello_for("tiny-model", codec=codec))
+                )
                 sent += 1
                 old, deadline = session_id, time.monotonic() + 10
                 while session_id == old and time.monotonic() < deadline:
@@ -151,7 +148,9 @@ def _fuzz_client(endpoint: str, index: int, counts: list[int], replies: list[int
                 continue
             if kind < 0.30:  # garbage payload on the valid session: the decode pool's turn
                 payload = rng.bytes(int(rng.integers(0, 300)))
-                session_sock.send_multipart(encode_message(Frame(session_id, sent, 0, payload)))
+                session_sock.send_multipart(
+                    protocol.encode_message(protocol.Frame(session_id, sent, 0, payload))
+                )
             else:
                 if kind < 0.45:  # pure noise
                     n = int(rng.integers(1, 5))
@@ -215,7 +214,8 @@ def test_fuzz_server_survives_100k_bad_messages_and_still_answers(tmp_path: Path
         assert srv.metrics.value("splitfit_errors_total", {"code": "INTERNAL"}) == 0
         assert srv.metrics.value("splitfit_errors_total", {"code": "MALFORMED"}) > 10_000
         errors = {
-            c.name: srv.metrics.value("splitfit_errors_total", {"code": c.name}) for c in ErrorCode
+            c.name: srv.metrics.value("splitfit_errors_total", {"code": c.name})
+            for c in protocol.ErrorCode
         }
         assert srv.metrics.value("splitfit_errors_total", {"code": "BAD_TENSOR"}) > 1_000
         assert srv.metrics.value("splitfit_errors_total", {"code": "VERSION_MISMATCH"}) > 100

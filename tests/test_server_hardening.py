@@ -35,20 +35,9 @@ from support.server_side import (
 
 from server.app import TailServer
 from server.client import ClientTimeout, TailClient
+from wire import protocol
 from wire.codecs import FeatureCodec
 from wire.errors import MalformedBody
-from wire.protocol import (
-    ErrorCode,
-    ErrorMsg,
-    Frame,
-    Hello,
-    Ping,
-    Pong,
-    Reply,
-    Welcome,
-    decode_message,
-    encode_message,
-)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -63,7 +52,7 @@ def _quant_split(scale: float, zero_point: int) -> dict:
     }
 
 
-def _hello_scale(scale: float, zero_point: int = -3, **kw) -> Hello:
+def _hello_scale(scale: float, zero_point: int = -3, **kw) -> protocol.Hello:
     """A HELLO with any scale the wire can carry (QuantParams refuses absurd ones locally)."""
     return replace(hello_for(**kw), scale=scale, zero_point=zero_point)
 
@@ -88,7 +77,7 @@ def _honest_payload(rng: np.random.Generator) -> tuple[bytes, np.ndarray]:
 
 
 def _assert_correct(reply: object, module, x: np.ndarray) -> None:
-    assert isinstance(reply, Reply), reply
+    assert isinstance(reply, protocol.Reply), reply
     ids, scores = expected_topk(module, x, NUM_CLASSES)
     assert list(reply.top_ids) == ids
     assert np.allclose(reply.top_scores, scores, atol=1e-5)
@@ -105,12 +94,12 @@ def test_hello_scale_outside_the_manifests_quantization_is_refused(tmp_path: Pat
     with TailServer(cfg) as srv, _client(srv) as c:
         for scale in (1e300, 1e6, 0.05 * 4.5, 0.05 / 4.5, 1e-30):
             answer = c.request(_hello_scale(scale, model_id="quant-model"))
-            assert isinstance(answer, ErrorMsg), (scale, answer)
-            assert answer.code is ErrorCode.BAD_TENSOR
+            assert isinstance(answer, protocol.ErrorMsg), (scale, answer)
+            assert answer.code is protocol.ErrorCode.BAD_TENSOR
             assert "scale" in answer.message and "tail.json" in answer.message
         for scale in (0.05, 0.05 * 1.01, 0.05 * 3.9, 0.05 / 3.9):
             answer = c.request(_hello_scale(scale, model_id="quant-model"))
-            assert isinstance(answer, Welcome), scale
+            assert isinstance(answer, protocol.Welcome), scale
 
 
 def test_hello_with_a_huge_scale_is_refused_even_without_manifest_quantization(
@@ -121,9 +110,12 @@ def test_hello_with_a_huge_scale_is_refused_even_without_manifest_quantization(
     with TailServer(cfg) as srv, _client(srv) as c:
         for scale in (1e300, 1e30, 1e5):
             answer = c.request(_hello_scale(scale, 0))
-            assert isinstance(answer, ErrorMsg) and answer.code is ErrorCode.BAD_TENSOR, scale
+            assert (
+                isinstance(answer, protocol.ErrorMsg)
+                and answer.code is protocol.ErrorCode.BAD_TENSOR
+            ), scale
         answer = c.request(_hello_scale(10.0, 0))
-        assert isinstance(answer, Welcome)
+        assert isinstance(answer, protocol.Welcome)
 
 
 def test_registry_refuses_a_manifest_with_a_nonsense_quantization(tmp_path: Path) -> None:
@@ -185,8 +177,8 @@ def _mixed_batch(srv: TailServer, module, kind: str) -> None:
         for seq, (_, x) in enumerate(frames, start=1):
             _assert_correct(answers[seq], module, x)
         bad = hostile.receive()
-        assert isinstance(bad, ErrorMsg) and bad.seq == 77
-        expected = ErrorCode.BAD_TENSOR if kind == "nan" else ErrorCode.INTERNAL
+        assert isinstance(bad, protocol.ErrorMsg) and bad.seq == 77
+        expected = protocol.ErrorCode.BAD_TENSOR if kind == "nan" else protocol.ErrorCode.INTERNAL
         assert bad.code is expected, bad
     model = "tiny-model"
     # All four shared one tail call (else this test would not test isolation).
@@ -265,7 +257,7 @@ def test_fuzz_hostile_and_honest_clients_sharing_batches(poison_fast) -> None:
                     with _client(srv) as other:
                         other.send(_hello_scale(scale))
                         answer = other.receive()
-                        if not isinstance(answer, ErrorMsg):
+                        if not isinstance(answer, protocol.ErrorMsg):
                             hostile_problems.append(f"scale {scale:g} accepted: {answer!r}"[:200])
                     hostile_sent["hellos"] += 1
                     continue
@@ -325,22 +317,25 @@ def test_ping_without_a_session_gets_unknown_session(tmp_path: Path) -> None:
     with srv, _client(srv) as owner, _client(srv) as stranger:
         welcome = owner.hello(hello_for())
         for session_id in (0, 1, 12345, 0xFFFFFFFF, welcome.session_id):
-            answer = stranger.request(Ping(session_id, 9, 42))
-            assert isinstance(answer, ErrorMsg), (session_id, answer)
-            assert answer.code is ErrorCode.UNKNOWN_SESSION
+            answer = stranger.request(protocol.Ping(session_id, 9, 42))
+            assert isinstance(answer, protocol.ErrorMsg), (session_id, answer)
+            assert answer.code is protocol.ErrorCode.UNKNOWN_SESSION
             assert answer.session_id == session_id and answer.seq == 9
         # The owner with a wrong id is refused too; with its own id it gets a PONG.
-        answer = owner.request(Ping(welcome.session_id ^ 1, 3, 42))
-        assert isinstance(answer, ErrorMsg) and answer.code is ErrorCode.UNKNOWN_SESSION
-        pong = owner.request(Ping(welcome.session_id, 4, 42))
-        assert isinstance(pong, Pong) and pong.ts_us == 42 and pong.seq == 4
+        answer = owner.request(protocol.Ping(welcome.session_id ^ 1, 3, 42))
+        assert (
+            isinstance(answer, protocol.ErrorMsg)
+            and answer.code is protocol.ErrorCode.UNKNOWN_SESSION
+        )
+        pong = owner.request(protocol.Ping(welcome.session_id, 4, 42))
+        assert isinstance(pong, protocol.Pong) and pong.ts_us == 42 and pong.seq == 4
 
 
 # ============================================================== 2. HELLO string bounds
 
 
 def _hello_body(**changes: object) -> list[bytes]:
-    parts = encode_message(hello_for())
+    parts = protocol.encode_message(hello_for())
     body = json.loads(parts[0][8:])
     body.update(changes)
     raw = json.dumps(body).encode()
@@ -355,22 +350,22 @@ def test_every_hello_string_is_bounded(field: str) -> None:
     limit = HELLO_LIMITS[field]
     ok = {"model_id": "m", "dtype": "int8", "codec": "raw"}.get(field, "d")
     at_limit = ok + "x" * (limit - len(ok))
-    msg = decode_message(_hello_body(**{field: at_limit}))
+    msg = protocol.decode_message(_hello_body(**{field: at_limit}))
     assert getattr(msg, field) == at_limit
     with pytest.raises(FieldTooLong) as caught:
-        decode_message(_hello_body(**{field: at_limit + "x"}))
+        protocol.decode_message(_hello_body(**{field: at_limit + "x"}))
     assert isinstance(caught.value, MalformedBody)
     assert field in str(caught.value) and str(limit) in str(caught.value)
     assert len(str(caught.value)) < 200  # the refusal does not echo the string
-    hello = Hello(**{**hello_for().__dict__, field: "y" * (limit + 1)})
+    hello = protocol.Hello(**{**hello_for().__dict__, field: "y" * (limit + 1)})
     with pytest.raises(ValueError, match=field):
-        encode_message(hello)
+        protocol.encode_message(hello)
 
 
 def test_hello_codec_params_are_bounded() -> None:
     from wire.protocol import HELLO_LIMITS
 
-    decode_message(_hello_body(codec_params={"quality": 20}))
+    protocol.decode_message(_hello_body(codec_params={"quality": 20}))
     for params in (
         {f"k{i}": 1 for i in range(HELLO_LIMITS["codec_params"] + 1)},
         {"k" * (HELLO_LIMITS["codec_param_key"] + 1): 1},
@@ -379,7 +374,7 @@ def test_hello_codec_params_are_bounded() -> None:
         {"quality": {"nested": 1}},
     ):
         with pytest.raises(MalformedBody, match="codec_params"):
-            decode_message(_hello_body(codec_params=params))
+            protocol.decode_message(_hello_body(codec_params=params))
 
 
 def test_server_answers_an_over_long_device_name_with_a_short_typed_error(tmp_path: Path) -> None:
@@ -387,7 +382,7 @@ def test_server_answers_an_over_long_device_name_with_a_short_typed_error(tmp_pa
     with TailServer(server_config([directory], tmp_path)) as srv, _client(srv) as c:
         c.send_parts(_hello_body(device_name="n" * 60_000))
         answer = c.receive()
-        assert isinstance(answer, ErrorMsg) and answer.code is ErrorCode.MALFORMED
+        assert isinstance(answer, protocol.ErrorMsg) and answer.code is protocol.ErrorCode.MALFORMED
         assert "FieldTooLong" in answer.message and "device_name" in answer.message
         assert len(answer.message) < 200
         assert len(srv.sessions) == 0
@@ -440,7 +435,7 @@ def _flood_then_barrier(endpoint: str, messages: list[list[bytes]]) -> int:
                 c.socket.recv_multipart()
         c.send(hello_for())
         while True:
-            if isinstance(c.receive(timeout_s=60.0), Welcome):
+            if isinstance(c.receive(timeout_s=60.0), protocol.Welcome):
                 return sent
 
 
@@ -466,14 +461,14 @@ def test_hostile_input_adds_at_most_one_log_byte_per_hundred(tmp_path: Path) -> 
         for i in range(6000):
             kind = i % 4
             if kind == 0:
-                mixed.append(encode_message(Frame(i + 1, i, 0, rng.bytes(4096))))
+                mixed.append(protocol.encode_message(protocol.Frame(i + 1, i, 0, rng.bytes(4096))))
             elif kind == 1:
-                mixed.append(encode_message(Ping(i + 1, i, 0)))
+                mixed.append(protocol.encode_message(protocol.Ping(i + 1, i, 0)))
             elif kind == 2:
                 mixed.append([rng.bytes(int(rng.integers(1, 100)))])
             else:
                 scale = float(10.0 ** rng.integers(5, 300))
-                mixed.append(encode_message(_hello_scale(scale)))
+                mixed.append(protocol.encode_message(_hello_scale(scale)))
         before = log_path.stat().st_size
         started = time.monotonic()
         sent = _flood_then_barrier(endpoint, mixed)
@@ -537,8 +532,8 @@ def test_oversized_frames_get_an_error_until_maxmsgsize_then_the_connection_drop
             c.hello(hello_for())
             for size in ((1 << 20) + 1, limit):  # over max_payload, not over maxmsgsize
                 answer = c.request(c.frame(b"\0" * size))
-                assert isinstance(answer, ErrorMsg), size
-                assert answer.code is ErrorCode.PAYLOAD_TOO_LARGE
+                assert isinstance(answer, protocol.ErrorMsg), size
+                assert answer.code is protocol.ErrorCode.PAYLOAD_TOO_LARGE
             for size in (limit + 1, 8 << 20):
                 c.send(c.frame(b"\0" * size))
                 with pytest.raises(ClientTimeout):
@@ -551,7 +546,7 @@ def test_oversized_frames_get_an_error_until_maxmsgsize_then_the_connection_drop
                 assert zmq.EVENT_DISCONNECTED in events, (size, events)
                 assert zmq.EVENT_HANDSHAKE_SUCCEEDED in events, "the DEALER reconnects"
                 # The same socket works again (a new HELLO: the server forgot the old peer).
-                assert isinstance(c.request(hello_for()), Welcome)
+                assert isinstance(c.request(hello_for()), protocol.Welcome)
         finally:
             monitor.close(0)
         assert srv.running

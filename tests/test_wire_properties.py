@@ -15,23 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from wire import protocol
 from wire.codecs import FeatureCodec, jpeg_rmse_bound
 from wire.errors import CodecError, ProtocolError
-from wire.protocol import (
-    HELLO_LIMITS,
-    ErrorCode,
-    ErrorMsg,
-    Frame,
-    Hello,
-    Message,
-    Ping,
-    Pong,
-    Reply,
-    ServerLoad,
-    Welcome,
-    decode_message,
-    encode_message,
-)
 from wire.quant import QuantParams, dequantize_codes, requantize_int8
 from wire.synthetic import relu_features
 from wire.tiling import grid_shape, tile, tiled_shape, untile
@@ -54,38 +40,38 @@ json_values = st.recursive(
     max_leaves=12,
 )
 json_dicts = st.dictionaries(small_text, json_values, max_size=5)
-loads = st.builds(ServerLoad, u32, finite, finite)
+loads = st.builds(protocol.ServerLoad, u32, finite, finite)
 
 # HELLO fields within wire.protocol.HELLO_LIMITS (over-long ones: test_server_hardening.py)
 hello_params = st.dictionaries(
-    st.text(max_size=HELLO_LIMITS["codec_param_key"]),
+    st.text(max_size=protocol.HELLO_LIMITS["codec_param_key"]),
     st.none()
     | st.booleans()
     | st.integers(-(2**53), 2**53)
     | finite
-    | st.text(max_size=HELLO_LIMITS["codec_param_value"]),
-    max_size=HELLO_LIMITS["codec_params"],
+    | st.text(max_size=protocol.HELLO_LIMITS["codec_param_value"]),
+    max_size=protocol.HELLO_LIMITS["codec_params"],
 )
 hellos = st.builds(
-    Hello,
-    model_id=st.text(min_size=1, max_size=HELLO_LIMITS["model_id"]),
+    protocol.Hello,
+    model_id=st.text(min_size=1, max_size=protocol.HELLO_LIMITS["model_id"]),
     tensor_shape=st.tuples(*[st.integers(1, 1 << 16)] * 3),
-    dtype=st.text(max_size=HELLO_LIMITS["dtype"]),
+    dtype=st.text(max_size=protocol.HELLO_LIMITS["dtype"]),
     scale=st.floats(min_value=1e-30, max_value=1e30),
     zero_point=st.integers(-128, 127),
     bits=st.integers(1, 8),
-    codec=st.text(max_size=HELLO_LIMITS["codec"]),
+    codec=st.text(max_size=protocol.HELLO_LIMITS["codec"]),
     codec_params=hello_params,
-    device_name=st.text(max_size=HELLO_LIMITS["device_name"]),
+    device_name=st.text(max_size=protocol.HELLO_LIMITS["device_name"]),
     max_payload=st.integers(1, 2**32 - 1),
-    token_id=st.none() | st.text(max_size=HELLO_LIMITS["token_id"]),
+    token_id=st.none() | st.text(max_size=protocol.HELLO_LIMITS["token_id"]),
 )
 
 
 @st.composite
-def replies(draw) -> Reply:
+def replies(draw) -> protocol.Reply:
     k = draw(st.integers(0, 12))
-    return Reply(
+    return protocol.Reply(
         session_id=draw(u32),
         seq=draw(u32),
         top_ids=tuple(draw(st.lists(u32, min_size=k, max_size=k))),
@@ -100,28 +86,28 @@ def replies(draw) -> Reply:
 
 messages = st.one_of(
     hellos,
-    st.builds(Welcome, u32, json_dicts, loads),
-    st.builds(Frame, u32, u32, u64, st.binary(max_size=300), st.integers(0, 0xFFFF)),
+    st.builds(protocol.Welcome, u32, json_dicts, loads),
+    st.builds(protocol.Frame, u32, u32, u64, st.binary(max_size=300), st.integers(0, 0xFFFF)),
     replies(),
-    st.builds(Ping, u32, u32, u64),
-    st.builds(Pong, u32, u32, u64, loads),
-    st.builds(ErrorMsg, st.sampled_from(ErrorCode), small_text, u32, u32),
+    st.builds(protocol.Ping, u32, u32, u64),
+    st.builds(protocol.Pong, u32, u32, u64, loads),
+    st.builds(protocol.ErrorMsg, st.sampled_from(protocol.ErrorCode), small_text, u32, u32),
 )
 
 
 def _decode_or_protocol_error(parts) -> None:
     try:
-        msg = decode_message(parts, max_payload=4096)
+        msg = protocol.decode_message(parts, max_payload=4096)
     except ProtocolError:
         return
-    assert isinstance(msg, Message)
+    assert isinstance(msg, protocol.Message)
     # anything accepted re-encodes to something that decodes to the same message
-    assert decode_message(encode_message(msg), max_payload=4096) == msg
+    assert protocol.decode_message(protocol.encode_message(msg), max_payload=4096) == msg
 
 
 @st.composite
 def mutated_parts(draw) -> list[bytes]:
-    parts = [bytearray(p) for p in encode_message(draw(messages))]
+    parts = [bytearray(p) for p in protocol.encode_message(draw(messages))]
     for _ in range(draw(st.integers(1, 4))):
         kind = draw(st.sampled_from(["flip", "set", "cut", "insert", "drop", "add", "head"]))
         if kind in ("drop", "add") or not parts:
@@ -160,7 +146,7 @@ enveloped = st.tuples(st.integers(1, 7), st.binary(max_size=120), st.binary(max_
 @FAST
 @given(messages)
 def test_every_message_round_trips(msg) -> None:
-    assert decode_message(encode_message(msg), max_payload=1 << 20) == msg
+    assert protocol.decode_message(protocol.encode_message(msg), max_payload=1 << 20) == msg
 
 
 @FUZZ_FAST

@@ -146,21 +146,9 @@ def _peer_main(args: argparse.Namespace) -> None:
     import numpy as np
     import zmq
 
+    from wire import protocol
     from wire.codecs import FeatureCodec
     from wire.errors import CodecError, ProtocolError
-    from wire.protocol import (
-        ErrorCode,
-        ErrorMsg,
-        Frame,
-        Hello,
-        Ping,
-        Pong,
-        Reply,
-        ServerLoad,
-        Welcome,
-        decode_message,
-        encode_message,
-    )
     from wire.quant import QuantParams
 
     def emit(**kw):
@@ -176,25 +164,25 @@ def _peer_main(args: argparse.Namespace) -> None:
     sessions: dict[int, tuple[FeatureCodec, str]] = {}
     frames = 0
 
-    def load_for(model_id: str) -> ServerLoad:
+    def load_for(model_id: str) -> protocol.ServerLoad:
         if not args.load:
-            return ServerLoad()
+            return protocol.ServerLoad()
         try:
             table = json.loads(Path(args.load).read_text())
         except (OSError, ValueError):
-            return ServerLoad()
+            return protocol.ServerLoad()
         q = int(table.get(model_id, 0))
-        return ServerLoad(queue_depth=q, utilization=min(1.0, q / 10), compute_ms=1.0)
+        return protocol.ServerLoad(queue_depth=q, utilization=min(1.0, q / 10), compute_ms=1.0)
 
     while True:
         parts = sock.recv_multipart()
         ident, body = parts[0], parts[1:]
         try:
-            msg = decode_message(body)
+            msg = protocol.decode_message(body)
         except ProtocolError as exc:
             emit(event="bad_message", error=str(exc))
             continue
-        if isinstance(msg, Hello):
+        if isinstance(msg, protocol.Hello):
             sid = next_session
             next_session += 1
             codec = FeatureCodec(
@@ -215,20 +203,20 @@ def _peer_main(args: argparse.Namespace) -> None:
             sock.send_multipart(
                 [
                     ident,
-                    *encode_message(
-                        Welcome(sid, {"models": [msg.model_id]}, load_for(msg.model_id))
+                    *protocol.encode_message(
+                        protocol.Welcome(sid, {"models": [msg.model_id]}, load_for(msg.model_id))
                     ),
                 ]
             )
-        elif isinstance(msg, Frame):
+        elif isinstance(msg, protocol.Frame):
             if msg.session_id not in sessions:
                 emit(event="unknown_session", session=msg.session_id, seq=msg.seq)
                 sock.send_multipart(
                     [
                         ident,
-                        *encode_message(
-                            ErrorMsg(
-                                ErrorCode.UNKNOWN_SESSION,
+                        *protocol.encode_message(
+                            protocol.ErrorMsg(
+                                protocol.ErrorCode.UNKNOWN_SESSION,
                                 "unknown session",
                                 msg.seq,
                                 msg.session_id,
@@ -245,8 +233,10 @@ def _peer_main(args: argparse.Namespace) -> None:
                 sock.send_multipart(
                     [
                         ident,
-                        *encode_message(
-                            ErrorMsg(ErrorCode.BAD_TENSOR, str(exc), msg.seq, msg.session_id)
+                        *protocol.encode_message(
+                            protocol.ErrorMsg(
+                                protocol.ErrorCode.BAD_TENSOR, str(exc), msg.seq, msg.session_id
+                            )
                         ),
                     ]
                 )
@@ -265,7 +255,7 @@ def _peer_main(args: argparse.Namespace) -> None:
             )
             if args.delay_ms:
                 time.sleep(args.delay_ms / 1e3)
-            reply = Reply(
+            reply = protocol.Reply(
                 msg.session_id,
                 msg.seq,
                 tuple(order),
@@ -279,13 +269,13 @@ def _peer_main(args: argparse.Namespace) -> None:
             if args.malformed and frames % 3 == 0:
                 # Garbage, a truncated reply, and a reply for a seq never sent.
                 sock.send_multipart([ident, b"\x01\x04garbage"])
-                sock.send_multipart([ident, encode_message(reply)[0][:20]])
+                sock.send_multipart([ident, protocol.encode_message(reply)[0][:20]])
                 sock.send_multipart([ident, b"\x63\x01\x00\x00"])
                 sock.send_multipart(
                     [
                         ident,
-                        *encode_message(
-                            Reply(
+                        *protocol.encode_message(
+                            protocol.Reply(
                                 msg.session_id,
                                 4_000_000_000,
                                 (0,),
@@ -294,18 +284,20 @@ def _peer_main(args: argparse.Namespace) -> None:
                                 0,
                                 0,
                                 0,
-                                ServerLoad(),
+                                protocol.ServerLoad(),
                             )
                         ),
                     ]
                 )
-            sock.send_multipart([ident, *encode_message(reply)])
-        elif isinstance(msg, Ping):
+            sock.send_multipart([ident, *protocol.encode_message(reply)])
+        elif isinstance(msg, protocol.Ping):
             model_id = sessions.get(msg.session_id, (None, ""))[1]
             sock.send_multipart(
                 [
                     ident,
-                    *encode_message(Pong(msg.session_id, msg.seq, msg.ts_us, load_for(model_id))),
+                    *protocol.encode_message(
+                        protocol.Pong(msg.session_id, msg.seq, msg.ts_us, load_for(model_id))
+                    ),
                 ]
             )
         else:
