@@ -43,6 +43,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from benchmarks.harness.results import write_results
+from wire.atomicfile import write_atomic, write_text_atomic
+
 RESULTS = Path(__file__).resolve().parent / "results"
 INT8_1 = "int8 head, LiteRT, 1 thread"
 INT8_2 = "int8 head, LiteRT, 2 threads"
@@ -441,7 +444,7 @@ def write_markdown(r: dict[str, Any], path: Path) -> None:
         "![latency](converter.png)",
         "",
     ]
-    path.write_text("\n".join(lines))
+    write_text_atomic(path, "\n".join(lines))
 
 
 def write_plot(r: dict[str, Any], path: Path) -> None:
@@ -470,7 +473,7 @@ def write_plot(r: dict[str, Any], path: Path) -> None:
     for i, val in enumerate(meds[::-1]):
         ax.text(val, i, f" {val:.2f}", va="center", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
 
 
@@ -485,10 +488,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     r = run(args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "converter.json").write_text(json.dumps(r, indent=2) + "\n")
-    write_markdown(r, args.out / "converter.md")
-    write_plot(r, args.out / "converter.png")
+    write_results(args.out, "converter", r, write_markdown, write_plot)
     print(json.dumps({k: r[k] for k in ("size", "speedup_int8_head_vs_full_resnet50")}, indent=1))
     return 0
 

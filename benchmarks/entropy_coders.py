@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.harness.results import write_results
 from wire.atomicfile import write_atomic, write_text_atomic
 from wire.codecs import FeatureCodec
 from wire.entropy_tables import rans_tables_from_codes, zstd_dict_tables_from_codes
@@ -268,12 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--limit", type=int, default=None, help="photos per split (smoke runs)")
     args = parser.parse_args(argv)
-    results = run(args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(args.out / "entropy_coders.json", json.dumps(results, indent=2) + "\n")
-    write_markdown(results, args.out / "entropy_coders.md")
-    plot(results, args.out / "entropy_coders.png")
-    print((args.out / "entropy_coders.md").read_text())
+    md = write_results(args.out, "entropy_coders", run(args), write_markdown, plot)
+    print(md.read_text())
     return 0
 
 

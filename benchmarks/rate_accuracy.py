@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmarks.harness.results import write_results
 from training.compressor import CodecConfig, quant_params_for
 from training.pipeline import TrainJob, run_train
 from wire.atomicfile import write_atomic, write_text_atomic
@@ -363,12 +364,8 @@ def main(argv: list[str] | None = None) -> int:
         help="re-evaluate the models a previous run exported under --work (no training)",
     )
     args = p.parse_args(argv)
-    results = run(args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(args.out / "rate_accuracy.json", json.dumps(results, indent=2) + "\n")
-    write_markdown(results, args.out / "rate_accuracy.md")
-    plot(results, args.out / "rate_accuracy.png")
-    print((args.out / "rate_accuracy.md").read_text())
+    md = write_results(args.out, "rate_accuracy", run(args), write_markdown, plot)
+    print(md.read_text())
     return 0
 
 

@@ -1,8 +1,10 @@
 """benchmarks.harness: configs written from the daemons' config types parse back to the same
-objects; the process supervisor reports a dying peer, a timeout and a bad exit with the log."""
+objects; the process supervisor reports a dying peer, a timeout and a bad exit with the log;
+a benchmark's result files are written whole or not at all."""
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -12,6 +14,7 @@ import pytest
 from benchmarks import demo
 from benchmarks.harness import configs, processes
 from benchmarks.harness.errors import BenchError
+from benchmarks.harness.results import write_results
 from device.config import DeviceConfig, HeadSection, load_config
 from server.config import ModelTable, ServerSection, config_from_dict
 from server.config import load_config as load_server_config
@@ -142,3 +145,35 @@ def test_wait_listening_returns_the_servers_event(tmp_path: Path) -> None:
         dead = processes.Watched(processes.start(procs, _py("raise SystemExit(1)"), log), "s2", log)
         with pytest.raises(BenchError, match="s2 exited with 1 before listening"):
             processes.wait_listening(dead, 30)
+
+
+def test_write_results_writes_json_markdown_and_plot_atomically(tmp_path: Path) -> None:
+    out = tmp_path / "new" / "results"  # created on the way
+    seen: list[tuple[str, dict]] = []
+
+    def markdown(result: dict, path: Path) -> None:
+        seen.append((path.name, json.loads((path.with_suffix(".json")).read_text())))
+        path.write_text(f"# {result['x']}\n")
+
+    def plot(result: dict, path: Path) -> None:
+        path.write_bytes(b"png")
+
+    md = write_results(out, "bench", {"x": 1.5}, markdown, plot)
+    assert md == out / "bench.md" and md.read_text() == "# 1.5\n"
+    assert seen == [("bench.md", {"x": 1.5})]  # the JSON is whole before the report is made
+    assert (out / "bench.json").read_text() == '{\n  "x": 1.5\n}\n'
+    assert (out / "bench.png").read_bytes() == b"png"
+    assert sorted(p.name for p in out.iterdir()) == ["bench.json", "bench.md", "bench.png"]
+
+    write_results(out, "noplot", {"x": 2}, markdown)
+    assert not (out / "noplot.png").exists()
+
+
+def test_write_results_keeps_the_old_json_when_the_result_cannot_be_encoded(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "bench.json").write_text('{"old": true}\n')
+    with pytest.raises(TypeError):
+        write_results(tmp_path, "bench", {"x": object()}, lambda r, p: None)
+    assert (tmp_path / "bench.json").read_text() == '{"old": true}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.json"]  # no temp file left
