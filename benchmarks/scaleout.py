@@ -33,8 +33,6 @@ import importlib.util
 import json
 import os
 import platform
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -45,11 +43,12 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.harness import configs
+from benchmarks.harness.ray_head import RAY_ENV, RayHead
 from benchmarks.server_harness import (
     MAX_BATCH_ON,
     MAX_WAIT_US_ON,
     RESULTS,
-    ROOT,
+    LoopStats,
     batching_config,
     build_tail,
     closed_loop,
@@ -61,134 +60,21 @@ from benchmarks.server_harness import (
 from wire.atomicfile import write_bytes_atomic
 from wire.protocol import Hello
 
-# Ray on one machine, loopback only, no token to distribute, no telemetry (as in the tests).
-RAY_ENV = {
-    "RAY_AUTH_MODE": "disabled",
-    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-    "RAY_USAGE_STATS_ENABLED": "0",
-}
 RAY_CPUS = 2
 REPLICAS = (1, 2)
 FRONT_ENDS = (1, 2)
 WARMUP_S = 3.0  # an untimed closed loop after each (re)deployment: kernels for every batch size
 
 
-@dataclass
-class Point:
+@dataclass(kw_only=True)
+class Point(LoopStats):
+    """A scale-out row: which backend and layout served the closed loop."""
+
     backend: str  # local | ray
     config: str  # "batching on" | "batching off" | "1 replica, 2 front ends" ...
     replicas: int  # local: 1 (the server process)
     front_ends: int
-    clients: int
-    round: int
-    completed: int
-    window_s: float
-    warmup_s: float
-    throughput_rps: float
-    p50_ms: float
-    p99_ms: float
-    mean_ms: float
-    server_compute_ms_mean: float
-    server_queue_ms_mean: float
-    mean_batch_size: float
-    errors: int
     loadavg_1m: float
-    unanswered: int = 0
-
-
-# ----------------------------------------------------------------------------- Ray head
-
-
-class RayHead:
-    """``ray start --head --block`` in its own session; ``stop`` ends the whole session."""
-
-    def __init__(self, tmp: Path) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.tmp = tmp
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self) -> RayHead:
-        self.tmp.mkdir(parents=True, exist_ok=True)
-        ray = Path(sys.executable).parent / "ray"
-        self.proc = subprocess.Popen(
-            [
-                str(ray),
-                "start",
-                "--head",
-                "--node-ip-address",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--num-cpus",
-                str(RAY_CPUS),
-                "--include-dashboard",
-                "false",
-                "--disable-usage-stats",
-                "--temp-dir",
-                str(self.tmp),
-                "--block",
-            ],
-            env={**os.environ, **RAY_ENV},
-            stdout=open(self.tmp / "head.log", "ab"),  # noqa: SIM115 - closed with the process
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError):
-                socket.create_connection(("127.0.0.1", self.port), 0.5).close()
-                return self
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"ray head exited: {(self.tmp / 'head.log').read_text()[-2000:]}"
-                )
-            time.sleep(0.3)
-        raise RuntimeError("ray head did not start within 120 s")
-
-    def driver(self, code: str) -> str:
-        """Run ``code`` in a short-lived Ray driver (this process never imports Ray)."""
-        script = (
-            "import json, logging, ray\nfrom ray import serve\n"
-            f"ray.init(address={self.address!r}, log_to_driver=False, "
-            "logging_level=logging.ERROR)\n" + code
-        )
-        done = subprocess.run(
-            [sys.executable, "-c", script],
-            env={**os.environ, **RAY_ENV},
-            capture_output=True,
-            text=True,
-            timeout=180,
-            cwd=ROOT,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"ray driver failed: {done.stderr[-2000:]}")
-        return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
-
-    def running_replicas(self, app: str) -> int:
-        out = self.driver(
-            f"st = serve.status().applications[{app!r}]\n"
-            "print(sum(d.replica_states.get('RUNNING', 0) for d in st.deployments.values()))\n"
-        )
-        return int(out)
-
-    def delete(self, app: str) -> None:
-        self.driver(f"serve.delete({app!r})\nprint('deleted')\n")
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(5)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
 
 
 # ----------------------------------------------------------------------------- measuring
@@ -570,7 +456,7 @@ def run(args: argparse.Namespace) -> int:
         hellos = {"on": hello_on, "off": Hello(**{**asdict(hello_on), "model_id": ids["off"]})}
         loadavg_before = os.getloadavg()
         run_local(tmp, ids, hellos, payloads, args, points)
-        head = RayHead(tmp / "ray")
+        head = RayHead(tmp / "ray", cpus=RAY_CPUS)
         t0 = time.monotonic()
         head.start()
         meta["ray_head_start_s"] = round(time.monotonic() - t0, 1)

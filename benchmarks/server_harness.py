@@ -32,10 +32,15 @@ MAX_WAIT_US_ON = 5000
 WINDOW_CAP_S = 60.0
 
 
-@dataclass
-class Measurement:
+@dataclass(kw_only=True)
+class LoopStats:
+    """One closed-loop point: :func:`closed_loop`'s figures, the rate and the batch size.
+
+    Both server benchmarks measure exactly these; each adds only the labels of its rows
+    (:class:`Measurement` here, ``scaleout.Point`` for the Ray rows).
+    """
+
     clients: int
-    batching: str  # "on" | "off"
     round: int
     completed: int
     window_s: float
@@ -49,6 +54,13 @@ class Measurement:
     mean_batch_size: float
     errors: int
     unanswered: int = 0  # frames still without REPLY or ERROR 60 s after the window
+
+
+@dataclass(kw_only=True)
+class Measurement(LoopStats):
+    """A ``benchmarks.server`` row: the local batcher on or off."""
+
+    batching: str  # "on" | "off"
 
 
 # ----------------------------------------------------------------------------- the tail

@@ -23,13 +23,13 @@ from typing import TypeVar
 
 import pytest
 from support.device_side import cached_head
-from support.ray_env import RAY_ENV
 
+from benchmarks.harness.ray_head import RAY_ENV
 from benchmarks.ports import free_port as _free_port
 
 T = TypeVar("T")
 
-# Before any test module can import Ray (support/ray_env.py says why).
+# Before any test module can import Ray (benchmarks/harness/ray_head.py says why).
 for _key, _value in RAY_ENV.items():
     os.environ.setdefault(_key, _value)
 

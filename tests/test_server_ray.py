@@ -7,7 +7,6 @@ last test kills and restarts that head, so it runs last.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -21,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zmq
-from support.ray_env import RAY_ENV  # applied to os.environ by conftest.py
 from support.server_side import (
     expected_topk,
     hello_for,
@@ -30,13 +28,13 @@ from support.server_side import (
     server_config,
 )
 
+from benchmarks.harness.ray_head import RAY_ENV, RayHead  # RAY_ENV: set by conftest.py
 from server.backend import TailBackend
 from server.batcher import DynamicBatcher
 from server.config import ConfigError, config_from_dict
 from wire.protocol import ErrorCode, ErrorMsg, Frame, Reply, Welcome, decode_message, encode_message
 
 ROOT = Path(__file__).resolve().parents[1]
-VENV_BIN = Path(sys.executable).parent
 
 
 def _free_port() -> int:
@@ -170,63 +168,12 @@ def test_ray_unreachable_at_start_is_one_line(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- a real cluster
 
 
-class RayHead:
-    """``ray start --head --block`` on 127.0.0.1 in its own session; stop() ends all of it."""
-
-    def __init__(self, tmp: Path, port: int) -> None:
-        self.tmp, self.port = tmp, port
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> RayHead:
-        self.tmp.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            [
-                str(VENV_BIN / "ray"),
-                "start",
-                "--head",
-                "--port",
-                str(self.port),
-                "--num-cpus",
-                "2",
-                "--include-dashboard",
-                "false",
-                "--disable-usage-stats",
-                "--temp-dir",
-                str(self.tmp),
-                "--block",
-            ],
-            env={**os.environ, **RAY_ENV},
-            stdout=open(self.tmp / "head.log", "ab"),  # noqa: SIM115 - closed with the process
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.5).close()
-                return self
-            except OSError:
-                assert self.proc.poll() is None, (self.tmp / "head.log").read_text()[-2000:]
-                time.sleep(0.3)
-        raise RuntimeError("ray head did not start")
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        # SIGTERM makes `ray start --block` drain for up to 30 s; a short grace, then the
-        # whole session (GCS, raylet, agents) goes, as in a crash of the head machine.
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(3)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-
-
 @pytest.fixture(scope="module")
 def ray_head(tmp_path_factory: pytest.TempPathFactory):
     pytest.importorskip("ray")
-    head = RayHead(tmp_path_factory.mktemp("ray"), _free_port()).start()
+    # SIGTERM makes `ray start --block` drain for up to 30 s; a short grace, then the whole
+    # session goes, as in a crash of the head machine.
+    head = RayHead(tmp_path_factory.mktemp("ray"), stop_grace_s=3.0).start()
     try:
         yield head
     finally:
@@ -271,7 +218,7 @@ def _ray_config(tmp_path: Path, head: RayHead, **tail: object):
         tmp_path,
         tail={
             "backend": "ray",
-            "ray_address": f"127.0.0.1:{head.port}",
+            "ray_address": head.address,
             "replica_cpus": 0.5,
             "request_timeout_s": 3.0,
             "reconnect_s": 0.5,
