@@ -132,11 +132,19 @@ def test_no_import_cycle_in_any_package() -> None:
 
 
 def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
+    """Write ``files``; every folder that gets no ``__init__.py`` of its own gets an empty one,
+    so each case names only the modules that make its point."""
     for rel, text in files.items():
         path = tmp_path / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
+    for folder in {p.parent for p in tmp_path.rglob("*.py")}:
+        (folder / "__init__.py").touch(exist_ok=True)
     return tmp_path
+
+
+# A subpackage whose __init__ re-exports from its own module: the shape the next cases vary.
+SUB_REEXPORTS_IMPL = {"pkg/sub/__init__.py": "from pkg.sub.impl import X\n"}
 
 
 @pytest.mark.parametrize(
@@ -144,7 +152,6 @@ def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
     [
         pytest.param(
             {
-                "pkg/__init__.py": "",
                 "pkg/a.py": "from pkg.b import f\n",
                 "pkg/b.py": "def f():\n    from pkg import a\n    return a\n",
             },
@@ -153,10 +160,8 @@ def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
         ),
         pytest.param(
             {
-                "pkg/__init__.py": "",
                 "pkg/a.py": "from . import b\n",
                 "pkg/b.py": "import pkg.sub.c\n",
-                "pkg/sub/__init__.py": "",
                 "pkg/sub/c.py": "from ..a import x\n",
             },
             [["pkg.a", "pkg.b", "pkg.sub.c"]],
@@ -164,8 +169,7 @@ def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
         ),
         pytest.param(
             {
-                "pkg/__init__.py": "",
-                "pkg/sub/__init__.py": "from pkg.sub.impl import X\n",
+                **SUB_REEXPORTS_IMPL,
                 "pkg/sub/impl.py": "X = 1\n",
                 "pkg/other.py": "class K:\n    def m(self):\n        from pkg.sub.impl import X\n",
                 "pkg/user.py": "import pkg.other\n",
@@ -182,8 +186,7 @@ def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
         ),
         pytest.param(
             {
-                "pkg/__init__.py": "",
-                "pkg/sub/__init__.py": "from pkg.sub.impl import X\n",
+                **SUB_REEXPORTS_IMPL,
                 "pkg/sub/impl.py": "import pkg.user\nX = 1\n",
                 "pkg/user.py": "from pkg.sub.impl import X\n",
             },
@@ -192,8 +195,7 @@ def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
         ),
         pytest.param(
             {
-                "pkg/__init__.py": "",
-                "pkg/sub/__init__.py": "from pkg.sub.impl import X\n",
+                **SUB_REEXPORTS_IMPL,
                 "pkg/sub/impl.py": "X = 1\n",
                 "pkg/user.py": "import pkg.sub.impl\n",
                 "pkg/sub/side.py": "def f():\n    import pkg.user\n",
@@ -218,7 +220,6 @@ def test_an_init_importing_a_module_that_imports_the_package_back_is_a_cycle(
     root = _tree(
         tmp_path,
         {
-            "pkg/__init__.py": "",
             "pkg/sub/__init__.py": "from pkg.sub.impl import X\nY = 2\n",
             "pkg/sub/impl.py": "def f():\n    from pkg.sub import Y\n    return Y\nX = 1\n",
         },
