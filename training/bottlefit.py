@@ -632,11 +632,17 @@ class BottleFitJob:
     # cached split-point features in float16: early cuts have big maps (24x56x56 after
     # stage2); halves the memory, the MSE targets lose nothing that matters at 1-2-bit codes
     half_features: bool = False
+    # read only when ``sources`` names "debian-corpus": augmented inputs per corpus photo,
+    # and the corpus folder ("" = $SPLITFIT_PHOTOS or vendor/photos)
+    corpus_crops: int = 1
+    corpus_root: str = ""
 
     def __post_init__(self) -> None:
         for name in ("mixed_crops", "dead_leaves"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.corpus_crops < 1:
+            raise ValueError(f"corpus_crops must be >= 1, got {self.corpus_crops}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -652,10 +658,15 @@ class BottleFitJob:
         d["fit"] = self.fit.to_dict()  # leaves out knobs at their "off" value (rate_weight 0)
         for k in ("progress", "threads", "run_dir"):
             d.pop(k)
+        corpus: tuple[str, ...] = ("corpus_crops", "corpus_root")
+        if "debian-corpus" not in self.sources:  # unread: keys of corpus-free runs unchanged
+            for k in corpus:
+                d.pop(k)
+            corpus = ()
         if data_only:
             keep = ("model", "after", "train_crops", "mixed_crops", "dead_leaves", "sources")
             d = {k: d[k] for k in (*keep, "heldout_crops", "input_size", "imagenet_root",
-                                   "half_features")}  # fmt: skip
+                                   "half_features", *corpus)}  # fmt: skip
             d["seed"] = self.fit.seed
         blob = json.dumps(d, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
@@ -750,19 +761,28 @@ def run_bottlefit(job: BottleFitJob, *, naive_baseline: bool = True) -> dict:
         return CropJitter(size, mean, std, seed=seed)
 
     from training.bottlefit_data import (
+        DEBIAN_CORPUS_SOURCE,
         IMAGENET_SAMPLE_SOURCE,
         ListedPhotoCrops,
+        corpus_crops,
+        corpus_summary,
         imagenet_sample_photos_split,
         listed_mixed_crops,
+        shipped_sources,
     )
     from training.data.folder import LabelledImages
 
-    shipped = tuple(x for x in job.sources if x != IMAGENET_SAMPLE_SOURCE)
+    shipped = shipped_sources(job.sources)
     photos = shipped_photos(shipped) if shipped else []
     held_photos = None
     if IMAGENET_SAMPLE_SOURCE in job.sources:
         train_photos, held_photos = imagenet_sample_photos_split(job.imagenet_root or None)
         photos = [*train_photos, *photos]
+    if not photos:
+        raise ValueError(
+            f"--sources {','.join(job.sources)}: name a photo set besides {DEBIAN_CORPUS_SOURCE} "
+            "(imagenet-sample, skimage, sklearn, ...); the corpus is extra, unlabelled input"
+        )
     plain_ds = ListedPhotoCrops(photos, jitter, job.train_crops, seed=job.fit.seed + 1)
     extras: list[Dataset] = []  # label-free inputs beyond plain crops, in a fixed order
     if job.mixed_crops > 0:
@@ -775,6 +795,10 @@ def run_bottlefit(job: BottleFitJob, *, naive_baseline: bool = True) -> dict:
                 jitter, job.dead_leaves, seed=job.fit.seed + 3, sources=shipped or TRAIN_SOURCES
             )
         )
+    corpus = None  # the Debian corpus: unlabelled rows, KD-only, after the other inputs
+    if DEBIAN_CORPUS_SOURCE in job.sources:
+        corpus = corpus_crops(jitter, job.corpus_crops, job.fit.seed + 4, job.corpus_root or None)
+        extras.append(corpus)
     train_ds = ConcatDataset([plain_ds, *extras]) if extras else plain_ds
     if held_photos is not None:  # the fixed protocol: 200 held-out photos, board view
         held_ds: Dataset = LabelledImages(
@@ -878,10 +902,11 @@ def run_bottlefit(job: BottleFitJob, *, naive_baseline: bool = True) -> dict:
         "stage2": h2.wall_s,
         "total": time.perf_counter() - t_start,
     }
+    n_corpus = len(corpus) if corpus is not None else 0
     metrics["data"] = {
         "train_photos": len(plain_ds.photos),
         "train_crops": len(plain_ds),
-        "mixed_crops": len(train_ds) - len(plain_ds) - job.dead_leaves,
+        "mixed_crops": len(train_ds) - len(plain_ds) - job.dead_leaves - n_corpus,
         "dead_leaves": job.dead_leaves,
         "heldout_crops": len(held_ds),
         "heldout_kind": "imagenet-sample held-out photos, board view"
@@ -891,6 +916,8 @@ def run_bottlefit(job: BottleFitJob, *, naive_baseline: bool = True) -> dict:
         "sources_train": list(job.sources),
         "sources_heldout": list(HELDOUT_SOURCES),
     }
+    if corpus is not None:
+        metrics["data"]["debian_corpus"] = corpus_summary(corpus)
     return {
         "head": head,
         "tail": tail,

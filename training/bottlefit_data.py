@@ -1,4 +1,5 @@
-"""BottleFit's inputs from photo *lists*: the ImageNet sample's train/held-out halves.
+"""BottleFit's inputs from photo *lists*: the ImageNet sample's train/held-out halves,
+and the Debian photo corpus as unlabelled, augmented distillation input.
 
 ``training.data.photos`` builds its crop datasets from the shipped photo sets by name;
 BottleFit at early cuts needs hundreds of real photos instead (the ImageNet sample,
@@ -17,11 +18,52 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from training.data.corpus import CorpusCrops
 from training.data.imagenet_sample import imagenet_sample_split
-from training.data.photos import MixedPhotoCrops, Photo, PhotoCrops
+from training.data.photos import PHOTO_SOURCES, MixedPhotoCrops, Photo, PhotoCrops
 
 IMAGENET_SAMPLE_SOURCE = "imagenet-sample"
 IMAGENET_SAMPLE_LICENCE = "ImageNet terms: research use"
+# the Debian photo corpus (`make photos`, vendor/photos): unlabelled, KD-only rows
+DEBIAN_CORPUS_SOURCE = "debian-corpus"
+LIST_SOURCES = (IMAGENET_SAMPLE_SOURCE, DEBIAN_CORPUS_SOURCE)
+
+
+def shipped_sources(sources: tuple[str, ...]) -> tuple[str, ...]:
+    """The shipped photo sets among ``sources`` (those ``shipped_photos`` reads by name).
+
+    Unknown names fail here, listing every known one, so a typo in ``--sources`` stops
+    the run before the teacher is loaded.
+    """
+    unknown = sorted(set(sources) - set(PHOTO_SOURCES) - set(LIST_SOURCES))
+    if unknown:
+        known = ", ".join((*LIST_SOURCES, *PHOTO_SOURCES))
+        raise ValueError(f"unknown photo source(s) {unknown}; known: {known}")
+    return tuple(x for x in sources if x not in LIST_SOURCES)
+
+
+def corpus_crops(
+    transform_factory: Callable[[int], Callable[[Image.Image], torch.Tensor]],
+    crops_per_photo: int,
+    seed: int,
+    root: str | os.PathLike | None = None,
+) -> CorpusCrops:
+    """``crops_per_photo`` augmented inputs per Debian-corpus photo (cut-outs pasted onto
+    scenes, then the crop transform, then mixup/CutMix), labelled -1: the teacher's outputs
+    are the only targets. Raises ``CorpusMissing`` ("run `make photos`") without a corpus."""
+    return CorpusCrops(transform_factory, crops_per_photo, seed, root=root)
+
+
+def corpus_summary(ds: CorpusCrops) -> dict:
+    """What a model trained on ``ds`` must list next to it: counts per licence and package."""
+    return {
+        "photos": len({*ds.photos, *ds.scenes, *ds.cutouts}),
+        "scenes": len(ds.scenes),
+        "cutouts": len(ds.cutouts),
+        "crops": len(ds),
+        "licences": ds.licences(),
+        "packages": ds.packages(),
+    }
 
 
 def imagenet_sample_photos_split(

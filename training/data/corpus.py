@@ -222,7 +222,14 @@ class CorpusCrops(Dataset):
 
     def licences(self) -> dict[str, int]:
         """licence -> number of photos used, for the README of a model trained on them."""
+        return self._count(lambda p: p.licence)
+
+    def packages(self) -> dict[str, int]:
+        """Debian package -> number of photos used (the README names the sources)."""
+        return self._count(lambda p: p.package)
+
+    def _count(self, key: Callable[[CorpusPhoto], str]) -> dict[str, int]:
         counts: dict[str, int] = {}
         for p in {*self.photos, *self.scenes, *self.cutouts}:
-            counts[p.licence] = counts.get(p.licence, 0) + 1
-        return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+            counts[key(p)] = counts.get(key(p), 0) + 1
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
