@@ -75,12 +75,24 @@ def feature_codec(folder: Path):
     """The split's own wire codec, from its head manifest (shape, bits, codec, params)."""
     from training.compressor import quant_params_for
     from wire.codecs import FeatureCodec
+    from wire.manifest import codec_tables
 
     m = json.loads((folder / "head.pt.json").read_text())
     split = m["extra"]["split"]
     codec = m["codec"]
     qp = quant_params_for(float(split["out_max"]), int(codec["bits"]))
-    return FeatureCodec(tuple(m["bottleneck_chw"]), qp, codec["name"], dict(codec["params"]))
+    tables = codec_tables(codec)  # zstd_dict / rans carry theirs in the manifest
+    return FeatureCodec(
+        tuple(m["bottleneck_chw"]), qp, codec["name"], dict(codec["params"]), tables=tables
+    )
+
+
+def trained_on(folder: Path) -> list[str]:
+    """The photo sets the split was trained on (its metrics.json), [] when not recorded."""
+    path = folder / "metrics.json"
+    if not path.is_file():
+        return []
+    return list(json.loads(path.read_text()).get("data", {}).get("sources_train", []))
 
 
 def through_wire(fc, tensors: list[np.ndarray], layout: str, tail) -> tuple[list[int], object]:
@@ -148,7 +160,16 @@ def convert(folder: Path, work: Path, calib: Path) -> Path:
 
 
 def label_of(row: dict) -> str:
-    return f"{row['split']} C'={row['channels']} s={row['stride']} {row['codec']['bits']}-bit"
+    codec = row["codec"]
+    name = "" if codec["name"] == "zstd" else f" {codec['name']}"
+    return f"{row['split']} C'={row['channels']} s={row['stride']} {codec['bits']}-bit{name}"
+
+
+def sources_of(row: dict) -> str:
+    """Short name of the training data ("ImageNet 500 + Debian corpus"), '?' if unknown."""
+    names = {"imagenet-sample": "ImageNet 500", "debian-corpus": "Debian corpus"}
+    got = row.get("trained_on") or []
+    return " + ".join(names.get(x, x) for x in got) or "?"
 
 
 def write_markdown(result: dict, path: Path) -> None:
@@ -167,15 +188,15 @@ def write_markdown(result: dict, path: Path) -> None:
         f"Budgets: bytes ≤ {BYTES_BUDGET} (1/20 of a q85 JPEG), head/full ≤ "
         f"{HEAD_RATIO_BUDGET:.2f}, top-1 loss ≤ {LOSS_BUDGET_PTS:.0f} points.",
         "",
-        "| split | bytes mean | bytes max | head ms 2 thr | full ms 2 thr | head/full 2 thr "
+        "| split | trained on | bytes mean | bytes max | head ms 2 thr | full ms 2 thr | head/full 2 thr "
         "| head/full 1 thr | head/full by min 2 thr / 1 thr | top-1 (int8) | top-5 (int8) | loss pts (int8) | agreement (int8) "
         "| KL (int8) | loss pts (float) | agreement (float) | within budgets |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in result["rows"]:
         i8, fl = r["int8_head"], r["float_head"]
         lines.append(
-            f"| {label_of(r)} | {r['bytes_mean']:.0f} | {r['bytes_max']} | "
+            f"| {label_of(r)} | {sources_of(r)} | {r['bytes_mean']:.0f} | {r['bytes_max']} | "
             f"{r['head_ms_2t']:.2f} | {r['full_ms_2t']:.2f} | {r['head_ratio_2t']:.2f} | "
             f"{r['head_ratio_1t']:.2f} | {r['head_ratio_2t_by_min']:.2f} / "
             f"{r['head_ratio_1t_by_min']:.2f} | {100 * i8['heldout_top1']:.1f}% | "
@@ -200,10 +221,18 @@ def plot(result: dict, path: Path) -> None:
     fig, (a0, a1) = plt.subplots(1, 2, figsize=(11, 4.2))
     for r in rows:
         loss = r["int8_head"]["heldout_top1_loss_pts"]
-        a0.scatter(r["bytes_mean"], loss, s=40)
-        a0.annotate(r["split"], (r["bytes_mean"], loss), fontsize=8)
-        a1.scatter(r["head_ratio_2t"], loss, s=40)
-        a1.annotate(r["split"], (r["head_ratio_2t"], loss), fontsize=8)
+        corpus = "debian-corpus" in (r.get("trained_on") or [])
+        style = {
+            "s": 40,
+            "c": "tab:red" if corpus else "tab:blue",
+            "marker": "s" if corpus else "o",
+        }
+        name = f"{r['split']} C'={r['channels']}" + (" +Debian" if corpus else "")
+        if r["codec"]["name"] != "zstd":
+            name += f" {r['codec']['name']}"
+        for ax, x in ((a0, r["bytes_mean"]), (a1, r["head_ratio_2t"])):
+            ax.scatter(x, loss, **style)
+            ax.annotate(name, (x, loss), fontsize=7)
     for ax, budget, xlabel in ((a0, BYTES_BUDGET, "bytes/frame (mean, real wire payload)"),
                                (a1, HEAD_RATIO_BUDGET, "int8 head ms / full int8 model ms (2 thr)")):  # fmt: skip
         ax.axvline(budget, color="grey", ls="--", lw=1, label="budget")
@@ -267,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     for folder in args.splits:
         print(f"split {folder}:", flush=True)
         tflite = convert(folder, args.work, calib)
-        row = {"folder": str(folder), **score_split(folder, tflite, pixels, labels, teacher)}
+        row = {"folder": str(folder), "trained_on": trained_on(folder),
+               **score_split(folder, tflite, pixels, labels, teacher)}  # fmt: skip
         paths[folder.as_posix()] = tflite
         rows.append(row)
     paths[FULL] = e2e_int8.ensure_int8_teacher(args.work, calib).tflite

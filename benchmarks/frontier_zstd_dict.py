@@ -48,16 +48,67 @@ def int8_outputs(folder: Path, tflite: Path, pixels: np.ndarray) -> list[np.ndar
     return [head.run(p[None]).tensor for p in pixels]
 
 
+def training_codes(folder: Path, tflite: Path, train_px: np.ndarray) -> np.ndarray:
+    """The int8 head's n-bit codes (N, C, H, W) of the training photos: the dictionary's
+    only input, so the held-out photos it is measured on stay unseen."""
+    from wire.quant import requantize_int8
+
+    train = int8_outputs(folder, tflite, train_px)
+    qp = feature_codec(folder).quant
+    return requantize_int8(np.concatenate([t.transpose(0, 3, 1, 2) for t in train]), qp)
+
+
+def export_with_dictionary(
+    folder: Path, out: Path, codes: np.ndarray, size: int = 4096, level: int = 3
+) -> dict:
+    """A copy of the exported split ``folder`` at ``out`` whose manifests name ``zstd_dict``
+    with a dictionary trained on ``codes``; programs and model_id unchanged (the codec is
+    lossless over the same codes). Written to a temporary folder, checked by the manifest
+    loaders, then renamed into place, so a failure leaves no half-written split."""
+    import shutil
+    import tempfile
+
+    from wire.atomicfile import write_json_atomic
+    from wire.entropy_tables import tables_to_json, zstd_dict_tables_from_codes
+    from wire.manifest import load_head_source_manifest, load_tail_manifest
+
+    if out.exists():
+        raise FileExistsError(f"{out} exists: remove it or pick another --export-dict folder")
+    bits = feature_codec(folder).quant.bits
+    table = zstd_dict_tables_from_codes(codes, bits, size)
+    codec = {
+        "name": "zstd_dict",
+        "bits": bits,
+        "params": {"level": level, "tables": table.sha256},
+        "tables": tables_to_json({"zstd_dict": table}),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        for f in folder.iterdir():
+            if f.is_file() and f.name != "README.md":  # the old README describes plain zstd
+                shutil.copy2(f, tmp / f.name)
+        for name in ("head.pt.json", "tail.json"):
+            m = json.loads((tmp / name).read_text())
+            m["codec"] = codec
+            write_json_atomic(tmp / name, m)
+        load_head_source_manifest(tmp / "head.pt.json")
+        load_tail_manifest(tmp / "tail.json")
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {"dictionary_bytes": len(table.data), "level": level, "sha256": table.sha256}
+
+
 def measure(folder: Path, tflite: Path, train_px: np.ndarray, held_px: np.ndarray) -> dict:
     from wire.codecs import FeatureCodec
     from wire.entropy_tables import zstd_dict_tables_from_codes
-    from wire.quant import requantize_int8
 
     base = feature_codec(folder)
     qp = base.quant
-    train = int8_outputs(folder, tflite, train_px)
+    codes = training_codes(folder, tflite, train_px)
     held = int8_outputs(folder, tflite, held_px)
-    codes = requantize_int8(np.concatenate([t.transpose(0, 3, 1, 2) for t in train]), qp)
     plain = [base.encode_int8(t, layout="NHWC") for t in held]
     reference = [base.decode_float(p) for p in plain]
     rows = [_row(f"{qp.bits}-bit + zstd (as exported)", plain)]
@@ -79,7 +130,7 @@ def measure(folder: Path, tflite: Path, train_px: np.ndarray, held_px: np.ndarra
         "split": split["after"],
         "channels": split["channels"],
         "stride": split["stride"],
-        "n_train_photos_for_dictionary": len(train),
+        "n_train_photos_for_dictionary": len(codes),
         "n_heldout": len(held),
         "codecs": rows,
     }
@@ -123,7 +174,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results", type=Path, default=RESULTS)
     ap.add_argument("--note", default="Sizes do not depend on load; the machine was shared "
                     "and loaded while this ran.")  # fmt: skip
+    ap.add_argument(
+        "--export-dict",
+        type=Path,
+        default=None,
+        metavar="OUT",
+        help="instead of measuring: write a copy of the one split given whose manifests use "
+        "zstd_dict (4 KiB dictionary from the 500 training photos' int8 codes, level 3)",
+    )
     args = ap.parse_args(argv)
+    if args.export_dict is not None and len(args.splits) != 1:
+        ap.error("--export-dict takes exactly one split folder")
     for folder in args.splits:
         missing = [n for n in ("head.pt", "head.pt.json", "tail.pt") if not (folder / n).is_file()]
         if missing:
@@ -134,6 +195,12 @@ def main(argv: list[str] | None = None) -> int:
     train_px, held_px = board_pixels(train), board_pixels(held)
     calib = args.work / "calib"
     demo.prepare_calibration_folder(calib)
+    if args.export_dict is not None:
+        folder = args.splits[0]
+        codes = training_codes(folder, convert(folder, args.work, calib), train_px)
+        info = export_with_dictionary(folder, args.export_dict, codes)
+        print(f"{args.export_dict}: zstd_dict {info}")
+        return 0
     splits = []
     for folder in args.splits:
         print(f"split {folder}:", flush=True)
