@@ -208,12 +208,15 @@ def _stage_parts(
     opt: torch.optim.Optimizer,
     sched: torch.optim.lr_scheduler.LRScheduler,
     gen: torch.Generator,
+    rate: RateBottleneck | None = None,
 ) -> dict[str, tuple[Callable[[], object], Callable[[object], object]]]:
     """What a stage checkpoint holds besides the history, by key: (read state, load state).
 
     One table for saving and restoring, so the two can never disagree on what is kept.
+    ``rate``: the entropy model that trains in this stage (stage 2 with a rate weight); its
+    prior is what the exported rANS tables come from, so a resumed run must get it back.
     """
-    return {
+    parts: dict[str, tuple[Callable[[], object], Callable[[object], object]]] = {
         "reduction": (head.reduction.state_dict, head.reduction.load_state_dict),
         "tail": (tail.state_dict, tail.load_state_dict),
         "opt": (opt.state_dict, opt.load_state_dict),
@@ -221,6 +224,9 @@ def _stage_parts(
         "gen": (gen.get_state, gen.set_state),
         "torch_rng": (torch.get_rng_state, torch.set_rng_state),
     }
+    if rate is not None:
+        parts["prior"] = (rate.prior.state_dict, rate.prior.load_state_dict)
+    return parts
 
 
 def _snapshot(parts: dict, hist: StageHistory, epochs: int) -> dict:
@@ -241,6 +247,12 @@ def _restore(state: dict | None, parts: dict, hist: StageHistory, epochs: int) -
         raise ValueError(
             f"checkpoint was written for {state['epochs']} epochs, this job asks for {epochs}: "
             "delete the checkpoint folder or keep the schedule"
+        )
+    missing = sorted(set(parts) - set(state))
+    if missing:
+        raise ValueError(
+            f"checkpoint lacks {', '.join(missing)} (written by an older version that did not "
+            "save it): delete the checkpoint file to train this stage again"
         )
     for key, (_, load) in parts.items():
         load(state[key])
@@ -303,6 +315,20 @@ def stage2_parameters(
         rest = tail.parameters() if which == "all" else tail.restoration.parameters()
         return [*head.reduction.parameters(), *rest]
     return list(tail.parameters())
+
+
+def _param_groups(params: list[nn.Parameter], rate: RateBottleneck | None, lr: float) -> list[dict]:
+    """One group for the model; with a rate model its prior in a second group at 10x the
+    rate and without weight decay (as ``training.pipeline.rate_param_groups``): the density
+    has to follow the moving features, and decay would flatten it and overstate the rate."""
+    if rate is None:
+        return [{"params": params, "lr": lr}]
+    prior = {id(p) for p in rate.prior.parameters()}
+    return [
+        {"params": [p for p in params if id(p) not in prior], "lr": lr},
+        {"params": list(rate.prior.parameters()), "lr": 10 * lr, "weight_decay": 0.0,
+         "prior": True},
+    ]  # fmt: skip
 
 
 def _freeze_all_but(modules: Iterable[nn.Module], trainable: list[nn.Parameter]) -> None:
@@ -456,13 +482,19 @@ def stage2_finetune(
         _freeze_all_but((head,), params)
         encode = lambda f: compressor(jitter(head.reduction(f.float()), cfg.wire_noise))  # noqa: E731
     _freeze_all_but((tail,), params)
-    opt = torch.optim.AdamW(params, lr=cfg.stage2_lr, weight_decay=1e-4)
+    opt = torch.optim.AdamW(_param_groups(params, rate, cfg.stage2_lr), weight_decay=1e-4)
     n_steps = max(1, cfg.stage2_epochs * math.ceil(len(wire) / cfg.batch_size))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.stage2_lr, total_steps=n_steps)
+    max_lr = [cfg.stage2_lr * (10.0 if g.get("prior") else 1.0) for g in opt.param_groups]
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr, total_steps=n_steps)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     ckpt = checkpoint or StageCheckpoint(None)
-    parts = _stage_parts(head, tail, opt, sched, gen) if head is not None else {}
+    parts = _stage_parts(head, tail, opt, sched, gen, rate) if head is not None else {}
     done = _restore(ckpt.load(), parts, hist, cfg.stage2_epochs) if head is not None else 0
+    if rate is not None and done == 0 and head is not None:
+        with torch.no_grad():
+            head.reduction.eval()
+            z = torch.cat([head.reduction(wire[i : i + 64].float()) for i in range(0, 512, 64)])
+        rate.fit_prior(z, seed=cfg.seed + 2)  # price the features, not the prior's init
     for _ in progress(range(done, cfg.stage2_epochs)):
         t0 = time.perf_counter()
         tail.eval()  # frozen BN statistics and no dropout in the backbone suffix

@@ -124,6 +124,32 @@ class RateBottleneck(nn.Module):
     def pmf(self) -> np.ndarray:
         return self.prior.pmf(self.levels)
 
+    def fit_prior(
+        self, z: torch.Tensor, steps: int = 200, batch: int = 32, lr: float = 0.05, seed: int = 0
+    ) -> float:
+        """Fit the prior alone to the bottleneck outputs ``z`` (B, C, H, W); bits/frame after.
+
+        Why: the prior starts spread over the whole code range (several bits per value), and
+        inside a short fine-tune with a one-cycle schedule it learns too slowly to follow the
+        features, so the rate term would first price the prior's mismatch rather than the
+        features. Fitting it to the current codes first (a few hundred cheap steps, no
+        backbone) makes the rate term honest from the first batch. Deterministic in ``seed``
+        and independent of the global RNG, so resumable runs stay bit-exact.
+        """
+        gen = torch.Generator().manual_seed(seed)
+        y = (z.detach().float() / self.step).clamp(0, self.levels)
+        opt = torch.optim.Adam(self.prior.parameters(), lr=lr)
+        for _ in range(steps):
+            idx = torch.randint(len(y), (min(batch, len(y)),), generator=gen)
+            noise = torch.rand(y[idx].shape, generator=gen) - 0.5
+            bits = -torch.log2(self.prior.likelihood(y[idx] + noise)).sum() / len(idx)
+            opt.zero_grad(set_to_none=True)
+            bits.backward()
+            opt.step()
+        with torch.no_grad():
+            codes = torch.round(y)
+            return float(-torch.log2(self.prior.likelihood(codes)).sum() / len(y))
+
     def tables(self, train_codes: np.ndarray, dict_size: int = 4096) -> dict[str, EntropyTables]:
         """Both table kinds for the manifests: rANS from the prior, zstd dict from the codes."""
         return {
