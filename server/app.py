@@ -701,15 +701,26 @@ class TailServer:
         a session id is honoured only from the identity that opened it."""
         session = self.sessions.lookup(identity, msg.session_id)
         if session is None:
-            self._error(
+            self._refuse(
                 router,
                 identity,
+                msg,
                 protocol.ErrorCode.UNKNOWN_SESSION,
                 f"no session {msg.session_id} for this peer; send HELLO first",
-                seq=msg.seq,
-                session_id=msg.session_id,
             )
         return session
+
+    def _refuse(
+        self,
+        router: zmq.Socket,
+        identity: bytes,
+        msg: protocol.Ping | protocol.Frame,
+        code: protocol.ErrorCode,
+        message: str,
+    ) -> None:
+        """An error reply about ``msg``: it names the message's own seq and session, which is
+        how the device matches it to the frame or ping it sent."""
+        self._error(router, identity, code, message, seq=msg.seq, session_id=msg.session_id)
 
     def _on_ping(self, router: zmq.Socket, identity: bytes, ping: protocol.Ping) -> None:
         # Checked like FRAME: the load report is for devices with a session, and a PONG to any
@@ -730,24 +741,22 @@ class TailServer:
         if session is None:
             return
         if len(frame.payload) > session.max_payload:
-            self._error(
+            self._refuse(
                 router,
                 identity,
+                frame,
                 protocol.ErrorCode.PAYLOAD_TOO_LARGE,
                 f"payload of {len(frame.payload)} bytes exceeds the negotiated {session.max_payload}",
-                seq=frame.seq,
-                session_id=frame.session_id,
             )
             return
         batcher = self.batchers[session.model_id]
         if not batcher.reserve():
-            self._error(
+            self._refuse(
                 router,
                 identity,
+                frame,
                 protocol.ErrorCode.OVERLOADED,
                 f"{batcher.queue_depth} requests pending (max_queue {batcher.max_queue})",
-                seq=frame.seq,
-                session_id=frame.session_id,
             )
             return
         session.frames += 1
