@@ -36,7 +36,7 @@ import numpy as np
 from benchmarks import demo
 from benchmarks.demo_report import load_frames
 from benchmarks.harness import processes
-from benchmarks.harness.artifacts import DemoPaths, prepare_split, read_json
+from benchmarks.harness.artifacts import DemoPaths, PreparedSplit, prepare_split, read_json
 from benchmarks.harness.errors import BenchError
 from benchmarks.netns import (
     BURST_BYTES,
@@ -455,16 +455,22 @@ def plot(result: dict, path: Path) -> None:
 # --------------------------------------------------------------------------------------
 
 
-def run(args: argparse.Namespace) -> dict:
-    from hardware.sim import SimulatedLoad
-
+def _prepare(args: argparse.Namespace) -> tuple[Path, Path, DemoPaths, PreparedSplit]:
+    """What every e2e row needs first: shaped links (so a run without root fails before
+    converting anything) and the split model prepared as the demo prepares it."""
     reason = netns_available()
     if reason:
         raise NetnsUnavailable(reason)
     artifacts = Path(args.artifacts).resolve()
     work = Path(args.work).resolve()
     paths = DemoPaths(work)
-    prepared = prepare_split(artifacts, paths)
+    return artifacts, work, paths, prepare_split(artifacts, paths)
+
+
+def run(args: argparse.Namespace) -> dict:
+    from hardware.sim import SimulatedLoad
+
+    artifacts, work, paths, prepared = _prepare(args)
     tflite, labels = prepared.tflite, prepared.labels
     camera_images = labeled_images(paths.camera, labels)  # what the folder camera cycles over
     images = camera_images[: args.frames]
@@ -534,15 +540,8 @@ def run_adaptive(args: argparse.Namespace) -> dict:
     """``--only adaptive``: the same photos, head and tail as :func:`run`, every row a daemon."""
     from benchmarks import e2e_adaptive
 
-    reason = netns_available()
-    if reason:
-        raise NetnsUnavailable(reason)
-    artifacts = Path(args.artifacts).resolve()
-    work = Path(args.work).resolve()
-    paths = DemoPaths(work)
-    prepared = prepare_split(artifacts, paths)
-    tflite, labels = prepared.tflite, prepared.labels
-    return e2e_adaptive.run(args, paths, work, tflite, labels)
+    _, work, paths, prepared = _prepare(args)
+    return e2e_adaptive.run(args, paths, work, prepared.tflite, prepared.labels)
 
 
 def main(argv: list[str] | None = None) -> int:
