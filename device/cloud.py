@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from device.config import HeadSection, ServerSection
-from device.head import HeadError
+from device.head import HeadError, ManifestIdentity
 from wire.codecs import FeatureCodec
 from wire.errors import CodecError
 from wire.manifest import TAIL_FORMAT, TailManifest, load_tail_manifest
@@ -30,7 +30,7 @@ from wire.quant import QuantParams
 CODEC = "jpeg_image"
 
 
-class CloudInput:
+class CloudInput(ManifestIdentity):
     """What a cloud partition has in place of a head: its manifest and the input size."""
 
     def __init__(self, name: str, manifest_path: Path) -> None:
@@ -69,14 +69,6 @@ class CloudInput:
             ) from None
         self.input_hw = (h, w)
         self.shape_chw = (c, h, w)
-
-    @property
-    def model_id(self) -> str:
-        return self.manifest.model_id
-
-    @property
-    def labels(self) -> list[str]:
-        return list(self.manifest.labels)
 
 
 def _format_of(path: Path) -> object:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from wire.manifest import HeadManifest, load_head_manifest, sha256_file
+from wire.manifest import HeadManifest, TailManifest, load_head_manifest, sha256_file
 from wire.quant import QuantParams
 
 
@@ -37,6 +37,25 @@ def _interpreter_class() -> Any:
     return Interpreter
 
 
+class ManifestIdentity:
+    """A partition's identity as its manifest states it: the model_id that pairs it with the
+    server's entry in HELLO, and the class names its answers are scored against.
+
+    Shared by :class:`Head` and ``device.cloud.CloudInput``, whose manifests differ in kind
+    (head.json, cloud.json) but name both the same way.
+    """
+
+    manifest: HeadManifest | TailManifest
+
+    @property
+    def model_id(self) -> str:
+        return self.manifest.model_id
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.manifest.labels)
+
+
 @dataclass(frozen=True)
 class HeadOutput:
     """The int8 bottleneck of one frame plus how long the head took."""
@@ -45,7 +64,7 @@ class HeadOutput:
     head_ms: float
 
 
-class Head:
+class Head(ManifestIdentity):
     """One split point: a TFLite interpreter plus the manifest describing its tensors."""
 
     def __init__(self, name: str, model: Path, manifest: Path, num_threads: int = 1) -> None:
@@ -108,14 +127,6 @@ class Head:
             raise HeadError(
                 f"head {self.name!r} ({model}) disagrees with its manifest: " + "; ".join(problems)
             )
-
-    @property
-    def model_id(self) -> str:
-        return self.manifest.model_id
-
-    @property
-    def labels(self) -> list[str]:
-        return list(self.manifest.labels)
 
     def run(self, image: np.ndarray) -> HeadOutput:
         """``image``: uint8 (1, H, W, 3) at the head's input size."""
