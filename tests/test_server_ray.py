@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -29,18 +28,13 @@ from support.server_side import (
 )
 
 from benchmarks.harness.ray_head import RAY_ENV, RayHead  # RAY_ENV: set by conftest.py
+from benchmarks.ports import free_port
 from server.backend import TailBackend
 from server.batcher import DynamicBatcher
 from server.config import ConfigError, config_from_dict
 from wire.protocol import ErrorCode, ErrorMsg, Frame, Reply, Welcome, decode_message, encode_message
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _minimal(**tail: object) -> dict:
@@ -155,7 +149,7 @@ def test_missing_ray_extra_is_one_line(tmp_path: Path) -> None:
 
 def test_ray_unreachable_at_start_is_one_line(tmp_path: Path) -> None:
     pytest.importorskip("ray")
-    port = _free_port()  # nothing listens here
+    port = free_port()  # nothing listens here
     config = _write_server_toml(tmp_path, f"127.0.0.1:{port}")
     started = time.monotonic()
     done = _run_cli(config)

@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks.ports import free_port
+
 # Ray on one machine, loopback only, no token to distribute, no telemetry. Ray reads these when
 # it is *imported*: set late, Ray 2.60 picks the machine's own address instead of 127.0.0.1 and
 # ``ray.init`` waits for a GCS it cannot reach (tests/conftest.py applies them at start-up).
@@ -28,12 +30,6 @@ RAY_ENV = {
 }
 START_TIMEOUT_S = 120.0
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RayHead:
@@ -48,7 +44,7 @@ class RayHead:
         self, tmp: Path, port: int | None = None, cpus: int = 2, stop_grace_s: float = 5.0
     ) -> None:
         self.tmp = tmp
-        self.port = port if port is not None else _free_port()
+        self.port = port if port is not None else free_port()
         self.cpus = cpus
         self.stop_grace_s = stop_grace_s
         self.proc: subprocess.Popen | None = None
