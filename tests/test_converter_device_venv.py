@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_converter import (
+from support.converter_side import (
     ResNetHead,
     eval_pixels,
     make_head,
