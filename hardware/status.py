@@ -144,6 +144,8 @@ class PauseButton:
     pin factory's own bounce handling differs between backends and does not exist in
     MockFactory. A failing callback is logged and swallowed: it runs in gpiozero's thread,
     where an exception would silently kill event handling for the rest of the run.
+    ``clock`` (monotonic seconds) is what the debounce window is measured on; a test passes
+    a stepped clock to check the window's edge exactly instead of sleeping across it.
     """
 
     def __init__(
@@ -155,6 +157,7 @@ class PauseButton:
         pull_up: bool = True,
         debounce: float = 0.05,
         paused: bool = False,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not callable(on_toggle):
             raise TypeError("pause button: on_toggle must be callable")
@@ -162,6 +165,7 @@ class PauseButton:
             raise ValueError(f"pause button: debounce must be >= 0, got {debounce}")
         self._on_toggle = on_toggle
         self._debounce = debounce
+        self._clock = clock
         self._lock = threading.Lock()
         self._last_press = -float("inf")
         self.paused = paused
@@ -171,7 +175,7 @@ class PauseButton:
         self._button.when_pressed = self._pressed
 
     def _pressed(self) -> None:
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             if now - self._last_press < self._debounce:
                 self.bounces_ignored += 1
