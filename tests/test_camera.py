@@ -1,7 +1,9 @@
 """Camera sources: latest-frame semantics, every source that can run here, clear errors.
 
 Sources run for real (threads, Pillow/OpenCV decoding, files on disk); a lost camera is
-simulated by taking the folder or file away under a running source.
+simulated by taking the folder or file away under a running source. Tests wait for what
+they need to have happened (a newer frame captured, a reconnect attempt failed) with
+``wait_until``, not for a guessed time, so a loaded machine makes them slower, not flaky.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import ClassVar
 import numpy as np
 import pytest
 from PIL import Image
+from support.waiting import wait_until
 
 from hardware.camera import (
     STATUS_FAILED,
@@ -40,13 +43,9 @@ def _frame(n: int) -> CapturedFrame:
     return CapturedFrame(np.zeros((2, 2, 3), np.uint8), time.monotonic(), n, None)
 
 
-def _wait_for(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
+def _reconnect_failures(caplog: pytest.LogCaptureFixture) -> int:
+    """How many times a source has tried to reopen its device and failed (its log events)."""
+    return sum(getattr(r, "event", None) == "reconnect_failed" for r in list(caplog.records))
 
 
 def _solid(color: tuple[int, int, int], size: tuple[int, int] = (32, 24)) -> Image.Image:
@@ -143,8 +142,11 @@ def test_fps_zero_means_every_frame_unpaced() -> None:
         numbers = []
         for _ in range(20):
             numbers.append(cam.latest(2.0).frame_number)
-            time.sleep(0.002)
+            # The capture thread runs ahead until it holds a frame nobody took: the next
+            # one waits in the slot, the one after is blocked, none is overwritten.
+            wait_until(lambda n=numbers[-1]: cam.frames_captured >= n + 3, 5.0)
         assert numbers == list(range(20)) and cam.frames_dropped == 0
+        assert cam.frames_captured == 22
 
 
 def test_slow_consumer_sees_only_fresh_frames_and_drops_are_counted() -> None:
@@ -155,7 +157,8 @@ def test_slow_consumer_sees_only_fresh_frames_and_drops_are_counted() -> None:
             seen.append(frame)
             # The frame handed out is the newest one: captured just now, not queued earlier.
             assert time.monotonic() - frame.timestamp < 0.2
-            time.sleep(0.05)
+            # A slow consumer: two newer frames are captured before it asks again.
+            wait_until(lambda n=frame.frame_number: cam.frames_captured >= n + 3, 5.0)
         numbers = [f.frame_number for f in seen]
         assert numbers == sorted(set(numbers))
         assert cam.frames_dropped > 0
@@ -166,11 +169,12 @@ def test_slow_consumer_sees_only_fresh_frames_and_drops_are_counted() -> None:
 
 
 def test_fps_paces_the_capture_thread() -> None:
+    started = time.monotonic()
     with open_camera("synthetic", width=32, height=32, fps=40.0) as cam:
-        time.sleep(0.5)
-        captured = cam.frames_captured
-    # 0.5 s at 40 fps = 20 frames; unpaced it would be thousands.
-    assert 4 <= captured <= 24
+        wait_until(lambda: cam.frames_captured >= 10, 10.0)
+        elapsed = time.monotonic() - started
+    # 10 frames at 40 fps are 9 periods apart: at least 0.225 s; unpaced, a few ms.
+    assert elapsed >= 9 / 40
 
 
 def test_latest_before_start_and_after_stop_raises() -> None:
@@ -190,7 +194,7 @@ def test_camera_can_be_restarted_and_numbers_keep_increasing() -> None:
     assert cam.seconds_since_last_frame is None
     with cam:
         first = cam.latest(2.0).frame_number
-        time.sleep(0.05)  # a newer frame is pending when we stop
+        wait_until(lambda: cam.frames_captured >= first + 2, 5.0)  # a newer one is pending
         assert cam.seconds_since_last_frame is not None
         assert cam.seconds_since_last_frame < 1.0
     stopped_at = time.monotonic()
@@ -206,8 +210,9 @@ def test_seconds_since_last_frame_grows_when_frames_stop(tmp_path: Path) -> None
     cam = open_camera("folder", path=tmp_path, fps=50.0, loop=False)
     with cam:
         cam.latest(2.0)
-        time.sleep(0.3)  # one image, no loop: the source has gone quiet
-        assert cam.seconds_since_last_frame >= 0.25
+        # One image, no loop: the source goes quiet and the gap keeps growing.
+        wait_until(lambda: cam.seconds_since_last_frame >= 0.25, 10.0)
+        assert cam.frames_captured == 1
 
 
 @pytest.mark.parametrize(
@@ -381,7 +386,7 @@ def test_folder_lost_then_back_reconnects(tmp_path: Path) -> None:
     with cam:
         cam.latest(2.0)
         root.rename(tmp_path / "away")  # the USB stick is pulled
-        assert _wait_for(lambda: cam.status == STATUS_RECONNECTING)
+        wait_until(lambda: cam.status == STATUS_RECONNECTING, 5.0)
         error = cam.last_error or ""
         assert "No such file" in error or "does not exist" in error
         with contextlib.suppress(CameraTimeout):
@@ -389,7 +394,7 @@ def test_folder_lost_then_back_reconnects(tmp_path: Path) -> None:
         with pytest.raises(CameraTimeout):  # the consumer gets a timeout, not a crash
             cam.latest(0.2)
         (tmp_path / "away").rename(root)  # ... and plugged back in
-        assert _wait_for(lambda: cam.status == STATUS_OK)
+        wait_until(lambda: cam.status == STATUS_OK, 5.0)
         before = cam.frames_captured
         frame = cam.latest(2.0)
         assert frame.frame_number >= before - 1
@@ -406,7 +411,7 @@ def test_folder_gives_up_after_max_attempts(tmp_path: Path) -> None:
         cam.latest(2.0)
         for p in sorted(root.rglob("*.png")):
             p.unlink()
-        assert _wait_for(lambda: cam.status == STATUS_FAILED)
+        wait_until(lambda: cam.status == STATUS_FAILED, 5.0)
         with pytest.raises(CameraError, match=r"failed.*no images"):
             cam.latest(1.0)
 
@@ -564,22 +569,24 @@ def test_opencv_capture_reads_rgb_and_reconnects_when_the_stream_ends(tmp_path: 
     cam = open_camera("opencv", device=str(path), reconnect=FAST_RECONNECT)
     with cam:
         assert cam.kind == "other"
-        assert _wait_for(lambda: cam.reconnects >= 1)
+        wait_until(lambda: cam.reconnects >= 1, 5.0)
         frame = cam.latest(2.0)
         assert frame.image.shape == (48, 64, 3)
         assert any(_close_to(frame, c) for c in VIDEO_COLORS)
         assert cam.status in (STATUS_OK, STATUS_RECONNECTING)
 
 
-def test_opencv_lost_device_reports_reconnecting(tmp_path: Path) -> None:
+def test_opencv_lost_device_reports_reconnecting(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     path = tmp_path / "clip.avi"
     _write_avi(path)
     cam = open_camera("opencv", device=str(path), reconnect=FAST_RECONNECT)
     with cam:
         path.unlink()  # gone for good: reopening fails, the source keeps trying
-        assert _wait_for(lambda: cam.status == STATUS_RECONNECTING and cam.reconnects == 0)
-        time.sleep(0.2)
-        assert cam.status == STATUS_RECONNECTING
+        wait_until(lambda: cam.status == STATUS_RECONNECTING and cam.reconnects == 0, 5.0)
+        wait_until(lambda: _reconnect_failures(caplog) >= 3, 5.0)  # it keeps trying ...
+        assert cam.status == STATUS_RECONNECTING and cam.reconnects == 0  # ... in vain
         assert "cannot open" in (cam.last_error or "")
 
 
@@ -670,7 +677,9 @@ def test_picamera2_missing_camera_fails_at_startup(fake_picamera2) -> None:
 
 
 @pytest.mark.slow
-def test_consumer_survives_repeated_camera_loss(tmp_path: Path) -> None:
+def test_consumer_survives_repeated_camera_loss(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """Unplug/replug the 'camera' five times under a consumer that only ever sees frames
     or timeouts; afterwards the counters still add up and every frame was fresh."""
     root = tmp_path / "cam"
@@ -694,13 +703,16 @@ def test_consumer_survives_repeated_camera_loss(tmp_path: Path) -> None:
         consumer = threading.Thread(target=consume)
         consumer.start()
         for _ in range(5):
-            time.sleep(0.2)
+            taken = len(consumed)
+            wait_until(lambda n=taken: len(consumed) >= n + 5, 5.0)  # frames flow ...
             root.rename(tmp_path / "away")
-            assert _wait_for(lambda: cam.status == STATUS_RECONNECTING)
-            time.sleep(0.1)
+            wait_until(lambda: cam.status == STATUS_RECONNECTING, 5.0)
+            failed = _reconnect_failures(caplog)  # ... the camera is gone for a retry or two
+            wait_until(lambda n=failed: _reconnect_failures(caplog) >= n + 1, 5.0)
             (tmp_path / "away").rename(root)
-            assert _wait_for(lambda: cam.status == STATUS_OK)
-        time.sleep(0.2)
+            wait_until(lambda: cam.status == STATUS_OK, 5.0)
+        taken = len(consumed)
+        wait_until(lambda: len(consumed) >= taken + 5, 5.0)  # ... and flow again
         stop.set()
         consumer.join(5.0)
         assert errors == []
