@@ -9,7 +9,7 @@ so each split's estimate is
 
     head_ms + encode_ms + bytes * 8 / bandwidth + tail_ms * (1 + queue_depth)
 
-with head/encode ms and bytes measured on this board (EWMA), the transfer time measured from
+with head/encode ms and bytes measured on this board, the transfer time measured from
 the partition's own replies (RTT minus the server's own time; ``bytes * 8 / bandwidth``, the
 bandwidth estimated from all replies, until it has some), ``tail_ms`` the split's tail time on an idle
 server (from config, the manifest's profile, or measured while the split is active) and
@@ -17,10 +17,17 @@ server (from config, the manifest's profile, or measured while the split is acti
 split to beat the current one by ``hysteresis`` and the current one to have run for
 ``min_dwell_s`` — otherwise two near-equal splits would flap on every noisy reply.
 
+Every measured quantity (head, encode, bytes, transfer, tail, energy, latency) is the
+median of its last ``window`` samples (7), not a running mean: on a loaded machine per-frame
+times and energies are heavy-tailed, and one frame preempted for 100 ms must not move an
+estimate past the hysteresis (an EWMA did: the daemon switched and switched back a second
+later). A sustained change — a slower link — moves the median after ``window // 2 + 1``
+frames of the partition that runs.
+
 A ``local`` partition has no transfer and no tail: its latency estimate is its head time.
 Energy is measured, not modelled: the device energy of every answered frame (the INA226
 samples over capture → answer, which include the radio while a frame is on the link) goes
-into a per-partition EWMA. A partition whose manifest accuracy is below ``min_accuracy`` is
+into the partition's estimate. A partition whose manifest accuracy is below ``min_accuracy`` is
 never chosen.
 
 Estimates of partitions that are not running go stale when the link or the server's load
@@ -29,8 +36,9 @@ A probe is not free — on 3G one cloud frame costs the board as much energy as 
 ones — so the probe rate is bounded by cost, not only by time:
 
 * start-up exploration: every eligible partition gets ``min_samples`` answered frames
-  (default 3 in ``device.toml``) before the policy may switch to it, so no switch is made
-  on a prior (bytes / assumed bandwidth) that was never checked against a reply;
+  (default 3 in ``device.toml``) before the policy may switch to it — or away from it,
+  when it is the active one — so no switch is made on a prior (bytes / assumed
+  bandwidth) that was never checked against a reply;
 * after that, at most one probe per ``probe_interval_s`` (default 10 s), on the partition
   observed longest ago, and a partition ``n`` whose measured cost is ``r`` times the
   active one's only every ``(r - 1) · k / probe_budget`` answered frames (``k`` the number
@@ -49,14 +57,35 @@ the best possible), ``w`` = ``latency_weight``.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
+from statistics import median
 
-_ALPHA = 0.2  # EWMA weight of a new sample
+WINDOW = 7  # recent samples per measure; the estimate is their median
 OBJECTIVES = ("latency", "energy", "mix")
 
 
-def _ewma(old: float | None, new: float) -> float:
-    return new if old is None else (1 - _ALPHA) * old + _ALPHA * new
+class Recent:
+    """The last ``size`` samples of one measure; its value is their median.
+
+    Why a median and not an EWMA: on a loaded board one frame in ten may take ten times
+    as long (the scheduler, not the link or the model). An EWMA with weight 0.2 moves 2x
+    toward such an outlier at once — past a 15 % hysteresis — and the daemon switched
+    partition and back a second later. A median of ``size`` samples ignores up to
+    ``size // 2`` outliers and follows a sustained change after ``size // 2 + 1`` samples.
+    """
+
+    __slots__ = ("_d",)
+
+    def __init__(self, size: int = WINDOW) -> None:
+        self._d: deque[float] = deque(maxlen=size)
+
+    def add(self, x: float) -> float:
+        self._d.append(float(x))
+        return median(self._d)
+
+    def __len__(self) -> int:
+        return len(self._d)
 
 
 @dataclass
@@ -68,18 +97,27 @@ class SplitStats:
     tail_ms: float | None = None  # idle-server tail time
     tail_fixed: bool = False  # tail_ms came from config/manifest: do not overwrite
     kind: str = "split"  # split | local | cloud
-    energy_mj: float | None = None  # device energy per inference (EWMA of measured frames)
-    latency_ms: float | None = None  # measured capture -> answer (EWMA), for reports
+    energy_mj: float | None = None  # device energy per inference (median of recent frames)
+    latency_ms: float | None = None  # measured capture -> answer (median), for reports
     accuracy: float | None = None  # from the manifest; None: unknown
     observed: float = -1e18  # monotonic time of the last frame run on this partition
-    net_ms: float | None = None  # this partition's own transfer time (RTT - server time), EWMA
+    net_ms: float | None = None  # this partition's own transfer time (RTT - server time)
     samples: int = 0  # answered frames measured on this partition
     probe_frame: int = -(10**9)  # the policy's frame count when it was last probed
+    window: int = WINDOW
+    recent: dict[str, Recent] = field(default_factory=dict, repr=False)
+
+    def add(self, measure: str, value: float) -> None:
+        """One sample of ``measure``: the attribute becomes the median of its window."""
+        r = self.recent.get(measure)
+        if r is None:
+            r = self.recent[measure] = Recent(self.window)
+        setattr(self, measure, r.add(value))
 
     def observe_device(self, head_ms: float, encode_ms: float, nbytes: int) -> None:
-        self.head_ms = _ewma(self.head_ms, head_ms)
-        self.encode_ms = _ewma(self.encode_ms, encode_ms)
-        self.bytes = _ewma(self.bytes, float(nbytes))
+        self.add("head_ms", head_ms)
+        self.add("encode_ms", encode_ms)
+        self.add("bytes", float(nbytes))
 
 
 @dataclass(frozen=True)
@@ -107,6 +145,7 @@ class PartitionPolicy:
     probe_interval_s: float = 10.0  # 0: no periodic probes (start-up exploration still runs)
     probe_budget: float = 0.05  # probes add at most this fraction to the best one's cost
     min_samples: int = 0  # answered frames a partition needs before it may be chosen
+    window: int = WINDOW  # samples per measure whose median is the estimate
     kinds: dict[str, str] = field(default_factory=dict)
     accuracy: dict[str, float | None] = field(default_factory=dict)
     splits: dict[str, SplitStats] = field(default_factory=dict)
@@ -122,8 +161,12 @@ class PartitionPolicy:
             raise ValueError(f"probe_budget must be in (0, 1], got {self.probe_budget}")
         if not 0 <= self.latency_weight <= 1:
             raise ValueError(f"latency_weight must be in [0, 1], got {self.latency_weight}")
+        if self.window < 1:
+            raise ValueError(f"window must be >= 1, got {self.window}")
+        self._bandwidth = Recent(self.window)
+        self._bandwidth.add(self.bandwidth_bps)  # the configured prior: one vote among replies
         for n in self.names:
-            st = self.splits.setdefault(n, SplitStats(n))
+            st = self.splits.setdefault(n, SplitStats(n, window=self.window))
             st.kind = self.kinds.get(n, st.kind)
             st.accuracy = self.accuracy.get(n, st.accuracy)
         if self.active not in self.splits:
@@ -156,10 +199,10 @@ class PartitionPolicy:
         net_s = (rtt_ms - server_ms) / 1e3
         s = self.splits[name]
         if net_s > 1e-5 and nbytes > 0:
-            self.bandwidth_bps = _ewma(self.bandwidth_bps, nbytes * 8 / net_s)
-            s.net_ms = _ewma(s.net_ms, net_s * 1e3)
+            self.bandwidth_bps = self._bandwidth.add(nbytes * 8 / net_s)
+            s.add("net_ms", net_s * 1e3)
         if not s.tail_fixed and queue_depth == 0:
-            s.tail_ms = _ewma(s.tail_ms, compute_ms)
+            s.add("tail_ms", compute_ms)
 
     def observe_load(self, queue_depth: int) -> None:
         self.queue_depth = queue_depth
@@ -173,9 +216,9 @@ class PartitionPolicy:
         s.samples += 1
         self.frames += 1
         if energy_mj is not None:
-            s.energy_mj = _ewma(s.energy_mj, energy_mj)
+            s.add("energy_mj", energy_mj)
         if latency_ms is not None:
-            s.latency_ms = _ewma(s.latency_ms, latency_ms)
+            s.add("latency_ms", latency_ms)
 
     def probe_due(self, now: float) -> str | None:
         """The partition to run the next frame on to refresh its estimates, if a probe is due.
@@ -281,13 +324,16 @@ class PartitionPolicy:
             for n in self.names
             if all(n in d for d in need)
             and self.eligible(n)
-            and (n == self.active or self.splits[n].samples >= self.min_samples)
+            and self.splits[n].samples >= self.min_samples
         ]
         if self.active in cands:
             if len(cands) < 2:
                 return None
         elif self.eligible(self.active) or not cands:
-            return None  # no estimate for the active one yet (an ineligible one is left)
+            # The active one not measured yet (its estimate is a prior: at start-up a few
+            # slow replies of a small payload make bytes / bandwidth say a picture takes a
+            # second), or no estimate at all; an ineligible one is left for the best.
+            return None
         est_c = {n: est.get(n, 0.0) for n in cands}
         energy_c = {n: energy.get(n, 0.0) for n in cands}
         cost = {n: self.cost(n, est_c, energy_c) for n in cands}

@@ -244,11 +244,15 @@ _TRUE_3G = {  # per-frame device energy (mJ) and latency (ms), shaped like the 3
 }
 
 
-def _stream(p: PartitionPolicy, seconds: float, fps: float = 30.0, seed: int = 0) -> dict:
+def _stream(
+    p: PartitionPolicy, seconds: float, fps: float = 30.0, seed: int = 0,
+    truth: dict | None = None, noise=lambda rng: rng.uniform(0.9, 1.1),
+) -> dict:  # fmt: skip
     import random
 
+    truth = truth or _TRUE_3G
     rng = random.Random(seed)
-    for n, t in _TRUE_3G.items():  # the daemon's warm-up pass: every head once, no answer
+    for n, t in truth.items():  # the daemon's warm-up pass: every head once, no answer
         p.observe_device(n, head_ms=t["head"], encode_ms=0.5, nbytes=t["bytes"])
     spent = {"energy": 0.0, "latency": 0.0}
     frames: dict[str, int] = {}
@@ -258,9 +262,9 @@ def _stream(p: PartitionPolicy, seconds: float, fps: float = 30.0, seed: int = 0
         if (probe := p.probe_due(now)) is not None:
             p.probed(now, probe)
         part = probe or p.active
-        t = _TRUE_3G[part]
-        noise = rng.uniform(0.9, 1.1)
-        energy, latency = t["energy"] * noise, t["latency"] * noise
+        t = truth[part]
+        factor = noise(rng)
+        energy, latency = t["energy"] * factor, t["latency"] * factor
         spent["energy"] += energy
         spent["latency"] += latency
         frames[part] = frames.get(part, 0) + 1
@@ -350,3 +354,114 @@ def test_the_partition_just_left_waits_its_probe_turn():
     assert p.probe_due(now=3.0) == "local"  # not the cloud: its 120 frames are not over
     p.observe_frame("split", now=3.0, energy_mj=None, latency_ms=30.0)
     assert p.probe_due(now=3.0) == "cloud"  # due now, and observed longest ago
+
+
+# ---------------------------------------------------------------- robust estimates (flake in CI)
+# A loaded machine stretches single frames 10x (the scheduler, not the link): an EWMA with
+# weight 0.2 moved past the 15 % hysteresis on one such frame and the daemon switched, then
+# switched back a second later. Each estimate is the median of the last `window` samples.
+
+
+def _wifi_cloud_vs_heavy_split() -> PartitionPolicy:
+    """test_device_adaptive's set-up on Wi-Fi: the picture (12 ms) beats a heavy head (14.5)."""
+    p = PartitionPolicy(
+        names=["cloud", "split"], active="cloud", hysteresis=0.15, min_dwell_s=1.0,
+        objective="latency", kinds={"cloud": "cloud", "split": "split"},
+    )  # fmt: skip
+    p.set_tail_ms("cloud", 2.0)
+    p.set_tail_ms("split", 1.0)
+    for _ in range(3):
+        p.observe_device("split", head_ms=12.0, encode_ms=0.5, nbytes=600)
+        p.observe_reply("split", 600, rtt_ms=3.0, server_ms=2.0, compute_ms=1.0, queue_depth=0)
+    for _ in range(7):
+        _cloud_frame(p, encode_ms=2.0, net_ms=8.0)
+    assert p.estimate_ms("cloud") == pytest.approx(12.0)
+    assert p.estimate_ms("split") == pytest.approx(14.5)
+    assert p.decide(now=10.0) is None
+    return p
+
+
+def _cloud_frame(p: PartitionPolicy, encode_ms: float, net_ms: float) -> None:
+    p.observe_device("cloud", head_ms=0.0, encode_ms=encode_ms, nbytes=15000)
+    p.observe_reply("cloud", 15000, rtt_ms=net_ms + 2.0, server_ms=2.0, compute_ms=2.0,
+                    queue_depth=0)  # fmt: skip
+
+
+def test_one_preempted_frame_does_not_switch_partition():
+    p = _wifi_cloud_vs_heavy_split()
+    _cloud_frame(p, encode_ms=20.0, net_ms=80.0)  # one frame 10x slower on every measure
+    assert p.decide(now=10.0) is None, p.estimates()
+    assert p.estimate_ms("cloud") < 13.0
+
+
+def test_a_burst_of_slow_frames_shorter_than_half_the_window_does_not_switch():
+    p = _wifi_cloud_vs_heavy_split()
+    for i in range(p.window // 2):  # 3 preempted frames in a row, decide() after each
+        _cloud_frame(p, encode_ms=20.0, net_ms=80.0)
+        assert p.decide(now=10.0 + i) is None, (i, p.estimates())
+    for _ in range(p.window):  # the machine calms down: the estimate is back at once
+        _cloud_frame(p, encode_ms=2.0, net_ms=8.0)
+    assert p.estimate_ms("cloud") == pytest.approx(12.0)
+
+
+def test_a_sustained_link_change_switches_within_half_a_window_of_frames():
+    p = _wifi_cloud_vs_heavy_split()
+    for n in range(1, p.window + 1):  # 3G: the picture now takes ~110 ms on the air
+        _cloud_frame(p, encode_ms=2.0, net_ms=110.0)
+        if (sw := p.decide(now=10.0 + n * 0.12)) is not None:
+            break
+    assert sw is not None and sw.new == "split"
+    assert n == p.window // 2 + 1  # 4 frames of 110 ms: about half a second
+
+
+def test_one_costly_frame_of_the_active_partition_does_not_switch_the_energy_objective():
+    # 3G as measured (e2e adaptive): split 61 mJ, local 77 mJ per frame, within 26 %.
+    p = _three("energy")
+    for _ in range(7):
+        p.observe_frame("split", now=1.0, energy_mj=61.0, latency_ms=20.0)
+        p.observe_frame("local", now=1.0, energy_mj=77.0, latency_ms=27.0)
+    assert p.decide(now=5.0) is None
+    p.observe_frame("split", now=5.0, energy_mj=610.0, latency_ms=200.0)
+    assert p.decide(now=5.0) is None, p.estimates()
+
+
+def _heavy_tailed(rng) -> float:
+    """A loaded machine's per-frame factor: mostly +-20 %, one frame in ten 2-10x."""
+    return rng.uniform(2.0, 10.0) if rng.random() < 0.1 else rng.uniform(0.8, 1.2)
+
+
+_LOADED_3G = {  # e2e adaptive's fixed 3G rows: split and local within 26 % on energy
+    "split": {"energy": 61.0, "latency": 20.0, "head": 2.5, "bytes": 658, "net": 5.0},
+    "cloud": {"energy": 1070.0, "latency": 347.0, "head": 0.0, "bytes": 13691, "net": 300.0},
+    "local": {"energy": 77.0, "latency": 27.0, "head": 12.0, "bytes": 0, "net": 0.0},
+}
+
+
+def test_heavy_tailed_frames_keep_the_energy_objective_within_1_10_of_the_best():
+    # The 3G e2e row that missed (1.34x, 275 frames on local): same shape, simulated.
+    res = _stream(_daemon_policy("energy"), seconds=120, truth=_LOADED_3G, noise=_heavy_tailed)
+    mean_factor = 0.9 * 1.0 + 0.1 * 6.0  # the noise's mean: every partition pays it alike
+    assert res["energy"] / (_LOADED_3G["split"]["energy"] * mean_factor) <= 1.10, res
+    assert res["frames"].get("local", 0) < 0.1 * sum(res["frames"].values()), res
+
+
+def test_no_switch_away_from_an_active_partition_known_only_by_its_prior():
+    # Start-up on a loaded machine (the CI flake): the split's exploration replies are slow,
+    # so the shared bandwidth says the cloud's picture takes ~1 s — a prior no cloud reply
+    # has checked. The daemon must measure the active cloud before it leaves it.
+    p = PartitionPolicy(
+        names=["cloud", "split"], active="cloud", min_dwell_s=1.0, min_samples=3,
+        objective="latency", kinds={"cloud": "cloud", "split": "split"},
+    )  # fmt: skip
+    p.observe_device("cloud", head_ms=0.0, encode_ms=2.0, nbytes=15000)  # the warm-up pass
+    p.set_tail_ms("split", 1.0)
+    for i in range(3):  # exploration: three split frames, each reply 40 ms late
+        p.observe_device("split", head_ms=12.0, encode_ms=0.5, nbytes=600)
+        p.observe_reply("split", 600, rtt_ms=42.0, server_ms=2.0, compute_ms=1.0, queue_depth=0)
+        p.observe_frame("split", now=0.1 * i, energy_mj=None, latency_ms=55.0)
+    assert p.estimate_ms("cloud") > 2 * p.estimate_ms("split")  # the unchecked prior
+    assert p.decide(now=2.0) is None
+    for i in range(3):  # the cloud's own frames: 8 ms on the air
+        _cloud_frame(p, encode_ms=2.0, net_ms=8.0)
+        p.observe_frame("cloud", now=2.0 + 0.1 * i, energy_mj=None, latency_ms=14.0)
+    assert p.decide(now=3.0) is None  # measured, the picture is the faster way
