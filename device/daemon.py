@@ -20,7 +20,7 @@ import time
 from collections import deque
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 import numpy as np
@@ -297,13 +297,18 @@ class Daemon:
             rec.overhead_cpu_ms = (time.thread_time() - self._iter_cpu) * 1e3 - rec.model_cpu_ms
             self._overhead_cpu_ms.append(rec.overhead_cpu_ms)
 
-    def _process(self, frame: Any) -> FrameRecord:
+    def _begin_frame(self, frame: Any, name: str, input_hw: tuple[int, int]) -> _FrameStart:
+        """The part every partition shares: the frame's record and its preprocessed image.
+
+        Why one place: a record's clocks (capture age, preprocessing, CPU time) must be
+        taken the same way on every partition — the policy and the benchmarks compare
+        partitions by them.
+        """
         t_taken = time.monotonic()
-        split = self.active
         self._seq = self._seq % _SEQ_MAX + 1
         rec = FrameRecord(
             seq=self._seq,
-            head=split.name,
+            head=name,
             capture_ts=time.time() - (t_taken - frame.timestamp),
             capture_mono=frame.timestamp,
             frame_number=frame.frame_number,
@@ -312,8 +317,12 @@ class Daemon:
         )
         c0 = time.thread_time()
         t0 = time.monotonic()
-        image = preprocess(frame.image, size=split.head.input_hw)
-        t1 = time.monotonic()
+        image = preprocess(frame.image, size=input_hw)
+        return _FrameStart(rec, image, c0, t0, time.monotonic())
+
+    def _process(self, frame: Any) -> FrameRecord:
+        split = self.active
+        rec, image, c0, t0, t1 = self._begin_frame(frame, split.name, split.head.input_hw)
         if split.cloud:  # no head: the picture itself, as a JPEG, is the payload
             t2 = t1
             head_ms = 0.0
@@ -371,21 +380,7 @@ class Daemon:
 
     def _process_local(self, frame: Any, local: LocalModel) -> FrameRecord:
         """The whole model on the board: the answer is ready when the head returns."""
-        t_taken = time.monotonic()
-        self._seq = self._seq % _SEQ_MAX + 1
-        rec = FrameRecord(
-            seq=self._seq,
-            head=local.name,
-            capture_ts=time.time() - (t_taken - frame.timestamp),
-            capture_mono=frame.timestamp,
-            frame_number=frame.frame_number,
-            label=frame.label,
-            capture_ms=(t_taken - frame.timestamp) * 1e3,
-        )
-        c0 = time.thread_time()
-        t0 = time.monotonic()
-        image = preprocess(frame.image, size=local.head.input_hw)
-        t1 = time.monotonic()
+        rec, image, c0, t0, t1 = self._begin_frame(frame, local.name, local.head.input_hw)
         with self.power.busy():
             ans = local.classify(image)
         t2 = time.monotonic()
@@ -742,6 +737,16 @@ class Daemon:
             "metrics_lines": self.metrics.lines,
             **asdict(self.counters),
         }
+
+
+class _FrameStart(NamedTuple):
+    """What :meth:`Daemon._begin_frame` hands the partition's own processing."""
+
+    rec: FrameRecord
+    image: np.ndarray
+    cpu0: float  # thread CPU time before preprocessing
+    t0: float  # monotonic time before preprocessing
+    t1: float  # ... and after it
 
 
 class _Timers:
