@@ -522,7 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=300.0)
     p.add_argument("--only", choices=("all", "adaptive"), default="all",
                    help="adaptive: only the daemon's partition choice vs each fixed partition "
-                   "(benchmarks.e2e_adaptive), written to e2e.adaptive.json/.md")  # fmt: skip
+                   "(benchmarks.e2e_adaptive), written to e2e.adaptive.json/.md/.png")  # fmt: skip
     p.add_argument("--adaptive-frames", type=int, default=200, help="frames per adaptive-mode run")
     p.add_argument(
         "--adaptive-fixed-frames",
@@ -583,6 +583,7 @@ def _write_adaptive(result: dict, out: Path) -> int:
     tmp = out / "e2e.adaptive.md.tmp"
     e2e_adaptive.write_markdown(result, tmp)
     os.replace(tmp, out / "e2e.adaptive.md")
+    e2e_adaptive.plot(result, out / "e2e.adaptive.png")
     print((out / "e2e.adaptive.md").read_text())
     return 0
 
