@@ -10,12 +10,14 @@ is counted lost because it was in flight at the kill (at most ``window`` of them
 from __future__ import annotations
 
 import json
+import math
 import signal
 import time
 from pathlib import Path
 
 import pytest
 from support.device_side import Proc, cached_head, start_daemon, start_server, write_config
+from support.waiting import wait_until
 
 pytest.importorskip("torch")
 from support.server_side import tail_for_head
@@ -52,6 +54,11 @@ def _rows(path: Path) -> list[dict]:
     return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
 
 
+def _answered(path: Path, captured_after: float = -math.inf) -> int:
+    """Frames captured after ``captured_after`` and answered by a server."""
+    return sum(r["status"] == "ok" and r["capture_mono"] > captured_after for r in _rows(path))
+
+
 def _opens(d: Proc) -> list[dict]:
     return [e for e in d.events("err") if e.get("event") == "session_open"]
 
@@ -69,26 +76,19 @@ def test_first_front_end_killed_mid_stream_device_moves_to_the_second(split, tmp
     try:
         assert d.wait_for(lambda e: e.get("event") == "session_open", 30, "err"), d.err[-10:]
         assert _opens(d)[0]["endpoint"] == endpoint[0]  # in order: the first one first
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and sum(r["status"] == "ok" for r in _rows(metrics)) < 20:
-            time.sleep(0.05)
+        wait_until(lambda: _answered(metrics) >= 20, 10, what="20 answers from the first")
         first.kill()  # SIGKILL mid-stream
         t_kill = time.monotonic()
-        moved = None
-        while time.monotonic() - t_kill < 10 and moved is None:
-            moved = next((e for e in _opens(d) if e["endpoint"] == endpoint[1]), None)
-            if moved is None:
-                time.sleep(0.01)
+        moved = wait_until(
+            lambda: next((e for e in _opens(d) if e["endpoint"] == endpoint[1]), None),
+            10,
+            what="a session on the second front end",
+        )
         t_moved = time.monotonic()
-        assert moved is not None, d.err[-10:]
         assert t_moved - t_kill < FAILOVER_S, f"failover took {t_moved - t_kill:.2f} s"
+        assert moved["endpoint"] == endpoint[1]
         # Frames captured after the failover are answered by the second front end.
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            after = [r for r in _rows(metrics) if r["capture_mono"] > t_moved]
-            if sum(r["status"] == "ok" for r in after) >= 20:
-                break
-            time.sleep(0.05)
+        wait_until(lambda: _answered(metrics, t_moved) >= 20, 10, what="20 answers after it")
         assert d.stop(signal.SIGTERM) == 0  # drains what is in flight
     finally:
         d.kill()

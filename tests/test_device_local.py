@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from support.device_side import cached_head, start_daemon, start_server, write_config
+from support.waiting import wait_until
 
 from device.config import ConfigError, HeadSection, parse_config
 from device.head import HeadError
@@ -107,15 +108,22 @@ def _rows(path: Path) -> list[dict]:
     return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
 
 
-def _wait_rows(path: Path, pred, timeout: float) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists():
-            rows = [r for r in _rows(path) if pred(r)]
-            if rows:
-                return rows
-        time.sleep(0.05)
-    return []
+def _wait_rows(path: Path, pred, timeout: float, n: int = 1) -> list[dict]:
+    """The metrics rows matching ``pred``, once there are at least ``n`` of them."""
+
+    def matching() -> list[dict]:
+        rows = [r for r in _rows(path) if pred(r)] if path.exists() else []
+        return rows if len(rows) >= n else []
+
+    return wait_until(matching, timeout, what=f"{n} matching row(s) in {path.name}")
+
+
+def _summary(event: dict) -> bool:
+    return event.get("event") == "summary"
+
+
+def _split_ok(row: dict) -> bool:
+    return row["head"] == "split" and row["status"] == "ok"
 
 
 @pytest.mark.slow
@@ -134,31 +142,28 @@ def test_server_killed_local_answers_every_frame_then_back_to_split(
         tmp_path / "d.toml", split_head[0], port,
         f"window = {WINDOW}\n[camera.params]\nwidth = 64\nheight = 48\nfps = 50.0\n"
         f'[metrics]\npath = "{metrics}"\n[policy]\nswitching = false\n'
-        f"local_fallback = {str(fallback).lower()}\n",
+        f"local_fallback = {str(fallback).lower()}\n"
+        "[logging]\nsummary_interval_s = 0.1\n",  # counters to wait on
         camera='[camera]\nsource = "synthetic"\n',
         heads=heads,
     )  # fmt: skip
     d = start_daemon(cfg, "--summary", str(tmp_path / "s.json"))
     try:
         assert d.wait_for(lambda e: e.get("event") == "ready", 30, "err"), d.err[-10:]
-        assert _wait_rows(metrics, lambda r: r["head"] == "split" and r["status"] == "ok", 10)
-        time.sleep(0.5)
+        _wait_rows(metrics, _split_ok, 10, n=20)
         server.kill()  # SIGKILL: no goodbye, the daemon finds out from missing pongs
         t_kill = time.monotonic()
-        time.sleep(3.0)
+        # The outage lasts until the daemon has visibly lived through it (its summary
+        # counters): frames answered on the board, or dropped without the fallback.
+        if fallback:
+            outage = d.wait_for(lambda e: _summary(e) and e["answered_local"] > 40, 30, "err")
+        else:
+            outage = d.wait_for(lambda e: _summary(e) and e["dropped_outage"] > 30, 30, "err")
+        assert outage is not None, d.err[-10:]
         server = start_server(tmp_path, port, tail_dir)
         t_up = time.monotonic()
-        # Back on the split: a frame captured after the restart answered by the server.
-        deadline = time.monotonic() + 10
-        back = []
-        while time.monotonic() < deadline and not back:
-            back = [
-                r for r in _rows(metrics)
-                if r["head"] == "split" and r["status"] == "ok" and r["capture_mono"] > t_up
-            ]  # fmt: skip
-            time.sleep(0.05)
-        assert back, d.err[-10:]
-        time.sleep(0.5)
+        # Back on the split: frames captured after the restart answered by the server.
+        _wait_rows(metrics, lambda r: _split_ok(r) and r["capture_mono"] > t_up, 10, n=10)
         assert d.stop(signal.SIGTERM) == 0
     finally:
         d.kill()

@@ -347,7 +347,11 @@ def cached_head(base: Path, name: str = "head", **kw) -> tuple[Path, Path]:
 
 
 class Proc:
-    """A child process whose stdout/stderr lines are collected by reader threads."""
+    """A child process whose stdout/stderr lines are collected by reader threads.
+
+    Each new line (and EOF) wakes :meth:`wait_for`, so a test waiting for an event sees it
+    the moment it is printed, without polling on a fixed interval.
+    """
 
     def __init__(self, argv: list[str], env: dict[str, str] | None = None) -> None:
         import threading
@@ -363,6 +367,8 @@ class Proc:
         )
         self.out: list[str] = []
         self.err: list[str] = []
+        self._news = threading.Condition()
+        self._eofs = 0
         self._readers = [
             threading.Thread(target=self._pump, args=(stream, sink), daemon=True)
             for stream, sink in ((self.p.stdout, self.out), (self.p.stderr, self.err))
@@ -377,14 +383,27 @@ class Proc:
             reader.join(timeout)
             assert not reader.is_alive(), f"{self.argv[:3]}: output still open after {timeout} s"
 
-    @staticmethod
-    def _pump(stream, sink) -> None:
+    def _pump(self, stream, sink) -> None:
         for line in stream:
-            sink.append(line.rstrip("\n"))
+            with self._news:
+                sink.append(line.rstrip("\n"))
+                self._news.notify_all()
+        with self._news:  # EOF: the process has gone, a waiter must stop waiting
+            self._eofs += 1
+            self._news.notify_all()
+
+    def _progress(self) -> int:
+        """Lines read plus pipes closed: grows whenever there is something new to look at."""
+        return len(self.out) + len(self.err) + self._eofs
 
     def events(self, stream: str = "out") -> list[dict]:
+        return self._objects(list(self.out if stream == "out" else self.err))
+
+    @staticmethod
+    def _objects(lines: list[str]) -> list[dict]:
+        """The JSON objects among ``lines`` (other output is skipped)."""
         out = []
-        for line in list(self.out if stream == "out" else self.err):
+        for line in lines:
             try:
                 d = json.loads(line)
             except ValueError:
@@ -394,19 +413,27 @@ class Proc:
         return out
 
     def wait_for(self, pred, timeout: float, stream: str = "out") -> dict | None:
+        """The first event on ``stream`` matching ``pred``; None if the process exits or
+        ``timeout`` s pass without one."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for e in self.events(stream):
+        lines = self.out if stream == "out" else self.err
+        scanned = 0  # each line is parsed once, however chatty the process
+        while True:
+            with self._news:
+                seen = self._progress()
+                upto = len(lines)
+            for e in self._objects(lines[scanned:upto]):
                 if pred(e):
                     return e
+            scanned = upto
             if self.p.poll() is not None:
                 self.drained()
-                for e in self.events(stream):
-                    if pred(e):
-                        return e
+                return next((e for e in self.events(stream) if pred(e)), None)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 return None
-            time.sleep(0.02)
-        return None
+            with self._news:  # until a line arrives (or EOF, or a 0.5 s look at poll())
+                self._news.wait_for(lambda seen=seen: self._progress() > seen, min(remaining, 0.5))
 
     def stop(self, sig: int | None = None, timeout: float = 10.0) -> int:
         import signal
