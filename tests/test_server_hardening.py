@@ -32,6 +32,7 @@ from support.server_side import (
     random_payload,
     server_config,
 )
+from support.waiting import wait_until
 
 from server.app import TailServer
 from server.client import ClientTimeout, TailClient
@@ -408,23 +409,28 @@ def _start_server_process(tmp_path: Path, log_path: Path) -> tuple[subprocess.Po
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     log.close()
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+
+    def listening() -> re.Match | None:
         if proc.poll() is not None:
             raise AssertionError(f"server exited {proc.returncode}: {log_path.read_text()[-2000:]}")
-        found = re.search(r'"endpoints":\["(tcp://[^"]+)"', log_path.read_text(errors="replace"))
-        if found:
-            return proc, found.group(1)
-        time.sleep(0.2)
-    proc.kill()
-    raise AssertionError(f"server did not listen: {log_path.read_text()[-2000:]}")
+        return re.search(r'"endpoints":\["(tcp://[^"]+)"', log_path.read_text(errors="replace"))
+
+    try:
+        found = wait_until(listening, 120, interval=0.05, what="the server's listening line")
+    except AssertionError:
+        proc.kill()
+        raise
+    return proc, found.group(1)
 
 
 def _flood_then_barrier(endpoint: str, messages: list[list[bytes]]) -> int:
-    """Send everything on one DEALER, then a valid HELLO; wait for its WELCOME.
+    """Send everything on one DEALER, then a valid HELLO; wait for its WELCOME, then a PONG.
 
     One DEALER's messages are handled in order, so the WELCOME proves every hostile message
-    before it was processed (and logged). Returns the hostile bytes sent.
+    before it was processed (and logged). The server logs ``session_opened`` after sending
+    the WELCOME, synchronously in the same loop, so the PONG to a PING sent after it proves
+    that line is written too: the log is complete, with no guessed sleep. Returns the hostile
+    bytes sent.
     """
     sent = 0
     with TailClient(endpoint, timeout_s=60.0) as c:
@@ -434,21 +440,23 @@ def _flood_then_barrier(endpoint: str, messages: list[list[bytes]]) -> int:
             while c.socket.poll(0):  # keep reading so no reply is dropped at the HWM
                 c.socket.recv_multipart()
         c.send(hello_for())
-        while True:
-            if isinstance(c.receive(timeout_s=60.0), protocol.Welcome):
-                return sent
+        while not isinstance(welcome := c.receive(timeout_s=60.0), protocol.Welcome):
+            pass
+        c.send(protocol.Ping(welcome.session_id, 1, 0))
+        while not isinstance(c.receive(timeout_s=60.0), protocol.Pong):
+            pass
+        return sent
 
 
 def test_hostile_input_adds_at_most_one_log_byte_per_hundred(tmp_path: Path) -> None:
     log_path = tmp_path / "server.log"
     proc, endpoint = _start_server_process(tmp_path, log_path)
     try:
-        time.sleep(0.5)
+        _flood_then_barrier(endpoint, [])  # serving, and its own start-up lines written
         before = log_path.stat().st_size
         # The issue's evidence: 500 HELLOs with ~60 kB device names (30 MB).
         hellos = [_hello_body(device_name=f"{i:05d}" + "n" * 60_000) for i in range(500)]
         sent = _flood_then_barrier(endpoint, hellos)
-        time.sleep(0.5)
         grown = log_path.stat().st_size - before
         print(f"60 kB HELLOs: {grown} log bytes for {sent} hostile bytes ({grown / sent:.2e})")
         assert sent > 30_000_000
@@ -473,7 +481,6 @@ def test_hostile_input_adds_at_most_one_log_byte_per_hundred(tmp_path: Path) -> 
         started = time.monotonic()
         sent = _flood_then_barrier(endpoint, mixed)
         elapsed = time.monotonic() - started
-        time.sleep(0.5)
         grown = log_path.stat().st_size - before
         print(f"mixed: {grown} log bytes for {sent} hostile bytes in {elapsed:.1f} s")
         assert grown / sent <= 0.01, (
