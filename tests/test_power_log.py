@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.waiting import wait_until
 
 from hardware import powerlog
 from hardware.powerlog import (
@@ -215,13 +216,18 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     assert not (tmp_path / "x.csv").exists()  # no log file for a recorder that never started
 
 
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
 def _wait_for_samples(path: Path, n: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and path.read_text().count("\n") > n:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{path} never got {n} lines")
+    wait_until(lambda: len(_lines(path)) > n, timeout, interval=0.05, what=f"{n} lines in {path}")
+
+
+def _sleeping(pid: int) -> bool:
+    """The process is in interruptible sleep (state S in /proc/PID/stat), not running."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rindex(")") + 2] == "S"
 
 
 def test_sigkill_during_record_leaves_a_parseable_complete_log(tmp_path: Path) -> None:
@@ -247,7 +253,8 @@ def test_sigkill_during_record_leaves_a_parseable_complete_log(tmp_path: Path) -
     )
     try:
         _wait_for_samples(out, 300)
-        time.sleep(0.5)
+        # two marks (every 0.3 s) written: two segments to summarize after the kill
+        wait_until(lambda: sum(ln.startswith("# mark") for ln in _lines(out)) >= 2, 30)
         t_kill = time.monotonic()  # CLOCK_MONOTONIC is system-wide: same axis as the log
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
@@ -302,7 +309,9 @@ def test_show_follow_prints_new_lines_across_rotation(tmp_path: Path) -> None:
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline().split()[0] == "0.500000"  # the existing last line
-        time.sleep(0.5)
+        # It has read the file to the end and sleeps between polls: the rotation below
+        # happens while it is not looking, as a real one would.
+        wait_until(lambda: _sleeping(proc.pid), 10, what="the follower idle at EOF")
         w.mark("phase-2", t=0.9)
         for k in range(1, 120):  # ~5 KB: crosses the 4 KB rotation
             w.write_sample(float(k), 5.0, 0.0, 0.1, 0.5)
