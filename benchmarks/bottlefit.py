@@ -203,13 +203,13 @@ def run_imagenet(args: argparse.Namespace) -> dict:
 
     job = job_from_args(args)
     r = run_bottlefit(job)
-    m = r["metrics"]
-    teacher, feats, logits, labels = r["teacher"], r["feats"], r["logits"], r["labels"]
+    m = r.metrics
+    teacher, feats, logits, labels = r.teacher, r.feats, r.logits, r.labels
     budget = m["timing_s"]["stage1"] + m["timing_s"]["stage2"]
     size = (job.input_size, job.input_size)
     # the held-out crops, labelled photos and teacher outputs run_bottlefit scored on
-    held, (hfeats, hlogits) = r["heldout_crops"], r["heldout"]
-    eval_x, eval_y, teacher_eval = r["eval"]
+    held, (hfeats, hlogits) = r.heldout_crops, r.heldout
+    eval_x, eval_y, teacher_eval = r.eval
     ev = (hfeats, hlogits, eval_x, eval_y, teacher_eval)
     methods = {
         "naive_insertion": m["naive_insertion"],
@@ -247,7 +247,7 @@ def run_imagenet(args: argparse.Namespace) -> dict:
             scratch, job.after, job.channels, job.stride, input_size=size, model_name=job.model
         )
         comp = make_compressor(head, job.codec)
-        train = r["plain_crops"]  # the first len(train) rows of the teacher cache
+        train = r.plain_crops  # the first len(train) rows of the teacher cache
         x = torch.stack([train[i][0] for i in range(len(train))])
         n = len(x)
         runs["scratch"] = train_kd_budget(

@@ -188,12 +188,12 @@ def test_tiny_imagenet_sample_run_trains_caches_and_never_sees_heldout(tmp_path,
         ),
     )
     r = run_bottlefit(job, naive_baseline=False)
-    m = r["metrics"]
+    m = r.metrics
     train, held = imagenet_sample_photos_split(root)
-    assert {p.path for p in r["plain_crops"].photos} == {p.path for p in train}
-    assert not {p.path for p in r["plain_crops"].photos} & {p.path for p in held}
+    assert {p.path for p in r.plain_crops.photos} == {p.path for p in train}
+    assert not {p.path for p in r.plain_crops.photos} & {p.path for p in held}
     assert m["data"]["train_crops"] == 20 and m["data"]["mixed_crops"] == 10
-    assert r["feats"].dtype == torch.float16 and len(r["feats"]) == 30
+    assert r.feats.dtype == torch.float16 and len(r.feats) == 30
     b = m["bottlefit"]
     assert b["heldout_n"] == 4 and 0.0 <= b["heldout_top5"] <= 1.0
     assert b["heldout_top1"] <= b["heldout_top5"]
@@ -220,8 +220,8 @@ def test_tiny_imagenet_sample_run_trains_caches_and_never_sees_heldout(tmp_path,
     def no_teacher(*a, **k):
         raise AssertionError("the teacher ran again although its outputs are cached")
 
-    monkeypatch.setattr("training.bottlefit.cache_teacher", no_teacher)
-    again = run_bottlefit(job, naive_baseline=False)["metrics"]
+    monkeypatch.setattr("training.bottlefit.run.cache_teacher", no_teacher)
+    again = run_bottlefit(job, naive_baseline=False).metrics
     assert again["bottlefit"] == b
     assert again["history"] == m["history"]
 

@@ -82,13 +82,13 @@ def test_tiny_imagenet_bottlefit_run_mixes_photos_blends_and_dead_leaves() -> No
         fit=BottleFitConfig(stage1_epochs=2, stage2_epochs=1, stage2_train="bottleneck"),
     )
     r = run_bottlefit(job, naive_baseline=False)
-    data = r["metrics"]["data"]
+    data = r.metrics["data"]
     n_photos = data["train_photos"]
     assert (data["train_crops"], data["mixed_crops"], data["dead_leaves"]) == (
         n_photos,
         n_photos,
         3,
     )
-    assert len(r["feats"]) == 2 * n_photos + 3  # the teacher saw every input once
-    assert r["metrics"]["bytes"]["wire_mean"] > 0
-    assert 0.0 <= r["metrics"]["bottlefit"]["heldout_top1_agreement"] <= 1.0
+    assert len(r.feats) == 2 * n_photos + 3  # the teacher saw every input once
+    assert r.metrics["bytes"]["wire_mean"] > 0
+    assert 0.0 <= r.metrics["bottlefit"]["heldout_top1_agreement"] <= 1.0
