@@ -258,8 +258,10 @@ class Daemon:
         # frame, so the HELLO round trip is not counted as that partition's latency/energy.
         probe_split = self.splits.get(self._probe_next or "") if local is None else None
         back = self.active if probe_split is not None and probe_split is not self.active else None
-        if back is not None:
-            self._open_session(probe_split)
+        if back is not None and not self._open_session(probe_split, wait=True):
+            self.log.warning("probe_session_failed", partition=probe_split.name)
+            self._open_session(back)
+            return
         t_wait1 = time.monotonic()
         frame = self.camera.latest(0.2)
         if frame is None:
@@ -605,15 +607,30 @@ class Daemon:
             reason=decision.reason,
         )
 
-    def _open_session(self, split: Split) -> None:
+    def _open_session(self, split: Split, *, wait: bool = False) -> bool:
         """Move the link's session to ``split``: the old session's frames come home first.
 
         Bounded by drain_timeout_s: the loop (and so the watchdog) must not hang on it.
+        ``wait``: also wait (up to hello_timeout_s) until the server accepted the new
+        session, and say whether it did. A probe takes its frame right after the switch;
+        submitted before the HELLO's reply, the frame met no session and was dropped — on
+        3G every start-up probe of the cloud was, so exploration never ended and the
+        daemon answered 6 frames of 1000.
         """
         self.link.wait_idle(min(self.cfg.server.reply_timeout_s, self.cfg.device.drain_timeout_s))
         self._collect()
         self.active = split
+        old = self.link.session_id
         self.link.switch_session(split.hello)
+        if not wait:
+            return True
+        deadline = time.monotonic() + self.cfg.server.hello_timeout_s
+        while time.monotonic() < deadline:
+            # Until the link thread took the switch, ``ready`` is the old session's.
+            if self.link.session_id not in (0, old) and self.link.ready:
+                return True
+            time.sleep(0.002)
+        return False
 
     # ------------------------------------------------------------------ reload / shutdown
 

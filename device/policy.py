@@ -17,6 +17,13 @@ server (from config, the manifest's profile, or measured while the split is acti
 split to beat the current one by ``hysteresis`` and the current one to have run for
 ``min_dwell_s`` — otherwise two near-equal splits would flap on every noisy reply.
 
+The model leaves things out (the frame's age when taken, preprocessing, the server's
+decode and queue, a loaded board's scheduling) and they differ by partition: a picture's
+frames measured 122 ms capture -> answer where the model said 40. So each estimate adds
+the partition's own measured residual (answered frames' latency minus the model): the
+model carries what moves (transfer, server load), the residual anchors it to what was
+measured.
+
 Every measured quantity (head, encode, bytes, transfer, tail, energy, latency) is the
 median of its last ``window`` samples (7), not a running mean: on a loaded machine per-frame
 times and energies are heavy-tailed, and one frame preempted for 100 ms must not move an
@@ -98,7 +105,10 @@ class SplitStats:
     tail_fixed: bool = False  # tail_ms came from config/manifest: do not overwrite
     kind: str = "split"  # split | local | cloud
     energy_mj: float | None = None  # device energy per inference (median of recent frames)
-    latency_ms: float | None = None  # measured capture -> answer (median), for reports
+    latency_ms: float | None = None  # measured capture -> answer (median)
+    # measured capture -> answer minus the model (median): frame age, preprocessing, the
+    # server's decode and queue, a busy board's scheduling — what the model leaves out
+    residual_ms: float | None = None
     accuracy: float | None = None  # from the manifest; None: unknown
     observed: float = -1e18  # monotonic time of the last frame run on this partition
     net_ms: float | None = None  # this partition's own transfer time (RTT - server time)
@@ -219,6 +229,8 @@ class PartitionPolicy:
             s.add("energy_mj", energy_mj)
         if latency_ms is not None:
             s.add("latency_ms", latency_ms)
+            if (model := self.model_ms(name)) is not None:
+                s.add("residual_ms", latency_ms - model)
 
     def probe_due(self, now: float) -> str | None:
         """The partition to run the next frame on to refresh its estimates, if a probe is due.
@@ -229,7 +241,14 @@ class PartitionPolicy:
             return None
         others = [n for n in self.names if n != self.active and self.eligible(n)]
         # Start-up exploration: measure every partition before trusting its estimates.
-        unexplored = [n for n in others if self.splits[n].samples < self.min_samples]
+        # A probe that got no answer (dropped, lost) is not retried before some other frame
+        # was answered: a partition that cannot answer must not take every frame.
+        unexplored = [
+            n
+            for n in others
+            if self.splits[n].samples < self.min_samples
+            and self.frames > self.splits[n].probe_frame
+        ]
         if unexplored:
             return min(unexplored, key=lambda n: self.splits[n].samples)
         if self.probe_interval_s <= 0 or now - self.last_probe < self.probe_interval_s:
@@ -296,6 +315,14 @@ class PartitionPolicy:
         }
 
     def estimate_ms(self, name: str) -> float | None:
+        """``name``'s capture -> answer estimate: the model plus what it leaves out."""
+        model = self.model_ms(name)
+        if model is None:
+            return None
+        return model + (self.splits[name].residual_ms or 0.0)
+
+    def model_ms(self, name: str) -> float | None:
+        """head + encode + transfer + loaded tail, from the partition's measured parts."""
         s = self.splits[name]
         if s.head_ms is None or s.bytes is None:
             return None
