@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from support.waiting import wait_until
 
 from benchmarks import demo
 from benchmarks.harness import configs, processes
@@ -126,9 +126,7 @@ def test_stop_requires_a_clean_exit_on_sigterm(tmp_path: Path) -> None:
     )
     with processes.process_group() as procs:
         w = processes.Watched(processes.start(procs, _py(ignores), log), "daemon", log)
-        deadline = time.monotonic() + 30
-        while "up" not in log.read_text() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: "up" in log.read_text(), 30, what="its handler installed")
         with pytest.raises(BenchError, match="daemon exited with 5 after SIGTERM"):
             processes.stop(w)
 

@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import stat
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import zmq.auth
 from support.server_side import hello_for, make_tail, random_payload, server_config
+from support.waiting import wait_until
 
 from server.app import ServerStartError, TailServer
 from server.auth import AuthError, generate_keypair, load_allowlist
 from server.cli import main as cli_main
 from server.client import ClientTimeout, CurveClientKeys, TailClient
 from wire.logjson import log_to
-from wire.protocol import Reply
+from wire.protocol import Hello, Reply
 
 
 @pytest.fixture
@@ -52,13 +53,18 @@ def _curve_server(tmp_path: Path, keys: Path, server_key: str = "server.key_secr
     return TailServer(cfg)
 
 
-def _wait_for(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
+def _unanswered(client: TailClient, msg: Hello) -> None:
+    """Send ``msg`` and get nothing back within the client's timeout.
+
+    Bounded send: once the client's CURVE handshake has failed, its DEALER has no peer until
+    the next reconnect, and a plain send would block forever (ZeroMQ's mute state). A send
+    that cannot even be queued reaches the server no more than an unanswered one.
+    """
+    client.socket.sndtimeo = int(client.timeout_s * 1000)
+    with contextlib.suppress(zmq.Again):
+        client.send(msg)
+    with pytest.raises(ClientTimeout):
+        client.receive()
 
 
 def test_keys_cli_writes_a_pair_with_a_private_secret(keys: Path) -> None:
@@ -102,10 +108,8 @@ def test_unknown_key_is_rejected_and_logged(tmp_path: Path, keys: Path) -> None:
     with log_to(stream, "info"), _curve_server(tmp_path, keys) as srv:
         intruder = _curve(keys, "intruder", "strangers")
         with TailClient(srv.endpoints[0], curve=intruder, timeout_s=1.0) as c:
-            c.send(hello_for("m"))
-            with pytest.raises(ClientTimeout):
-                c.receive()
-        assert _wait_for(
+            _unanswered(c, hello_for("m"))
+        wait_until(
             lambda: (
                 srv.metrics.value("splitfit_auth_failures_total", {"reason": "unauthorized"}) >= 1
             )
@@ -122,11 +126,9 @@ def test_unknown_key_is_rejected_and_logged(tmp_path: Path, keys: Path) -> None:
 def test_plaintext_client_cannot_talk_to_a_curve_server(tmp_path: Path, keys: Path) -> None:
     with _curve_server(tmp_path, keys) as srv:
         with TailClient(srv.endpoints[0], timeout_s=1.0) as c:
-            c.send(hello_for("m"))
-            with pytest.raises(ClientTimeout):
-                c.receive()
+            _unanswered(c, hello_for("m"))
         assert srv.metrics.value("splitfit_requests_total", {"type": "hello"}) == 0
-        assert _wait_for(
+        wait_until(
             lambda: (
                 sum(
                     srv.metrics.value("splitfit_auth_failures_total", {"reason": r})
@@ -142,9 +144,7 @@ def test_client_with_the_wrong_server_key_gets_nothing(tmp_path: Path, keys: Pat
     wrong.server_public = zmq.auth.load_certificate(keys / "strangers" / "intruder.key")[0]
     with _curve_server(tmp_path, keys) as srv:
         with TailClient(srv.endpoints[0], curve=wrong, timeout_s=1.0) as c:
-            c.send(hello_for("m"))
-            with pytest.raises(ClientTimeout):
-                c.receive()
+            _unanswered(c, hello_for("m"))
         assert srv.metrics.value("splitfit_requests_total", {"type": "hello"}) == 0
 
 

@@ -71,7 +71,7 @@ def test_the_ina226_driver_measures_the_radio_through_the_power_meter():
     )
     meter.start()
     try:
-        time.sleep(0.1)
+        assert meter.wait_until(time.monotonic() + 0.02, 5.0)  # the sampler is under way
         t0 = time.monotonic()
         meter.transmit(13750)  # 110 000 bits at 1.1 Mbit/s: 100 ms
         t1 = t0 + 0.1
