@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import struct
 import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +27,7 @@ from support.server_side import (
     random_payload,
     server_config,
 )
+from support.waiting import wait_until
 
 from server.app import TailServer
 from server.client import ClientTimeout, ServerError, TailClient
@@ -374,13 +374,13 @@ def test_stop_leaves_no_threads_and_frees_the_port(tails, tmp_path: Path) -> Non
         c.hello(hello_for("model-a"))
         c.infer(random_payload(np.random.default_rng(10))[0])
     srv.stop()
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        leaked = [t for t in threading.enumerate() if t.ident not in before]
-        if not leaked:
-            break
-        time.sleep(0.05)
-    assert leaked == []
+
+    def leaked() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.ident not in before]
+
+    with contextlib.suppress(AssertionError):  # the threads left are shown just below
+        wait_until(lambda: not leaked(), 5)
+    assert leaked() == []
     assert len(os.listdir("/proc/self/fd")) <= fds_before  # sockets, pipes, HTTP all closed
     # The ports are free again: a new ROUTER can bind the same endpoint.
     ctx = zmq.Context()

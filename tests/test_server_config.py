@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from support.server_side import hello_for, make_tail, random_payload
+from support.waiting import wait_until
 
 from server.client import TailClient
 from server.config import ConfigError, config_from_dict, load_config
@@ -177,12 +178,15 @@ def test_cli_signal_finishes_in_flight_batch_and_exits_0(tmp_path: Path, signum)
             # Wait until the server has read all five (they sit in the batcher, which waits
             # up to 3 s for more), so the signal lands with a batch in flight.
             url = f"http://127.0.0.1:{listening['metrics_port']}/metrics"
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                text = urllib.request.urlopen(url, timeout=5).read().decode()
-                if 'splitfit_requests_total{type="frame"} 5.0' in text:
-                    break
-                time.sleep(0.05)
+            wait_until(
+                lambda: (
+                    'splitfit_requests_total{type="frame"} 5.0'
+                    in urllib.request.urlopen(url, timeout=5).read().decode()
+                ),
+                20,
+                interval=0.05,
+                what="the five frames read",
+            )
             proc.send_signal(signum)
             replies = [c.receive() for _ in seqs]
         assert all(isinstance(r, Reply) for r in replies)

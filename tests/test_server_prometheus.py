@@ -13,6 +13,7 @@ query groups or filters by.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.waiting import wait_until
 
 pytest.importorskip("torch")
 from prometheus_client.parser import text_string_to_metric_families
@@ -234,15 +236,15 @@ class Prometheus:
             return json.loads(resp.read())
 
     def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def ready() -> bool:
             assert self.proc.poll() is None, self.log.read_text()[-2000:]
             try:
                 urllib.request.urlopen(f"{self.base}/-/ready", timeout=2).close()
-                return
             except OSError:
-                time.sleep(0.2)
-        raise AssertionError(f"prometheus not ready after {timeout} s: {self.log.read_text()}")
+                return False
+            return True
+
+        wait_until(ready, timeout, interval=0.2, what="prometheus ready")
 
     def query(self, expr: str) -> list[dict]:
         answer = self.get("/api/v1/query", query=expr)
@@ -251,16 +253,17 @@ class Prometheus:
 
     def value_when(self, expr: str, wanted: float, timeout: float = 20) -> float:
         """Poll until ``expr`` (one series) equals ``wanted``; return the last value seen."""
-        deadline = time.monotonic() + timeout
-        seen = float("nan")
-        while time.monotonic() < deadline:
+        seen = [float("nan")]
+
+        def arrived() -> bool:
             result = self.query(expr)
             if len(result) == 1:
-                seen = float(result[0]["value"][1])
-                if seen == wanted:
-                    return seen
-            time.sleep(0.25)
-        return seen
+                seen[0] = float(result[0]["value"][1])
+            return seen[0] == wanted
+
+        with contextlib.suppress(AssertionError):  # the caller compares what was seen
+            wait_until(arrived, timeout, interval=0.25)
+        return seen[0]
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -16,12 +16,12 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
 from support.device_side import write_config
 from support.server_side import hello_for, make_tail, random_payload
+from support.waiting import wait_until
 
 from server.client import TailClient
 from wire.protocol import ErrorMsg, Reply
@@ -88,10 +88,12 @@ def test_server_stderr_is_json_lines_under_a_hostile_hello(tmp_path: Path) -> No
     pump = threading.Thread(target=lambda: lines.extend(ln.rstrip("\n") for ln in proc.stderr))
     pump.start()
     try:
-        deadline = time.monotonic() + 120
-        while not any('"listening"' in ln for ln in list(lines)):
-            assert proc.poll() is None and time.monotonic() < deadline, lines
-            time.sleep(0.05)
+
+        def listening() -> bool:
+            assert proc.poll() is None, lines
+            return any('"listening"' in ln for ln in list(lines))
+
+        wait_until(listening, 120, interval=0.05, what="the server's listening line")
         hostile = dataclasses.replace(hello_for("m"), scale=1e300)
         with TailClient(f"ipc://{ipc}", timeout_s=20) as c:
             c.send(hostile)
@@ -99,10 +101,7 @@ def test_server_stderr_is_json_lines_under_a_hostile_hello(tmp_path: Path) -> No
             c.hello(hello_for("m"))  # an honest session still works
             assert isinstance(c.infer(random_payload(np.random.default_rng(0))[0]), Reply)
         (tmp_path / "trigger").touch()
-        deadline = time.monotonic() + 20
-        while not any("uncaught_exception" in ln for ln in list(lines)):
-            assert time.monotonic() < deadline, lines
-            time.sleep(0.05)
+        wait_until(lambda: any("uncaught_exception" in ln for ln in list(lines)), 20)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
     finally:
