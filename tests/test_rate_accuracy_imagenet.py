@@ -17,6 +17,7 @@ from benchmarks.rate_accuracy_imagenet import (
     TOL,
     plot,
     summary_lines,
+    with_bounds,
     write_markdown,
 )
 
@@ -47,7 +48,7 @@ def _results(rows):
     curve = [r for r in rows if r["family"] != "rate-trained + zstd"]
     return {
         "rows": rows,
-        "verdict": verdict(curve, TOL),
+        "verdict": with_bounds(verdict(curve, TOL), curve),
         "meta": {
             "n_heldout": 200,
             "teacher_top1": 0.845,
@@ -76,13 +77,17 @@ def test_ratio_is_interpolated_baseline_bytes_over_the_points_and_missed_is_said
     assert mid["ratio"] == pytest.approx(expected / 400.0)
     above = next(p for p in pts if p["top1"] == 0.70)
     assert above["ratio"] is None  # outside the curve: no baseline reaches that top-1
+    assert above["ratio_lower_bound"] == pytest.approx(720.0 / 1400.0)  # a bound, said so
+    assert mid["ratio_lower_bound"] is None
     lines = summary_lines(res)
     assert f"{expected / 400.0:.2f}x" in lines[0] and "missed by" in lines[0]
-    assert "encode <= 0.50 ms, decode <= 0.70 ms" in lines[1] and "met" in lines[1]
+    assert "best bound >= 0.51x" in lines[1] and "a bound only" in lines[1]
+    assert "encode <= 0.50 ms, decode <= 0.70 ms" in lines[2] and "met" in lines[2]
 
     write_markdown(res, tmp_path / "r.md")
     md = (tmp_path / "r.md").read_text()
-    assert "outside the curve" in md and "Loaded shared 2-core machine" in md
+    assert "above the curve" in md and ">= 0.51x (bound)" in md
+    assert "Loaded shared 2-core machine" in md
     plot(res, tmp_path / "r.png")
     assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
     json.dumps(res)  # the JSON result stays serialisable
