@@ -39,7 +39,7 @@ import numpy as np
 from benchmarks import frontier
 from benchmarks.harness.artifacts import prepare_calibration_folder
 from benchmarks.harness.results import write_results
-from benchmarks.rate_accuracy import verdict
+from benchmarks.rate_accuracy import verdict, verdict_rows
 from wire.atomicfile import write_atomic, write_text_atomic
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -298,22 +298,7 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         "| rate-trained | codec | top-1 | bytes | baseline at that top-1 | ratio | within ±0.5 pt |",
         "|---|---|---:|---:|---:|---:|---|",
     ]
-    for p in results["verdict"]["points"]:
-        interp = p["interpolated_baseline_bytes"]
-        close = (
-            f"{p['within_tol_bits']}-bit: {p['within_tol_ratio']:.2f}x"
-            if p["within_tol_bits"]
-            else "none"
-        )
-        at = "outside the curve" if interp is None else f"{interp:.0f}"
-        ratio = "" if p["ratio"] is None else f"**{p['ratio']:.2f}x**"
-        if p.get("ratio_lower_bound") is not None:
-            at = "above the curve"
-            ratio = f">= {p['ratio_lower_bound']:.2f}x (bound)"
-        lines.append(
-            f"| {p['bits']}-bit λ={p['lambda']:g} | {p['codec']} | {100 * p['top1']:.1f} % | "
-            f"{p['bytes']:.0f} | {at} | {ratio} | {close} |"
-        )
+    lines += verdict_rows(results["verdict"]["points"], top1_digits=1, bytes_digits=0)
     lines += ["", *summary_lines(results)]
     write_text_atomic(path, "\n".join(lines) + "\n")
 
