@@ -9,6 +9,7 @@ also checks the real folder when it is present.
 from __future__ import annotations
 
 import pytest
+from support.interrupt import Killed, killed_after
 
 torch = pytest.importorskip("torch")
 
@@ -104,20 +105,6 @@ def _stage2_feats(teacher, n: int = 16):
         return teacher_prefix(teacher, "stage2")(x)
 
 
-class Killed(Exception):
-    pass
-
-
-def _killed_after(epochs: int):
-    def progress(it):
-        for k, e in enumerate(it):
-            if k == epochs:
-                raise Killed
-            yield e
-
-    return progress
-
-
 def test_early_cut_stage1_loss_falls_and_a_killed_run_resumes_exactly(tmp_path):
     from training.bottlefit import make_compressor
     from training.bottleneck import split_model
@@ -144,7 +131,7 @@ def test_early_cut_stage1_loss_falls_and_a_killed_run_resumes_exactly(tmp_path):
     ckpt = StageCheckpoint(tmp_path / "stage1.pt")
     h2, t2, c2 = fresh()
     with pytest.raises(Killed):
-        stage1_head_distillation(h2, t2, c2, feats, cfg, _killed_after(3), checkpoint=ckpt)
+        stage1_head_distillation(h2, t2, c2, feats, cfg, killed_after(3), checkpoint=ckpt)
     assert torch.load(ckpt.path, weights_only=False)["epoch"] == 3
     h3, t3, c3 = fresh()  # a new process: fresh weights, the checkpoint on disk
     resumed = stage1_head_distillation(h3, t3, c3, feats, cfg, checkpoint=ckpt)

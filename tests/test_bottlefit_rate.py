@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support.interrupt import Killed, killed_after
 
 torch = pytest.importorskip("torch")
 
@@ -30,20 +31,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-class Killed(Exception):
-    pass
-
-
-def _killed_after(epochs: int):
-    def progress(it):
-        for k, e in enumerate(it):
-            if k == epochs:
-                raise Killed
-            yield e
-
-    return progress
 
 
 def _data():
@@ -103,7 +90,7 @@ def test_killed_rate_run_resumes_with_its_entropy_model_bit_for_bit(tmp_path: Pa
 
     ckpt = StageCheckpoint(tmp_path / "stage2.pt")
     with pytest.raises(Killed):
-        _run(0.05, ckpt, _killed_after(2))
+        _run(0.05, ckpt, killed_after(2))
     saved = torch.load(ckpt.path, weights_only=False)
     assert saved["epoch"] == 2 and "prior" in saved
 
@@ -132,7 +119,7 @@ def test_rate_run_refuses_a_checkpoint_without_the_prior(tmp_path: Path) -> None
     run's file put under a rate run's name) is refused with what to do, not half-loaded."""
     ckpt = StageCheckpoint(tmp_path / "stage2.pt")
     with pytest.raises(Killed):
-        _run(0.05, ckpt, _killed_after(1))
+        _run(0.05, ckpt, killed_after(1))
     state = torch.load(ckpt.path, weights_only=False)
     del state["prior"]
     torch.save(state, ckpt.path)
