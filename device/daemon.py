@@ -254,6 +254,15 @@ class Daemon:
             return
         if local is None and self.fallback is not None and not self.link.ready:
             return  # the session went away while we waited: the next pass answers locally
+        if local is not None and self._probe_next == local.name:
+            # A local probe is measured alone: its energy window (capture -> answer) must
+            # not hold a server frame's radio time and idle wait (on 3G the local probes
+            # measured 143 mJ beside 38 mJ on local alone, and the daemon stayed on the
+            # split for 280 frames).
+            self.link.wait_idle(
+                min(self.cfg.server.reply_timeout_s, self.cfg.device.drain_timeout_s)
+            )
+            self._collect()
         # A probe on another server partition moves the session first and then takes the
         # frame, so the HELLO round trip is not counted as that partition's latency/energy.
         probe_split = self.splits.get(self._probe_next or "") if local is None else None

@@ -144,6 +144,10 @@ def test_mix_weighs_normalised_latency_and_energy():
     # split: .5*5.5/5.5 + .5*30/13 = 1.654; local: .5*9/5.5 + .5*1 = 1.318 -> local
     assert p.cost("split", est, en) == pytest.approx(0.5 + 0.5 * 30 / 13)
     assert p.cost("local", est, en) == pytest.approx(0.5 * 9 / 5.5 + 0.5)
+    # 20 % better; local is known from probe frames only, so it needs twice the hysteresis
+    p.hysteresis = 0.15
+    assert p.decide(now=5.0) is None
+    p.hysteresis = 0.08
     assert p.decide(now=5.0).new == "local"
     q = _three("mix", latency_weight=0.9)  # latency dominates: split stays
     for n, e in (("split", 30.0), ("local", 13.0), ("cloud", 40.0)):
@@ -508,3 +512,19 @@ def test_estimates_carry_each_partitions_measured_residual_over_the_model():
     assert p.decide(now=5.0) is None
     p.observe_load(queue_depth=4)  # the server queues: the split's tail x5, its residual kept
     assert p.estimate_ms("split") == pytest.approx(44.0 + 4 * 11.0)
+
+
+def test_a_partition_known_only_from_probes_must_win_by_twice_the_hysteresis():
+    p = _wifi_cloud_vs_heavy_split()  # cloud active, 12 ms; the split's frames were probes
+    for i in range(3):
+        p.observe_frame("split", now=1.0 + i, energy_mj=None, latency_ms=14.5)
+        p.observe_frame("cloud", now=1.0 + i, energy_mj=None, latency_ms=12.0)
+    p.set_tail_ms("cloud", 7.5)  # the picture now 17.5 ms: the split 17 % better, < 30 %
+    assert p.decide(now=10.0) is None
+    p.set_tail_ms("cloud", 9.0)  # 19 ms: 24 % better, still < 30 %
+    assert p.decide(now=10.0) is None
+    p.set_tail_ms("cloud", 20.0)  # 30 ms: 52 % better
+    assert p.decide(now=10.0).new == "split"
+    p.switched("split", now=10.0)
+    p.observe_frame("split", now=10.5, energy_mj=None, latency_ms=14.5)  # it ran: measured
+    assert p.margin("split") == p.hysteresis and p.margin("cloud") == p.hysteresis
