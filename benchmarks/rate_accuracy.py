@@ -236,7 +236,12 @@ def verdict(rows: list[dict[str, Any]], tol: float = 0.005) -> dict[str, Any]:
     return {"points": out}
 
 
-def verdict_rows(points: list[dict[str, Any]], top1_digits: int, bytes_digits: int) -> list[str]:
+def verdict_rows(
+    points: list[dict[str, Any]],
+    top1_digits: int,
+    bytes_digits: int,
+    label: Callable[[dict[str, Any]], str] = lambda p: f"{p['bits']}-bit λ={p['lambda']:g}",
+) -> list[str]:
     """The verdict table's rows, one per rate-trained point (shared with the ImageNet report).
 
     A point with ``ratio_lower_bound`` (above the baseline curve) shows that bound, marked as
@@ -255,7 +260,7 @@ def verdict_rows(points: list[dict[str, Any]], top1_digits: int, bytes_digits: i
         if p.get("ratio_lower_bound") is not None:
             at, ratio = "above the curve", f">= {p['ratio_lower_bound']:.2f}x (bound)"
         out.append(
-            f"| {p['bits']}-bit λ={p['lambda']:g} | {p['codec']} | "
+            f"| {label(p)} | {p['codec']} | "
             f"{100 * p['top1']:.{top1_digits}f} % | {p['bytes']:.{bytes_digits}f} | {at} | "
             f"{ratio} | {close} |"
         )
