@@ -13,11 +13,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
 import pytest
+from support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -100,16 +100,19 @@ def test_ctrl_c_stops_every_process_the_demo_started(small_split: Path, tmp_path
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )  # fmt: skip
     me = psutil.Process(proc.pid)
-    deadline = time.monotonic() + 600
     children: list[psutil.Process] = []
-    while time.monotonic() < deadline and proc.poll() is None:
+
+    def daemon_streaming() -> bool:
+        if proc.poll() is not None:
+            return True  # the demo gave up: reported below, with its stderr
         with contextlib.suppress(psutil.Error):  # a short-lived child may exit mid-listing
-            children = [
+            children[:] = [
                 c for c in me.children(recursive=True) if "device.cli" in " ".join(c.cmdline())
             ]
-        if children and (out / "metrics" / "frames.jsonl").is_file():
-            break
-        time.sleep(0.5)
+        return bool(children) and (out / "metrics" / "frames.jsonl").is_file()
+
+    with contextlib.suppress(AssertionError):  # likewise a timeout
+        wait_until(daemon_streaming, 600, interval=0.5)
     assert children, "the device daemon never started: " + err_log.read_text()[-2000:]
     started = me.children(recursive=True)
     proc.send_signal(signal.SIGINT)

@@ -7,6 +7,7 @@ last test kills and restarts that head, so it runs last.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -26,6 +27,7 @@ from support.server_side import (
     random_payload,
     server_config,
 )
+from support.waiting import wait_until
 
 from benchmarks.harness.ray_head import RAY_ENV, RayHead  # RAY_ENV: set by conftest.py
 from benchmarks.ports import free_port
@@ -307,7 +309,11 @@ def test_ray_lost_while_running_answers_overloaded_then_recovers(
         assert isinstance(device.answers[1], Reply)
 
         ray_head.stop()
-        time.sleep(cfg.tail.reconnect_s * 3 + 0.5)  # the supervisor declares the loss
+        wait_until(
+            lambda: not srv._ray.available,  # its supervisor has declared the loss
+            cfg.tail.reconnect_s * 3 + 30,
+            what="the Ray cluster declared lost",
+        )
         started = time.monotonic()
         for seq in range(2, 7):
             device.send(seq, payload)
@@ -319,14 +325,13 @@ def test_ray_lost_while_running_answers_overloaded_then_recovers(
         assert time.monotonic() - started < cfg.tail.request_timeout_s + 1
 
         ray_head.start()
-        deadline = time.monotonic() + 120
-        seq = 100
-        while time.monotonic() < deadline:
-            seq += 1
+        seqs = itertools.count(101)
+
+        def answered() -> bool:
+            seq = next(seqs)
             device.send(seq, payload)
             device.collect({seq}, 5)
-            if isinstance(device.answers.get(seq), Reply):
-                break
-            time.sleep(0.5)
-        assert isinstance(device.answers.get(seq), Reply), "no recovery after the head returned"
+            return isinstance(device.answers.get(seq), Reply)
+
+        wait_until(answered, 120, interval=0.5, what="a REPLY after the head returned")
         device.sock.close()
