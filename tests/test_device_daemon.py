@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from support.device_side import start_daemon, start_peer, write_config
+from support.device_side import metrics_rows, start_daemon, start_peer, write_config
 
 
 def _metrics(path: Path) -> list[dict]:
@@ -67,7 +67,7 @@ def test_server_restart_reconnects_and_continues(head, tmp_path, free_port, wait
     d = start_daemon(cfg, "--summary", str(tmp_path / "sum.json"))
 
     def rows() -> list[dict]:
-        return _metrics(metrics) if metrics.exists() else []
+        return metrics_rows(metrics)
 
     try:
         assert d.wait_for(lambda e: e.get("event") == "ready", 30, "err"), d.err[-10:]

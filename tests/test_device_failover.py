@@ -16,7 +16,14 @@ import time
 from pathlib import Path
 
 import pytest
-from support.device_side import Proc, cached_head, start_daemon, start_server, write_config
+from support.device_side import (
+    Proc,
+    cached_head,
+    metrics_rows,
+    start_daemon,
+    start_server,
+    write_config,
+)
 from support.waiting import wait_until
 
 pytest.importorskip("torch")
@@ -48,15 +55,11 @@ def _device_config(path: Path, tfl: Path, ports: list[int], metrics: Path) -> Pa
     return cfg
 
 
-def _rows(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
-
-
 def _answered(path: Path, captured_after: float = -math.inf) -> int:
     """Frames captured after ``captured_after`` and answered by a server."""
-    return sum(r["status"] == "ok" and r["capture_mono"] > captured_after for r in _rows(path))
+    return sum(
+        r["status"] == "ok" and r["capture_mono"] > captured_after for r in metrics_rows(path)
+    )
 
 
 def _opens(d: Proc) -> list[dict]:
@@ -95,7 +98,7 @@ def test_first_front_end_killed_mid_stream_device_moves_to_the_second(split, tmp
         first.kill()
         second.stop()
     s = json.loads((tmp_path / "s.json").read_text())
-    rows = _rows(metrics)
+    rows = metrics_rows(metrics)
     # Every frame the daemon took has exactly one outcome row.
     assert sorted(r["seq"] for r in rows) == list(range(1, s["frames_submitted"] + 1))
     by_status: dict[str, list[dict]] = {}

@@ -15,7 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support.device_side import cached_head, start_daemon, start_server, write_config
+from support.device_side import (
+    cached_head,
+    metrics_rows,
+    start_daemon,
+    start_server,
+    write_config,
+)
 from support.waiting import wait_until
 
 from device.config import ConfigError, HeadSection, parse_config
@@ -104,15 +110,11 @@ def tail_dir(split_head, tmp_path_factory) -> Path:
     return tail_for_head(split_head[1], tmp_path_factory.getbasetemp() / "tail-local")
 
 
-def _rows(path: Path) -> list[dict]:
-    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
-
-
 def _wait_rows(path: Path, pred, timeout: float, n: int = 1) -> list[dict]:
     """The metrics rows matching ``pred``, once there are at least ``n`` of them."""
 
     def matching() -> list[dict]:
-        rows = [r for r in _rows(path) if pred(r)] if path.exists() else []
+        rows = [r for r in metrics_rows(path) if pred(r)]
         return rows if len(rows) >= n else []
 
     return wait_until(matching, timeout, what=f"{n} matching row(s) in {path.name}")
@@ -168,7 +170,7 @@ def test_server_killed_local_answers_every_frame_then_back_to_split(
     finally:
         d.kill()
         server.stop()
-    rows = _rows(metrics)
+    rows = metrics_rows(metrics)
     s = json.loads((tmp_path / "s.json").read_text())
     assert sorted(r["seq"] for r in rows) == list(range(1, s["frames_submitted"] + 1))
     unanswered = [r for r in rows if r["status"] != "ok"]

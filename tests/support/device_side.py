@@ -337,6 +337,18 @@ if __name__ == "__main__":
 # ---------------------------------------------------------------------- process helpers
 
 
+def metrics_rows(path: Path) -> list[dict]:
+    """The daemon's metrics rows written so far (none before the file exists).
+
+    Only complete lines: while the daemon runs, its writer flushes in blocks, so the last
+    line may be half-written, and a test polling the file must not trip over it.
+    """
+    if not path.exists():
+        return []
+    text = path.read_text()
+    return [json.loads(ln) for ln in text[: text.rfind("\n") + 1].splitlines() if ln.strip()]
+
+
 def cached_head(base: Path, name: str = "head", **kw) -> tuple[Path, Path]:
     """One build per pytest session per (name, params): TF startup costs ~8 s."""
     key = "-".join([name, *(f"{k}{v}" for k, v in sorted(kw.items()))])
