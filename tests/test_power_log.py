@@ -217,7 +217,9 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
 
 
 def _lines(path: Path) -> list[str]:
-    return path.read_text().splitlines() if path.exists() else []
+    """The complete lines written so far (a running recorder's last one may be partial)."""
+    text = path.read_text() if path.exists() else ""
+    return text[: text.rfind("\n") + 1].splitlines()
 
 
 def _wait_for_samples(path: Path, n: int, timeout: float = 30.0) -> None:
