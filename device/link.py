@@ -414,12 +414,16 @@ class Link(threading.Thread):
 
     def _new_session(self, *, initial: bool, reason: str = "start") -> None:
         """Fresh socket, next endpoint, HELLO queued; everything in flight is lost."""
+        # One instant for the whole reset, read before anything is counted: the next HELLO
+        # is due hello_timeout + backoff after this retry, however long the socket set-up
+        # takes, and a stepped test clock cannot move between the count and the deadline.
+        now = self._clock()
         was_ready = self.state is LinkState.READY
         if self._pending_hello is not None:
             self._hello = self._pending_hello
             self._pending_hello = None
         if was_ready:
-            self.last_lost_mono = self._clock()
+            self.last_lost_mono = now
         if not initial:
             self.counters.reconnects += reason != "switch"
             self.log.info(
@@ -453,8 +457,8 @@ class Link(threading.Thread):
         with contextlib.suppress(zmq.Again):
             self._sock.send_multipart(protocol.encode_message(self._hello), zmq.NOBLOCK)
         backoff = self._backoff.delay(self._attempt)
-        self._hello_deadline = self._clock() + self.cfg.hello_timeout_s + backoff
-        self._last_heard = self._clock()
+        self._hello_deadline = now + self.cfg.hello_timeout_s + backoff
+        self._last_heard = now
 
     def _close_socket(self) -> None:
         if self._sock is not None:
