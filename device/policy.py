@@ -233,7 +233,11 @@ class PartitionPolicy:
         if latency_ms is not None:
             s.add("latency_ms", latency_ms)
             if (model := self.model_ms(name)) is not None:
-                s.add("residual_ms", latency_ms - model)
+                # Never below 0: a frame's own parts fit in its latency; a negative one is
+                # the model's medians still holding start-up samples (the cloud's first
+                # server runs are slow), and it would outlive them in the window — the
+                # picture was then estimated at 4 ms against a measured 80.
+                s.add("residual_ms", max(0.0, latency_ms - model))
 
     def probe_due(self, now: float) -> str | None:
         """The partition to run the next frame on to refresh its estimates, if a probe is due.

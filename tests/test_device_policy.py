@@ -528,3 +528,21 @@ def test_a_partition_known_only_from_probes_must_win_by_twice_the_hysteresis():
     p.switched("split", now=10.0)
     p.observe_frame("split", now=10.5, energy_mj=None, latency_ms=14.5)  # it ran: measured
     assert p.margin("split") == p.hysteresis and p.margin("cloud") == p.hysteresis
+
+
+def test_a_slow_start_up_does_not_leave_a_negative_residual_behind():
+    # The cloud model's first server runs are slow: its tail median is high while its first
+    # frames are answered, their latency minus that model is negative, and once the tail
+    # settles the estimate must not fall below the model (e2e: 4 ms against 80 measured).
+    q = PartitionPolicy(names=["cloud", "split"], active="cloud", objective="latency",
+                        kinds={"cloud": "cloud", "split": "split"})  # fmt: skip
+    q.observe_device("cloud", head_ms=0.0, encode_ms=2.0, nbytes=15000)
+    for compute in (300.0, 250.0, 200.0):  # slow first runs, each frame's latency 40 ms less
+        q.observe_reply("cloud", 15000, rtt_ms=10.0 + compute, server_ms=compute,
+                        compute_ms=compute, queue_depth=0)  # fmt: skip
+        q.observe_frame("cloud", now=0.0, energy_mj=None, latency_ms=q.model_ms("cloud") - 40)
+    for _ in range(7):  # settled: 10 ms on the air, 2 ms of compute, 14 ms measured
+        q.observe_reply("cloud", 15000, rtt_ms=12.0, server_ms=2.0, compute_ms=2.0,
+                        queue_depth=0)  # fmt: skip
+    assert q.model_ms("cloud") == pytest.approx(14.0)
+    assert q.estimate_ms("cloud") >= q.model_ms("cloud")
