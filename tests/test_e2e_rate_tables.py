@@ -55,26 +55,12 @@ def _photos(folder: Path, n: int, seed: int) -> list[Path]:
 @pytest.fixture(scope="module")
 def rate_split(tmp_path_factory) -> Path:
     """A tiny rate-trained split (synthetic shapes, 32x32, rans codec) and its int8 head."""
-    from training.compressor import CodecConfig
-    from training.pipeline import TrainJob, run_train
+    from support.rate_jobs import tiny_rate_job
+
+    from training.pipeline import run_train
 
     base = tmp_path_factory.mktemp("rate-e2e")
-    job = TrainJob(
-        data="synthetic",
-        model="resnet_small",
-        after="rb1",
-        channels=2,
-        stride=2,
-        codec=CodecConfig("rans", 4, {"lanes": 4}),
-        epochs=1,
-        batch_size=32,
-        limit_train=96,
-        limit_val=32,
-        threads=1,
-        progress=False,
-        device="cpu",
-        rate_weight=0.01,
-    )
+    job = tiny_rate_job(bits=4, lanes=4, limit_train=96)
     before = torch.get_num_threads()
     try:
         run_train(job, base / "export")

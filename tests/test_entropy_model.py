@@ -12,10 +12,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from support.rate_jobs import tiny_rate_job
 
 from training.compressor import CodecConfig, quant_params_for
 from training.entropy_model import FactorizedPrior, RateBottleneck, rate_loss
-from training.pipeline import TrainJob, run_train
+from training.pipeline import run_train
 from wire.codecs import FeatureCodec
 from wire.entropy_tables import rans_tables_from_pmf
 from wire.manifest import load_head_source_manifest, load_tail_manifest
@@ -141,22 +142,7 @@ def test_rate_weight_trades_bytes_for_accuracy() -> None:
 
 
 def test_rate_trained_export_carries_the_same_tables_in_both_manifests(tmp_path) -> None:
-    job = TrainJob(
-        data="synthetic",
-        model="resnet_small",
-        after="rb1",
-        channels=2,
-        stride=2,
-        codec=CodecConfig("rans", 8, {"lanes": 8}),
-        epochs=1,
-        batch_size=32,
-        limit_train=64,
-        limit_val=32,
-        threads=1,
-        progress=False,
-        device="cpu",
-        rate_weight=0.01,
-    )
+    job = tiny_rate_job(bits=8, lanes=8, limit_train=64)
     res = run_train(job, tmp_path)
     head = load_head_source_manifest(tmp_path / "head.pt.json")
     tail = load_tail_manifest(tmp_path / "tail.json")
