@@ -54,6 +54,28 @@ ones — so the probe rate is bounded by cost, not only by time:
   to the cost of running on the best partition alone. A cheap partition (``r <= 1``) is
   probed every interval — it is the one that may win.
 
+Do not pay to explore what cannot win. Before a partition is explored (or probed while it
+has no measure of its own) the policy bounds its cost from below with what it has measured:
+
+* latency ≥ head + encode (+ ``bytes * 8 / bandwidth`` for a server partition: the least
+  time its payload needs on the link, at the bandwidth measured from all replies);
+* device energy ≥ that time × the board's lowest mean power over any answered frame
+  (energy / latency of a measured frame; ``idle_power_w`` before there is one): the
+  board draws at least that much while it computes the head or waits for the link;
+* ``mix``: the same bounds through the mix formula.
+
+A partition whose bound is worse than the best measured partition's cost by more than
+``hysteresis`` is not explored — on 3G a cloud frame costs ~100 local ones, and three
+start-up frames of it were 29 % on top of local over a 1000-frame run. Exploration takes
+the unexplored partitions in order of their bounds (the most promising first, one at a
+time), so the cheap one is measured before a costly one is judged against it, and nothing
+is explored before some partition has answered a frame (there is nothing to judge by).
+A partition that could win is explored as before; once measured, its own measures decide.
+A never-measured partition's ``cost_ratio`` (which sets its probe rate) is its bound over
+the active one's cost, and its probe budget counts from the start, so a hopeless cloud
+is probed at the budgeted rate and not every interval. The bound falls when the link gets
+faster (replies raise the measured bandwidth), and exploration resumes.
+
 With the ``latency`` objective splits are not probed after start-up: a split's latency
 model is built from measures every split shares (bandwidth, queue depth) and the board's
 own head/encode times, while the cloud model's server time is its own.
@@ -158,6 +180,8 @@ class PartitionPolicy:
     probe_budget: float = 0.05  # probes add at most this fraction to the best one's cost
     min_samples: int = 0  # answered frames a partition needs before it may be chosen
     window: int = WINDOW  # samples per measure whose median is the estimate
+    idle_power_w: float | None = None  # the board's idle power, if known: the energy bound's
+    # power floor until an answered frame has measured one
     kinds: dict[str, str] = field(default_factory=dict)
     accuracy: dict[str, float | None] = field(default_factory=dict)
     splits: dict[str, SplitStats] = field(default_factory=dict)
@@ -165,6 +189,7 @@ class PartitionPolicy:
     since: float = 0.0  # monotonic time the active split was chosen
     last_probe: float = 0.0
     frames: int = 0  # answered frames observed on any partition
+    min_power_w: float | None = None  # lowest mean power of any answered frame (mJ / ms)
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -230,6 +255,9 @@ class PartitionPolicy:
         self.frames += 1
         if energy_mj is not None:
             s.add("energy_mj", energy_mj)
+            if latency_ms is not None and latency_ms > 0 and energy_mj > 0:
+                w = energy_mj / latency_ms
+                self.min_power_w = w if self.min_power_w is None else min(self.min_power_w, w)
         if latency_ms is not None:
             s.add("latency_ms", latency_ms)
             if (model := self.model_ms(name)) is not None:
@@ -250,14 +278,16 @@ class PartitionPolicy:
         # Start-up exploration: measure every partition before trusting its estimates.
         # A probe that got no answer (dropped, lost) is not retried before some other frame
         # was answered: a partition that cannot answer must not take every frame.
+        # Most promising first, one at a time (the next waits for this one's answer), and
+        # never one whose lower bound already loses to a measured partition.
         unexplored = [
-            n
-            for n in others
-            if self.splits[n].samples < self.min_samples
-            and self.frames > self.splits[n].probe_frame
+            n for n in others if self.splits[n].samples < self.min_samples and not self.hopeless(n)
         ]
         if unexplored:
-            return min(unexplored, key=lambda n: self.splits[n].samples)
+            if not any(self.splits[n].samples > 0 for n in self.names):
+                return None  # nothing answered yet: no cost to judge a bound by
+            nxt = min(unexplored, key=lambda n: (self.time_floor_ms(n) or 0.0, n))
+            return nxt if self.frames > self.splits[nxt].probe_frame else None
         if self.probe_interval_s <= 0 or now - self.last_probe < self.probe_interval_s:
             return None
         if self.objective == "latency":
@@ -266,7 +296,12 @@ class PartitionPolicy:
             # partitions and the cloud model (a server time of its own, bytes of a picture)
             # are re-timed.
             others = [n for n in others if self.splits[n].kind != "split"]
-        due = [n for n in others if self.frames - self.splits[n].probe_frame >= self.probe_gap(n)]
+        # A never-probed partition's budget counts from the start, not from -infinity.
+        due = [
+            n
+            for n in others
+            if self.frames - max(self.splits[n].probe_frame, 0) >= self.probe_gap(n)
+        ]
         if not due:
             return None
         return min(due, key=lambda n: self.splits[n].observed)
@@ -281,17 +316,81 @@ class PartitionPolicy:
         return int((r - 1) * k / self.probe_budget + 0.999999)
 
     def cost_ratio(self, name: str) -> float:
-        """``name``'s measured cost over the active partition's (1.0 when unknown)."""
+        """``name``'s measured cost over the active partition's (1.0 when unknown).
+
+        A measure ``name`` does not have yet is replaced by its lower bound
+        (:meth:`floors`), so a never-measured, hopeless partition is probed at the
+        budgeted rate of what it costs at least.
+        """
         a, n = self.splits[self.active], self.splits[name]
+        lat_floor, energy_floor = self.floors(name)
+        n_lat = n.latency_ms if n.latency_ms is not None else lat_floor
+        n_energy = n.energy_mj if n.energy_mj is not None else energy_floor
         w = self.latency_weight if self.objective == "mix" else 1.0
         ratios = []
-        if self.objective != "energy" and a.latency_ms and n.latency_ms is not None:
-            ratios.append((w, n.latency_ms / a.latency_ms))
-        if self.objective != "latency" and a.energy_mj and n.energy_mj is not None:
-            ratios.append((1 - w if self.objective == "mix" else 1.0, n.energy_mj / a.energy_mj))
+        if self.objective != "energy" and a.latency_ms and n_lat is not None:
+            ratios.append((w, n_lat / a.latency_ms))
+        if self.objective != "latency" and a.energy_mj and n_energy is not None:
+            ratios.append((1 - w if self.objective == "mix" else 1.0, n_energy / a.energy_mj))
         if not ratios:
             return 1.0
         return sum(w * r for w, r in ratios) / max(sum(w for w, _ in ratios), 1e-9)
+
+    def time_floor_ms(self, name: str) -> float | None:
+        """The least capture -> answer time ``name`` can take: its device compute, plus
+        for a server partition its payload at the measured bandwidth (None: no head timed)."""
+        s = self.splits[name]
+        if s.head_ms is None or s.bytes is None:
+            return None
+        t = s.head_ms + (s.encode_ms or 0.0)
+        if s.kind != "local":
+            t += s.bytes * 8 / self.bandwidth_bps * 1e3
+        return t
+
+    def floors(self, name: str) -> tuple[float | None, float | None]:
+        """Lower bounds of ``name``'s latency (ms) and device energy (mJ) from measures.
+
+        Energy: the board draws at least its lowest measured mean power (or its idle
+        power) for at least :meth:`time_floor_ms` — head compute and time on the link.
+        """
+        t = self.time_floor_ms(name)
+        power = self.min_power_w if self.min_power_w is not None else self.idle_power_w
+        return t, (None if t is None or power is None else power * t)
+
+    def hopeless(self, name: str) -> bool:
+        """True when ``name``'s lower bound loses to a measured partition by more than
+        the hysteresis: exploring it would only pay for frames that cannot win."""
+        lat_floor, energy_floor = self.floors(name)
+        measured = {
+            m: (s.latency_ms, s.energy_mj)
+            for m, s in self.splits.items()
+            if m != name and s.samples > 0 and self.eligible(m)
+        }
+        if self.objective == "latency":
+            refs = [lat for lat, _ in measured.values() if lat is not None]
+            return (
+                lat_floor is not None
+                and bool(refs)
+                and lat_floor > min(refs) * (1 + self.hysteresis)
+            )
+        if self.objective == "energy":
+            refs = [e for _, e in measured.values() if e is not None]
+            return (
+                energy_floor is not None
+                and bool(refs)
+                and energy_floor > min(refs) * (1 + self.hysteresis)
+            )
+        both = [(lat, e) for lat, e in measured.values() if lat is not None and e is not None]
+        if lat_floor is None or energy_floor is None or not both:
+            return False
+        best_l = max(min(lat for lat, _ in both), 1e-9)
+        best_e = max(min(e for _, e in both), 1e-9)
+        w = self.latency_weight
+
+        def mix(lat: float, e: float) -> float:
+            return w * lat / best_l + (1 - w) * e / best_e
+
+        return mix(lat_floor, energy_floor) > min(mix(*m) for m in both) * (1 + self.hysteresis)
 
     def probed(self, now: float, name: str | None = None) -> None:
         """A probe was started at ``now`` (on ``name``): the next one waits its turn."""
