@@ -357,12 +357,20 @@ class PartitionPolicy:
         power = self.min_power_w if self.min_power_w is not None else self.idle_power_w
         return t, (None if t is None or power is None else power * t)
 
+    def _current_latency(self, name: str) -> float | None:
+        est = self.estimate_ms(name)
+        return est if est is not None else self.splits[name].latency_ms
+
     def hopeless(self, name: str) -> bool:
         """True when ``name``'s lower bound loses to a measured partition by more than
         the hysteresis: exploring it would only pay for frames that cannot win."""
         lat_floor, energy_floor = self.floors(name)
+        # A measured partition's latency is judged by its current estimate: that follows the
+        # server's reported queue at once, where the median of measured frames lags (or, on a
+        # server that reports load before it slows down, never moves) — a split that cannot
+        # win on an idle server may win when the others' tails queue.
         measured = {
-            m: (s.latency_ms, s.energy_mj)
+            m: (self._current_latency(m), s.energy_mj)
             for m, s in self.splits.items()
             if m != name and s.samples > 0 and self.eligible(m)
         }

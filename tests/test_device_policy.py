@@ -647,3 +647,18 @@ def test_an_unmeasured_hopeless_partition_is_probed_at_the_budgeted_rate_of_its_
     assert p.probe_gap("cloud") > 800  # (~21.7 - 1) * 2 / 0.05: not every interval
     p.probed(0.0)
     assert p.probe_due(now=2.0) != "cloud"
+
+
+def test_a_split_hopeless_on_an_idle_server_is_explored_when_the_server_queues():
+    """The bound is compared with the measured partitions' current estimates, which follow
+    the server's reported queue at once; their measured frames' median lags behind it (and
+    on a server that reports load before it slows down, never moves)."""
+    p = _policy(min_samples=3)
+    p.observe_device("late", head_ms=20.0, encode_ms=0.5, nbytes=500)  # ~20.5 ms at least
+    for i in range(7):  # early answers in ~9.5 ms on an idle server
+        p.observe_reply("early", 1000, rtt_ms=7.0, server_ms=6.0, compute_ms=6.0, queue_depth=0)
+        p.observe_frame("early", now=0.1 * i, energy_mj=None, latency_ms=9.5)
+    assert p.hopeless("late") and p.probe_due(now=1.0) is None
+    p.observe_load(queue_depth=10)  # early's tail queues: ~70 ms, its frames not yet slower
+    assert not p.hopeless("late")
+    assert p.probe_due(now=1.1) == "late"

@@ -67,13 +67,15 @@ def test_switches_split_when_server_load_rises_and_back_when_it_falls(heads, tmp
     d = start_daemon(cfg, "--summary", str(tmp_path / "s.json"))
     try:
         assert d.wait_for(lambda e: e.get("event") == "ready", 30, "err"), d.err[-10:]
-        # idle server: the early split (less board work) is best; start-up exploration
-        # (policy.min_samples = 3) runs frames on "late" as probes, never as a switch. 100
-        # answered frames at <= 100 fps span >= 1 s, twice min_dwell_s: time to have switched.
+        # idle server: the early split (less board work) is best. Whether "late" gets
+        # start-up probes depends on its lower bound (its measured head alone may already
+        # lose to early by more than the hysteresis: then it is not explored); either way it
+        # is never switched to. 100 answered frames at <= 100 fps span >= 1 s, twice
+        # min_dwell_s: time to have switched.
         wait_until(
-            lambda: _frames(peer, late_id) >= 3 and _frames(peer) >= 100,
+            lambda: _frames(peer) >= 100,
             30,
-            what="the exploration probes and 100 frames on an idle server",
+            what="100 frames on an idle server",
         )
         assert _switches(d) == []
         load.write_text(json.dumps({early_id: 50, late_id: 50}))
@@ -97,7 +99,7 @@ def test_switches_split_when_server_load_rises_and_back_when_it_falls(heads, tmp
     s = json.loads((tmp_path / "s.json").read_text())
     assert s["switches"] == len(_switches(d)) >= 2
     hellos = [e["model_id"] for e in peer.events() if e.get("event") == "hello"]
-    # early first; late (exploration probes, then the switch); early again at the end
+    # early first; late (its probes once the load lets it win, then the switch); early at the end
     assert hellos[0] == early_id and late_id in hellos and hellos[-1] == early_id, hellos
 
 
