@@ -43,16 +43,18 @@ def test_best_split_is_least_loss_within_bytes_and_head_budgets():
     assert frontier.within_budgets(_row("x", 600, 0.29, 1.5))
 
 
-def test_through_wire_is_the_real_codec_and_the_exported_tail(tmp_path):
-    """A tiny exported split (stage3 cut, 1-bit zstd): payload sizes are the FeatureCodec's
-    bytes and the logits are the exported tail on the decoded codes, which equal the
-    training compressor's roundtrip."""
-    from training.bottlefit import make_compressor
-    from training.bottleneck import split_model
+def _tiny_codec():
+    """The tiny split's wire codec: 1-bit zstd."""
     from training.compressor import CodecConfig
+
+    return CodecConfig("zstd", 1, {})
+
+
+def _tiny_split(folder):
+    """A tiny exported stage3 split (C'=4, s=2, 64² input, 1-bit zstd): its head and tail."""
+    from training.bottleneck import split_model
     from training.export import export_split
     from training.models import create_model
-    from wire.quant import quantize_float_to_int8
 
     try:
         teacher = create_model("efficientnet_lite0", pretrained=True).eval()
@@ -60,9 +62,21 @@ def test_through_wire_is_the_real_codec_and_the_exported_tail(tmp_path):
         pytest.skip(f"EfficientNet-Lite0 weights not installed: {exc}")
     torch.manual_seed(0)
     head, tail = split_model(teacher, "stage3", 4, 2, input_size=(64, 64))
-    codec = CodecConfig("zstd", 1, {})
-    export_split(head, tail, tmp_path, labels=[str(i) for i in range(1000)],
-                 mean=tuple(teacher.mean), std=tuple(teacher.std), codec=codec)  # fmt: skip
+    export_split(head, tail, folder, labels=[str(i) for i in range(1000)],
+                 mean=tuple(teacher.mean), std=tuple(teacher.std),
+                 codec=_tiny_codec())  # fmt: skip
+    return head, tail
+
+
+def test_through_wire_is_the_real_codec_and_the_exported_tail(tmp_path):
+    """A tiny exported split (stage3 cut, 1-bit zstd): payload sizes are the FeatureCodec's
+    bytes and the logits are the exported tail on the decoded codes, which equal the
+    training compressor's roundtrip."""
+    from training.bottlefit import make_compressor
+    from wire.quant import quantize_float_to_int8
+
+    head, tail = _tiny_split(tmp_path)
+    codec = _tiny_codec()
     fc = frontier.feature_codec(tmp_path)
     assert fc.shape_chw == tuple(head.spec.bottleneck_chw) and fc.codec == "zstd"
     x = torch.randn(3, 3, 64, 64)
@@ -85,25 +99,6 @@ def test_cli_lists_frontier_and_rejects_a_folder_without_a_split(tmp_path, capsy
     assert "not an exported split (missing head.pt" in capsys.readouterr().err
 
 
-def _tiny_split(folder):
-    """A tiny exported stage3 split (C'=4, s=2, 64² input, 1-bit zstd) and its head."""
-    from training.bottleneck import split_model
-    from training.compressor import CodecConfig
-    from training.export import export_split
-    from training.models import create_model
-
-    try:
-        teacher = create_model("efficientnet_lite0", pretrained=True).eval()
-    except (FileNotFoundError, ImportError) as exc:
-        pytest.skip(f"EfficientNet-Lite0 weights not installed: {exc}")
-    torch.manual_seed(0)
-    head, tail = split_model(teacher, "stage3", 4, 2, input_size=(64, 64))
-    export_split(head, tail, folder, labels=[str(i) for i in range(1000)],
-                 mean=tuple(teacher.mean), std=tuple(teacher.std),
-                 codec=CodecConfig("zstd", 1, {}))  # fmt: skip
-    return head
-
-
 def test_zstd_dict_export_is_a_lossless_copy_the_manifest_loaders_and_frontier_accept(tmp_path):
     import json
 
@@ -113,7 +108,7 @@ def test_zstd_dict_export_is_a_lossless_copy_the_manifest_loaders_and_frontier_a
     from wire.manifest import load_head_source_manifest, load_tail_manifest
     from wire.quant import quantize_float_to_int8, requantize_int8
 
-    head = _tiny_split(tmp_path / "split")
+    head, _ = _tiny_split(tmp_path / "split")
     (tmp_path / "split" / "metrics.json").write_text(
         json.dumps({"data": {"sources_train": ["imagenet-sample", "debian-corpus"]}})
     )
