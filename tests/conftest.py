@@ -41,6 +41,19 @@ def fake_clock() -> FakeClock:
     return FakeClock()
 
 
+@pytest.fixture
+def torch_one_thread():
+    """One torch intra-op thread for the test, restored after it: the models in these tests
+    are tiny and the machine's cores are shared with the daemons other tests start. torch is
+    imported here, not at the top, so board-side test runs never load it."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(name="wait_until")
 def wait_until_fixture() -> Callable[..., object]:
     return wait_until

@@ -105,11 +105,10 @@ def _stage2_feats(teacher, n: int = 16):
         return teacher_prefix(teacher, "stage2")(x)
 
 
-def test_early_cut_stage1_loss_falls_and_a_killed_run_resumes_exactly(tmp_path):
+def test_early_cut_stage1_loss_falls_and_a_killed_run_resumes_exactly(tmp_path, torch_one_thread):
     from training.bottlefit import make_compressor
     from training.bottleneck import split_model
 
-    torch.set_num_threads(1)
     teacher = _teacher()
     feats = _stage2_feats(teacher)
     cfg = BottleFitConfig(stage1_epochs=6, stage2_epochs=0, batch_size=8, stage1_lr=3e-2)

@@ -24,13 +24,7 @@ from training.bottlefit import (  # noqa: E402
 from training.compressor import CodecConfig  # noqa: E402
 from training.entropy_model import RateBottleneck  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _data():

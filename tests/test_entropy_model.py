@@ -22,14 +22,7 @@ from wire.entropy_tables import rans_tables_from_pmf
 from wire.manifest import load_head_source_manifest, load_tail_manifest
 from wire.quant import dequantize_codes, quantize_float_to_int8, requantize_int8
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: the machine is shared, and these models are tiny."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def test_prior_pmf_is_a_distribution_and_likelihoods_agree_with_it() -> None:

@@ -17,8 +17,7 @@ from training.models import create_model  # noqa: E402
 
 
 @pytest.mark.slow
-def test_efficientnet_lite0_pretrained_top1_on_shipped_imagenet_photos() -> None:
-    torch.set_num_threads(1)
+def test_efficientnet_lite0_pretrained_top1_on_shipped_imagenet_photos(torch_one_thread) -> None:
     model = create_model("efficientnet_lite0", pretrained=True).eval()
     correct, total = imagenet_samples_top1(model, model.mean, model.std)
     assert total == 20
