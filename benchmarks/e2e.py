@@ -38,6 +38,7 @@ from benchmarks.demo_report import load_frames
 from benchmarks.harness import processes
 from benchmarks.harness.artifacts import DemoPaths, PreparedSplit, prepare_split, read_json
 from benchmarks.harness.errors import BenchError
+from benchmarks.harness.results import write_results
 from benchmarks.netns import (
     BURST_BYTES,
     LINKS,
@@ -531,6 +532,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="frames per fixed-partition run beside the adaptive ones (their means "
         "settle sooner; the adaptive runs need their exploration amortised)",
     )
+    p.add_argument("--adaptive-rounds", type=int, default=3,
+                   help="rounds of every fixed and adaptive run per link, in alternating "
+                   "order; a row is the median over its rounds")  # fmt: skip
     p.add_argument("--change-after-s", type=float, default=12.0,
                    help="link-change run: seconds on Wi-Fi before tc changes it to 3G, and after")  # fmt: skip
     return p
@@ -552,6 +556,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.only == "adaptive" and args.adaptive_frames < 20:
         print("e2e: --adaptive-frames must be >= 20", file=sys.stderr)
         return 2
+    if args.only == "adaptive" and args.adaptive_rounds < 1:
+        print("e2e: --adaptive-rounds must be >= 1", file=sys.stderr)
+        return 2
     try:
         if args.only == "adaptive":
             return _write_adaptive(run_adaptive(args), Path(args.out))
@@ -562,29 +569,15 @@ def main(argv: list[str] | None = None) -> int:
     except (BenchError, subprocess.CalledProcessError) as exc:
         print(f"e2e: {exc}", file=sys.stderr)
         return 1
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "e2e.json.tmp"
-    tmp.write_text(json.dumps(result, indent=2))
-    os.replace(tmp, out / "e2e.json")
-    write_markdown(result, out / "e2e.md")
-    plot(result, out / "e2e.png")
-    print((out / "e2e.md").read_text())
+    print(write_results(Path(args.out), "e2e", result, write_markdown, plot).read_text())
     return 0
 
 
 def _write_adaptive(result: dict, out: Path) -> int:
     from benchmarks import e2e_adaptive
 
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "e2e.adaptive.json.tmp"
-    tmp.write_text(json.dumps(result, indent=2))
-    os.replace(tmp, out / "e2e.adaptive.json")
-    tmp = out / "e2e.adaptive.md.tmp"
-    e2e_adaptive.write_markdown(result, tmp)
-    os.replace(tmp, out / "e2e.adaptive.md")
-    e2e_adaptive.plot(result, out / "e2e.adaptive.png")
-    print((out / "e2e.adaptive.md").read_text())
+    md = write_results(out, "e2e.adaptive", result, e2e_adaptive.write_markdown, e2e_adaptive.plot)
+    print(md.read_text())
     return 0
 
 

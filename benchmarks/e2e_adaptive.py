@@ -10,7 +10,9 @@ at a time with switching off (the fixed rows), then all three with objective ``e
 Latency is the daemon's capture -> answer; energy is the daemon's own: the simulated INA226
 over capture -> answer, with the link's BottleNet Table 3 radio on the rail
 (``power.params.radio``). Probing and dwell are 1 s so a run of a few hundred frames sees
-the policy settle; probe frames count in the adaptive rows.
+the policy settle; probe frames count in the adaptive rows. Every run is repeated
+``--adaptive-rounds`` times per link in alternating order and a row is the median over its
+rounds: at a 3 ms p50 two runs minutes apart differ by more than the 10 % the targets allow.
 
 The link-change run streams with objective latency over ``split`` + ``cloud`` on Wi-Fi and
 re-shapes the namespace to 3G (``tc qdisc change``) mid-stream, then rewrites
@@ -172,24 +174,99 @@ def summarize(config: str, rows: list[dict], link: Link) -> dict:
     }
 
 
-def verdict(rows: list[dict]) -> list[dict]:
+def round_order(plan: list, rnd: int) -> list:
+    """The order of one round's runs: forward in even rounds, reversed in odd ones.
+
+    Why: rows minutes apart on a shared 2-core machine differ by more than the 10 % the
+    targets allow (fixed local measured 3.2-3.6 ms p50 and 10.6-13.7 mJ on three links of
+    one run), and a run's neighbours share its load. Alternating the order (A B C, C B A,
+    ...) puts each adaptive run next to the fixed runs in turn and cancels a slow drift in
+    the load across the rounds.
+    """
+    return list(plan) if rnd % 2 == 0 else list(reversed(plan))
+
+
+def _median(xs: list[float | None]) -> float | None:
+    vals = [x for x in xs if x is not None]
+    return float(np.median(vals)) if vals else None
+
+
+def combine_rounds(runs: list[dict]) -> list[dict]:
+    """One row per (link, config): the median over its rounds of each run's p50, p99 and
+    mean energy, the run values beside it (``*_runs``), frames summed.
+
+    A median of rounds, not a pool of all frames: one round under a load burst moves a
+    pooled p50 by its share of the frames; the median of three ignores it.
+    """
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in runs:
+        groups.setdefault((r["link"], r["config"]), []).append(r)
+    rows = []
+    for (link, config), rs in groups.items():
+        answered = sum(r["answered"] for r in rs)
+        by_part: dict[str, int] = {}
+        for r in rs:
+            for k, v in r["frames_by_partition"].items():
+                by_part[k] = by_part.get(k, 0) + v
+
+        def weighted(key: str, rs: list[dict] = rs) -> float | None:
+            got = [(r[key], r["answered"]) for r in rs if r[key] is not None and r["answered"]]
+            n = sum(w for _, w in got)
+            return sum(x * w for x, w in got) / n if n else None
+
+        rows.append({
+            "link": link,
+            "config": config,
+            "rounds": len(rs),
+            "frames": sum(r["frames"] for r in rs),
+            "answered": answered,
+            "p50_ms": _median([r["p50_ms"] for r in rs]),
+            "p99_ms": _median([r["p99_ms"] for r in rs]),
+            "energy_mj": _median([r["energy_mj"] for r in rs]),
+            "p50_ms_runs": [r["p50_ms"] for r in rs],
+            "energy_mj_runs": [r["energy_mj"] for r in rs],
+            "bytes_mean": weighted("bytes_mean"),
+            "top1": weighted("top1"),
+            "frames_by_partition": by_part,
+            "switches": [{**sw, "round": r.get("round")} for r in rs for sw in r.get("switches", [])],
+        })  # fmt: skip
+    return rows
+
+
+def _best_ratios(rows: list[dict], link: str) -> dict | None:
+    """Adaptive over the best fixed configuration of ``link`` among ``rows``."""
+    fixed = [r for r in rows if r["link"] == link and r["config"] in FIXED and r["p50_ms"]]
+    if not fixed:
+        return None
+    best_e = min(fixed, key=lambda r: r["energy_mj"])
+    best_l = min(fixed, key=lambda r: r["p50_ms"])
+    ae = next((r for r in rows if r["link"] == link and r["config"] == "adaptive-energy"), None)
+    al = next((r for r in rows if r["link"] == link and r["config"] == "adaptive-latency"), None)
+    return {
+        "best_fixed_energy": best_e["config"],
+        "adaptive_energy_ratio": ae["energy_mj"] / best_e["energy_mj"] if ae else None,
+        "best_fixed_latency": best_l["config"],
+        "adaptive_latency_ratio": al["p50_ms"] / best_l["p50_ms"] if al else None,
+    }
+
+
+def verdict(rows: list[dict], runs: list[dict] | None = None) -> list[dict]:
+    """Per link: adaptive / best fixed from the rows (medians over rounds) — the verdict —
+    and the same ratio within each round (``*_rounds``), to show the spread."""
     out = []
     for name in sorted({r["link"] for r in rows}):
-        fixed = [r for r in rows if r["link"] == name and r["config"] in FIXED and r["p50_ms"]]
-        if not fixed:
+        v = _best_ratios(rows, name)
+        if v is None:
             continue
-        best_e = min(fixed, key=lambda r: r["energy_mj"])
-        best_l = min(fixed, key=lambda r: r["p50_ms"])
-        ae = next((r for r in rows if r["link"] == name and r["config"] == "adaptive-energy"), None)
-        al = next(
-            (r for r in rows if r["link"] == name and r["config"] == "adaptive-latency"), None
-        )
+        mine = [r for r in runs or [] if r["link"] == name]
+        rounds = sorted({r.get("round", 1) for r in mine})
+        per = [_best_ratios([r for r in mine if r.get("round", 1) == k], name) for k in rounds]
+        per = [x for x in per if x is not None]
         out.append({
             "link": name,
-            "best_fixed_energy": best_e["config"],
-            "adaptive_energy_ratio": ae["energy_mj"] / best_e["energy_mj"] if ae else None,
-            "best_fixed_latency": best_l["config"],
-            "adaptive_latency_ratio": al["p50_ms"] / best_l["p50_ms"] if al else None,
+            **v,
+            "adaptive_energy_ratio_rounds": [x["adaptive_energy_ratio"] for x in per],
+            "adaptive_latency_ratio_rounds": [x["adaptive_latency_ratio"] for x in per],
         })  # fmt: skip
     return out
 
@@ -202,37 +279,40 @@ def run(args, paths: DemoPaths, work: Path, split_tflite: Path, labels: list[str
     cloud = ensure_cloud_model(work, labels)
     logs = work / "adaptive-logs"
     logs.mkdir(parents=True, exist_ok=True)
-    rows: list[dict] = []
+    runs: list[dict] = []  # one summary per daemon run, with its round
     change: dict = {}
     frames = args.adaptive_frames
+    plan = [(p, (p,), None) for p in FIXED] + [(f"adaptive-{o}", FIXED, o) for o in OBJECTIVES]
     for name in args.links:
         link = LINKS[name]
         endpoint = f"tcp://127.0.0.1:{free_port()}"
         with ShapedNamespace(link) as ns:
             server = start_server(ns, work, paths, cloud, endpoint, logs / f"server-{name}.log")
             try:
-                plan = [(p, (p,), None) for p in FIXED]
-                plan += [(f"adaptive-{o}", FIXED, o) for o in OBJECTIVES]
-                for config, parts, objective in plan:
-                    print(f"[{name}] {config}", flush=True)
-                    metrics = work / f"adaptive-{name}-{config}.jsonl"
-                    n = frames if objective else min(frames, args.adaptive_fixed_frames)
-                    cfg = device_config(
-                        work / f"device-{name}-{config}.toml", paths=paths, endpoint=endpoint,
-                        heads=_heads(parts, split_tflite, cloud[1], local.tflite),
-                        objective=objective, radio=name, frames=n, metrics=metrics,
-                    )  # fmt: skip
-                    log = logs / f"device-{name}-{config}.log"
-                    rr = run_device(ns, cfg, log, args.timeout)
-                    row = summarize(config, rr, link)
-                    row["switches"] = [
-                        {k: e.get(k) for k in ("old", "new", "reason")}
-                        for e in _events(log, "partition_switch")
-                    ]
-                    rows.append(row)
+                for rnd in range(args.adaptive_rounds):
+                    for config, parts, objective in round_order(plan, rnd):
+                        print(f"[{name}] round {rnd + 1}/{args.adaptive_rounds} {config}",
+                              flush=True)  # fmt: skip
+                        metrics = work / f"adaptive-{name}-{config}.jsonl"
+                        n = frames if objective else min(frames, args.adaptive_fixed_frames)
+                        cfg = device_config(
+                            work / f"device-{name}-{config}.toml", paths=paths,
+                            endpoint=endpoint,
+                            heads=_heads(parts, split_tflite, cloud[1], local.tflite),
+                            objective=objective, radio=name, frames=n, metrics=metrics,
+                        )  # fmt: skip
+                        log = logs / f"device-{name}-{config}-r{rnd + 1}.log"
+                        row = summarize(config, run_device(ns, cfg, log, args.timeout), link)
+                        row["round"] = rnd + 1
+                        row["switches"] = [
+                            {k: e.get(k) for k in ("old", "new", "reason")}
+                            for e in _events(log, "partition_switch")
+                        ]
+                        runs.append(row)
             finally:
                 server.kill()
                 server.wait()
+    rows = combine_rounds(runs)
     if "WiFi" in args.links and "3G" in args.links:
         change = link_change(args, paths, work, split_tflite, cloud, logs)
         change.update(best_fixed_latency(rows, CHANGE_PARTS))
@@ -241,8 +321,10 @@ def run(args, paths: DemoPaths, work: Path, split_tflite: Path, labels: list[str
         "fixed_frames_per_run": min(frames, args.adaptive_fixed_frames),
         "loadavg_before": [round(x, 2) for x in load_before],
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+        "rounds": args.adaptive_rounds,
         "rows": rows,
-        "verdict": verdict(rows),
+        "runs": runs,
+        "verdict": verdict(rows, runs),
         "link_change": change,
     }
 
@@ -365,17 +447,32 @@ def _pct_text(x: float | None) -> str:
     return "-" if x is None else f"{x:.0%}"
 
 
+def _runs_text(xs: list[float | None] | None) -> str:
+    if not xs or len(xs) < 2:
+        return ""
+    return " (" + "/".join("-" if x is None else f"{x:.1f}" for x in xs) + ")"
+
+
+def _ratio_text(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
 def write_markdown(result: dict, path: Path) -> None:
+    rounds = result.get("rounds", 1)
     lines = [
         "# e2e adaptive: the daemon choosing split / cloud / local vs each fixed partition",
         "",
         f"Every row is the real splitfit-device against one splitfit-server in a `tc tbf`-shaped "
         f"namespace, {result['frames_per_run']} frames of the 20 labeled photos (looped) per "
         f"adaptive run, {result.get('fixed_frames_per_run', result['frames_per_run'])} per "
-        "fixed run. Latency: capture -> answer. Energy: the daemon's simulated INA226 over "
-        "capture -> answer, with the link's BottleNet Table 3 radio on the rail. Adaptive rows "
-        "include their start-up exploration (min_samples = 3 frames on each partition) and "
-        "probe frames (probe_interval_s = 1, probe_budget = 0.05, min_dwell_s = 1).",
+        f"fixed run, {rounds} round(s) per link, the runs of a round in the opposite order to "
+        "the previous round's (fixed then adaptive, then adaptive then fixed, ...). A row's p50, "
+        "p99 and energy are the median over its rounds of each run's value (each run's value "
+        "in brackets, in round order). Latency: capture -> answer. Energy: the daemon's "
+        "simulated INA226 over capture -> answer, with the link's BottleNet Table 3 radio on "
+        "the rail. Adaptive rows include their start-up exploration (min_samples = 3 frames "
+        "on each partition) and probe frames (probe_interval_s = 1, probe_budget = 0.05, "
+        "min_dwell_s = 1).",
         "",
         "**The machine was shared with other agents (2 cores) while this ran** (load average "
         f"1/5/15 min {_load_text(result.get('loadavg_before'))} before, "
@@ -388,17 +485,26 @@ def write_markdown(result: dict, path: Path) -> None:
     for r in result["rows"]:
         parts = ", ".join(f"{k} {v}" for k, v in sorted(r["frames_by_partition"].items()))
         lines.append(
-            f"| {r['link']} | {r['config']} | {parts} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
-            f"{r['energy_mj']:.1f} | {r['bytes_mean']:.0f} | "
+            f"| {r['link']} | {r['config']} | {parts} | {r['p50_ms']:.1f}"
+            f"{_runs_text(r.get('p50_ms_runs'))} | {r['p99_ms']:.1f} | "
+            f"{r['energy_mj']:.1f}{_runs_text(r.get('energy_mj_runs'))} | {r['bytes_mean']:.0f} | "
             f"{_pct_text(r['top1'])} |"
         )
     lines += ["", "## Targets (≤ 1.10× the best fixed configuration of the same link)", ""]
     for v in result["verdict"]:
         e, lt = v["adaptive_energy_ratio"], v["adaptive_latency_ratio"]
+        per_e = v.get("adaptive_energy_ratio_rounds") or []
+        per_l = v.get("adaptive_latency_ratio_rounds") or []
         lines.append(
             f"- {v['link']}: adaptive-energy / best fixed energy ({v['best_fixed_energy']}) = "
             f"{e:.2f} ({'met' if e <= 1.10 else 'NOT met'}); adaptive-latency p50 / best fixed "
             f"p50 ({v['best_fixed_latency']}) = {lt:.2f} ({'met' if lt <= 1.10 else 'NOT met'})"
+            + (
+                f"; within each round: energy {', '.join(map(_ratio_text, per_e))}, "
+                f"latency {', '.join(map(_ratio_text, per_l))}"
+                if len(per_l) > 1
+                else ""
+            )
         )
     c = result.get("link_change") or {}
     if c:
@@ -428,11 +534,34 @@ def write_markdown(result: dict, path: Path) -> None:
             "simulated rail draws 3G transmit power from then on (the daemon's radio_changed "
             f"event: {json.dumps(c.get('radio_events', []))}).",
         ]
-    path.write_text("\n".join(lines) + "\n")
+    tmp = path.with_suffix(".tmp.md")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+
+
+def _bars(ax, rows: list[dict], key: str, ylabel: str) -> None:
+    """One bar per (link, configuration): the median over rounds of ``key``; a dot per
+    round's run (``key``_runs), the spread the median hides."""
+    links = sorted({r["link"] for r in rows})
+    configs = [*FIXED, *(f"adaptive-{o}" for o in OBJECTIVES)]
+    width = 0.8 / len(configs)
+    for i, config in enumerate(configs):
+        found = [
+            next((r for r in rows if r["link"] == n and r["config"] == config), {}) for n in links
+        ]
+        x = np.arange(len(links)) + (i - len(configs) / 2 + 0.5) * width
+        ax.bar(x, [r.get(key) or 0.0 for r in found], width, label=config)
+        for xi, r in zip(x, found, strict=True):
+            ys = [y for y in r.get(f"{key}_runs") or [] if y is not None]
+            ax.scatter([xi] * len(ys), ys, s=6, color="k", zorder=3)
+    ax.set_xticks(np.arange(len(links)), links)
+    ax.set_yscale("log")
+    ax.set_ylabel(ylabel)
 
 
 def plot(result: dict, path: Path) -> None:
-    """Left: each link's energy per configuration, adaptive beside the fixed ones.
+    """Left: each link's device energy, middle: its p50 latency, per configuration, adaptive
+    beside the fixed ones (bars the median over rounds, dots each round's run).
     Right: the link-change run's per-frame latency over time, by partition (the probes show
     as the other partition's dots), the change at t = 0 and the daemon's switches."""
     import matplotlib
@@ -440,22 +569,11 @@ def plot(result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(13, 4.4))
+    fig, (a1, a3, a2) = plt.subplots(1, 3, figsize=(17, 4.4))
     rows = result["rows"]
-    links = sorted({r["link"] for r in rows})
-    configs = [*FIXED, *(f"adaptive-{o}" for o in OBJECTIVES)]
-    width = 0.8 / len(configs)
-    for i, config in enumerate(configs):
-        vals = [
-            next((r["energy_mj"] for r in rows if r["link"] == n and r["config"] == config), 0.0)
-            for n in links
-        ]
-        a1.bar(np.arange(len(links)) + (i - len(configs) / 2 + 0.5) * width, vals, width,
-               label=config)  # fmt: skip
-    a1.set_xticks(np.arange(len(links)), links)
-    a1.set_yscale("log")
-    a1.set_ylabel("device energy / answered frame (mJ)")
+    _bars(a1, rows, "energy_mj", "device energy / answered frame (mJ)")
     a1.legend(fontsize=7)
+    _bars(a3, rows, "p50_ms", "p50 capture -> answer (ms)")
     c = result.get("link_change") or {}
     for part in CHANGE_PARTS:
         pts = [t for t in c.get("timeline", []) if t["partition"] == part]
