@@ -61,6 +61,7 @@ class CameraSupervisor:
         self._retry = RetryTimer(cfg.reconnect, clock)
         self._last_frame = self._clock()
         self._silent_logged = False
+        self._lockstep: bool | None = None
 
     def validate(self) -> None:
         """Build (not open) the source once, so bad params fail at startup, naming the key."""
@@ -72,6 +73,16 @@ class CameraSupervisor:
     @property
     def source(self) -> CameraSource | None:
         return self._cam
+
+    @property
+    def lockstep(self) -> bool:
+        """Whether the source waits for the consumer (see :attr:`CameraSource.lockstep`).
+
+        Known before the camera starts (the source is built, not opened), so the daemon
+        can decide not to drain it while it has no session yet."""
+        if self._lockstep is None:
+            self._lockstep = (self._cam or self._open()).lockstep
+        return self._lockstep
 
     @property
     def frames_dropped(self) -> int:

@@ -239,9 +239,12 @@ class Daemon:
         local = self._local_for_frame()
         outage_drop = self.cfg.server.outage == "drop"
         if local is None and outage_drop and not self.link.ready:
-            # No session: keep the camera drained (latest-frame) but do no work for nothing.
-            frame = self.camera.latest(0.05)
-            if frame is not None:
+            # No session: keep a live camera drained (latest-frame) but do no work for nothing.
+            # A lockstep source (folder/video with fps = 0) waits for us instead: a frame
+            # taken here would be lost (a 6-image folder sent 5), and leaving it costs nothing.
+            if self.camera.lockstep:
+                self.last_progress = time.monotonic()  # holding the frame on purpose
+            elif self.camera.latest(0.05) is not None:
                 self.counters.captured += 1
                 self.counters.dropped_outage += 1
                 self.last_progress = time.monotonic()

@@ -244,6 +244,13 @@ class CameraSource:
         return None if since is None else time.monotonic() - since
 
     @property
+    def lockstep(self) -> bool:
+        """True if the producer waits until its frame was taken (fps = 0 on a file-like
+        source): a consumer that takes a frame and discards it loses that image for good,
+        whereas a live camera's frame would have been overwritten anyway."""
+        return self._slot.lockstep
+
+    @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
