@@ -60,8 +60,9 @@ has no measure of its own) the policy bounds its cost from below with what it ha
 * latency ≥ head + encode (+ ``bytes * 8 / bandwidth`` for a server partition: the least
   time its payload needs on the link, at the bandwidth measured from all replies);
 * device energy ≥ that time × the board's lowest mean power over any answered frame
-  (energy / latency of a measured frame; ``idle_power_w`` before there is one): the
-  board draws at least that much while it computes the head or waits for the link;
+  (energy / latency of a measured frame; no energy bound before there is one — and
+  nothing is explored before a frame is answered anyway): the board draws at least that
+  much while it computes the head or waits for the link;
 * ``mix``: the same bounds through the mix formula.
 
 A partition whose bound is worse than the best measured partition's cost by more than
@@ -83,6 +84,18 @@ own head/encode times, while the cloud model's server time is its own.
 With the ``mix`` objective each candidate costs
 ``w · latency / best latency + (1 − w) · energy / best energy`` (dimensionless, 1 is
 the best possible), ``w`` = ``latency_weight``.
+
+The objective is written once, :func:`objective_value`; what differs between its three
+users is only the normalisers they hand it (the "best" latency and energy):
+
+* :meth:`PartitionPolicy.decide` ranks the candidates, so it normalises by the best
+  among the candidates (the active one and the winner included);
+* :meth:`PartitionPolicy.hopeless` judges an unexplored partition's lower bound against
+  what was measured, so it normalises by the best among the *measured other*
+  partitions only — the bound is not a measure and must not move the yardstick it is
+  judged by;
+* :meth:`PartitionPolicy.cost_ratio` prices a partition against the active one, so it
+  normalises by the active partition's own measures (the active one is then 1).
 """
 
 from __future__ import annotations
@@ -93,6 +106,50 @@ from statistics import median
 
 WINDOW = 7  # recent samples per measure; the estimate is their median
 OBJECTIVES = ("latency", "energy", "mix")
+
+
+def objective_value(
+    objective: str,
+    latency_weight: float,
+    latency_ms: float | None,
+    energy_mj: float | None,
+    best_latency_ms: float | None = None,
+    best_energy_mj: float | None = None,
+) -> float:
+    """The cost of a (latency, device energy) pair under ``objective`` (lower is better).
+
+    Why one function: ranking candidates (:meth:`PartitionPolicy.decide`), bounding an
+    unexplored partition (:meth:`PartitionPolicy.hopeless`) and pricing a probe
+    (:meth:`PartitionPolicy.cost_ratio`) must mean the same objective, and three copies
+    of its branches would have to be kept in step by hand. The callers differ only in the
+    normalisers ``best_latency_ms`` / ``best_energy_mj`` they pass (the module docstring
+    says why), which only ``mix`` uses; a measure the objective does not use may be None.
+    """
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective {objective!r} is not one of {OBJECTIVES}")
+    if objective == "latency":
+        if latency_ms is None:
+            raise ValueError("objective 'latency' needs a latency, got None")
+        return latency_ms
+    if energy_mj is None:
+        raise ValueError(f"objective {objective!r} needs a device energy, got None")
+    if objective == "energy":
+        return energy_mj
+    if latency_ms is None or best_latency_ms is None or best_energy_mj is None:
+        raise ValueError(
+            "objective 'mix' needs a latency and the best latency and energy to normalise by"
+        )
+    w = latency_weight
+    return w * (latency_ms / max(best_latency_ms, 1e-9)) + (1 - w) * (
+        energy_mj / max(best_energy_mj, 1e-9)
+    )
+
+
+def _has_measures(objective: str, latency_ms: float | None, energy_mj: float | None) -> bool:
+    """True when the pair has every measure ``objective`` uses (None: not measured)."""
+    return (objective == "energy" or latency_ms is not None) and (
+        objective == "latency" or energy_mj is not None
+    )
 
 
 class Recent:
@@ -180,8 +237,6 @@ class PartitionPolicy:
     probe_budget: float = 0.05  # probes add at most this fraction to the best one's cost
     min_samples: int = 0  # answered frames a partition needs before it may be chosen
     window: int = WINDOW  # samples per measure whose median is the estimate
-    idle_power_w: float | None = None  # the board's idle power, if known: the energy bound's
-    # power floor until an answered frame has measured one
     kinds: dict[str, str] = field(default_factory=dict)
     accuracy: dict[str, float | None] = field(default_factory=dict)
     splits: dict[str, SplitStats] = field(default_factory=dict)
@@ -326,15 +381,22 @@ class PartitionPolicy:
         lat_floor, energy_floor = self.floors(name)
         n_lat = n.latency_ms if n.latency_ms is not None else lat_floor
         n_energy = n.energy_mj if n.energy_mj is not None else energy_floor
-        w = self.latency_weight if self.objective == "mix" else 1.0
-        ratios = []
-        if self.objective != "energy" and a.latency_ms and n_lat is not None:
-            ratios.append((w, n_lat / a.latency_ms))
-        if self.objective != "latency" and a.energy_mj and n_energy is not None:
-            ratios.append((1 - w if self.objective == "mix" else 1.0, n_energy / a.energy_mj))
-        if not ratios:
+        # A measure is compared when both have it (the active one's non-zero: it divides).
+        has_lat = bool(a.latency_ms) and n_lat is not None
+        has_energy = bool(a.energy_mj) and n_energy is not None
+        w, objective = self.latency_weight, self.objective
+        if objective == "mix" and not (has_lat and has_energy):
+            # One measure unknown (no power monitor, say): the mix is judged by the one it
+            # has, unless that one weighs nothing in it.
+            objective = "latency" if has_lat and w > 0 else "energy" if has_energy and w < 1 else ""
+        if not objective or not _has_measures(
+            objective, n_lat if has_lat else None, n_energy if has_energy else None
+        ):
             return 1.0
-        return sum(w * r for w, r in ratios) / max(sum(w for w, _ in ratios), 1e-9)
+        # Normalised by the active partition's own measures, so the active one is worth 1
+        # under ``mix`` too and the quotient is the weighted mean of the two ratios.
+        active = objective_value(objective, w, a.latency_ms, a.energy_mj, a.latency_ms, a.energy_mj)
+        return objective_value(objective, w, n_lat, n_energy, a.latency_ms, a.energy_mj) / active
 
     def time_floor_ms(self, name: str) -> float | None:
         """The least capture -> answer time ``name`` can take: its device compute, plus
@@ -350,11 +412,12 @@ class PartitionPolicy:
     def floors(self, name: str) -> tuple[float | None, float | None]:
         """Lower bounds of ``name``'s latency (ms) and device energy (mJ) from measures.
 
-        Energy: the board draws at least its lowest measured mean power (or its idle
-        power) for at least :meth:`time_floor_ms` — head compute and time on the link.
+        Energy: the board draws at least its lowest measured mean power for at least
+        :meth:`time_floor_ms` — head compute and time on the link. No energy bound before
+        a frame with energy and latency was answered (exploration waits for one anyway).
         """
         t = self.time_floor_ms(name)
-        power = self.min_power_w if self.min_power_w is not None else self.idle_power_w
+        power = self.min_power_w
         return t, (None if t is None or power is None else power * t)
 
     def _current_latency(self, name: str) -> float | None:
@@ -365,40 +428,30 @@ class PartitionPolicy:
         """True when ``name``'s lower bound loses to a measured partition by more than
         the hysteresis: exploring it would only pay for frames that cannot win."""
         lat_floor, energy_floor = self.floors(name)
+        if not _has_measures(self.objective, lat_floor, energy_floor):
+            return False
         # A measured partition's latency is judged by its current estimate: that follows the
         # server's reported queue at once, where the median of measured frames lags (or, on a
         # server that reports load before it slows down, never moves) — a split that cannot
         # win on an idle server may win when the others' tails queue.
-        measured = {
-            m: (self._current_latency(m), s.energy_mj)
+        others = [
+            (self._current_latency(m), s.energy_mj)
             for m, s in self.splits.items()
             if m != name and s.samples > 0 and self.eligible(m)
-        }
-        if self.objective == "latency":
-            refs = [lat for lat, _ in measured.values() if lat is not None]
-            return (
-                lat_floor is not None
-                and bool(refs)
-                and lat_floor > min(refs) * (1 + self.hysteresis)
-            )
-        if self.objective == "energy":
-            refs = [e for _, e in measured.values() if e is not None]
-            return (
-                energy_floor is not None
-                and bool(refs)
-                and energy_floor > min(refs) * (1 + self.hysteresis)
-            )
-        both = [(lat, e) for lat, e in measured.values() if lat is not None and e is not None]
-        if lat_floor is None or energy_floor is None or not both:
+        ]
+        measured = [(lat, e) for lat, e in others if _has_measures(self.objective, lat, e)]
+        if not measured:
             return False
-        best_l = max(min(lat for lat, _ in both), 1e-9)
-        best_e = max(min(e for _, e in both), 1e-9)
-        w = self.latency_weight
+        # Normalised by the best measured other partition, not including the bound: it is
+        # judged against what was measured, and a bound is not a measure.
+        best_l = min((lat for lat, _ in measured if lat is not None), default=None)
+        best_e = min((e for _, e in measured if e is not None), default=None)
 
-        def mix(lat: float, e: float) -> float:
-            return w * lat / best_l + (1 - w) * e / best_e
+        def value(lat: float | None, e: float | None) -> float:
+            return objective_value(self.objective, self.latency_weight, lat, e, best_l, best_e)
 
-        return mix(lat_floor, energy_floor) > min(mix(*m) for m in both) * (1 + self.hysteresis)
+        best = min(value(lat, e) for lat, e in measured)
+        return value(lat_floor, energy_floor) > best * (1 + self.hysteresis)
 
     def probed(self, now: float, name: str | None = None) -> None:
         """A probe was started at ``now`` (on ``name``): the next one waits its turn."""
@@ -407,15 +460,19 @@ class PartitionPolicy:
             self.splits[name].probe_frame = self.frames
 
     def cost(self, name: str, est: dict[str, float], energy: dict[str, float]) -> float:
-        """``name``'s objective value among the candidates in ``est``/``energy`` (lower wins)."""
-        if self.objective == "latency":
-            return est[name]
-        if self.objective == "energy":
-            return energy[name]
-        w = self.latency_weight
-        best_l = max(min(est.values()), 1e-9)
-        best_e = max(min(energy.values()), 1e-9)
-        return w * est[name] / best_l + (1 - w) * energy[name] / best_e
+        """``name``'s objective value among the candidates in ``est``/``energy`` (lower wins).
+
+        Normalised by the best latency and energy among those candidates, ``name`` and the
+        active one included: :meth:`decide` ranks the candidates against each other.
+        """
+        return objective_value(
+            self.objective,
+            self.latency_weight,
+            est.get(name),
+            energy.get(name),
+            min(est.values(), default=None),
+            min(energy.values(), default=None),
+        )
 
     def estimates(self) -> dict[str, dict[str, float | None]]:
         """Every partition's current estimates (for logs, metrics and the STATUS line)."""
@@ -457,13 +514,10 @@ class PartitionPolicy:
             return None
         est = {n: e for n in self.names if (e := self.estimate_ms(n)) is not None}
         energy = {n: e for n in self.names if (e := self.splits[n].energy_mj) is not None}
-        need = [est] if self.objective == "latency" else [energy]
-        if self.objective == "mix":
-            need = [est, energy]
         cands = [
             n
             for n in self.names
-            if all(n in d for d in need)
+            if _has_measures(self.objective, est.get(n), energy.get(n))
             and self.eligible(n)
             and self.splits[n].samples >= self.min_samples
         ]
