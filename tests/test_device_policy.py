@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from device.policy import PartitionPolicy
+from device.policy import PartitionPolicy, objective_value
 
 
 def _policy(**kw) -> PartitionPolicy:
@@ -662,3 +662,82 @@ def test_a_split_hopeless_on_an_idle_server_is_explored_when_the_server_queues()
     p.observe_load(queue_depth=10)  # early's tail queues: ~70 ms, its frames not yet slower
     assert not p.hopeless("late")
     assert p.probe_due(now=1.1) == "late"
+
+
+# ------------------------------------ one objective: decide, hopeless and cost_ratio agree
+# latency ms, device energy mJ. D (active) is worst on both, A the fastest, B the cheapest,
+# C the compromise: the winner depends on the objective and on the mix's weight.
+_MEASURED = {"D": (30.0, 120.0), "A": (10.0, 100.0), "B": (20.0, 40.0), "C": (12.0, 55.0)}
+
+
+def _measured_policy(objective: str, w: float, floor_ms: float) -> PartitionPolicy:
+    """A, B, C, D answered one frame each (on the board: the estimate is the measure);
+    X never answered, so it is known by its bounds only: ``floor_ms`` of head and, at the
+    lowest measured power (B: 2 mJ/ms), ``2 * floor_ms`` mJ."""
+    names = [*_MEASURED, "X"]
+    p = PartitionPolicy(
+        names=names, active="D", objective=objective, latency_weight=w, hysteresis=0.15,
+        min_dwell_s=1.0, min_samples=1, kinds=dict.fromkeys(names, "local"),
+    )  # fmt: skip
+    for n, (lat, e) in _MEASURED.items():
+        p.observe_device(n, head_ms=1.0, encode_ms=0.0, nbytes=0)
+        p.observe_frame(n, now=0.0, energy_mj=e, latency_ms=lat)
+    p.observe_device("X", head_ms=floor_ms, encode_ms=0.0, nbytes=0)
+    return p
+
+
+@pytest.mark.parametrize(
+    ("objective", "w", "winner", "hopeless_from_ms"),
+    [
+        ("latency", 0.5, "A", 13.0),
+        ("energy", 0.5, "B", 30.0),
+        ("mix", 0.2, "B", 30.0),
+        ("mix", 0.5, "C", 21.0),  # neither the fastest nor the cheapest
+        ("mix", 0.9, "A", 14.5),
+    ],
+)
+def test_decide_hopeless_and_cost_ratio_use_the_one_objective(
+    objective, w, winner, hopeless_from_ms
+):
+    """Each caller passes only its normalisers: decide the best candidate, hopeless the
+    best measured other partition (not the bound itself), cost_ratio the active one."""
+
+    def value(pair: tuple[float, float], best: tuple[float, float]) -> float:
+        return objective_value(objective, w, *pair, *best)
+
+    measured_best = (10.0, 40.0)  # the best latency (A) and energy (B): D, A, B, C measured
+    active = _MEASURED["D"]
+    p = _measured_policy(objective, w, floor_ms=11.0)
+    costs = {n: value(m, measured_best) for n, m in _MEASURED.items()}
+    assert min(costs, key=costs.__getitem__) == winner  # the hand-built situation holds
+    est = {n: lat for n, (lat, _) in _MEASURED.items()}
+    energy = {n: e for n, (_, e) in _MEASURED.items()}
+    for n in _MEASURED:  # decide's ranking, normalised by the best among the candidates
+        assert p.cost(n, est, energy) == pytest.approx(costs[n])
+    sw = p.decide(now=10.0)
+    assert sw is not None and sw.new == winner
+    for n, m in _MEASURED.items():
+        assert p.cost_ratio(n) == pytest.approx(value(m, active) / value(active, active))
+    for t in (11.0, 13.0, 14.5, 17.0, 21.0, 30.0):
+        q = _measured_policy(objective, w, floor_ms=t)
+        floor = q.floors("X")
+        assert floor == pytest.approx((t, 2 * t))
+        ref = min(value(m, measured_best) for m in _MEASURED.values())
+        expected = value(floor, measured_best) > ref * (1 + q.hysteresis)
+        assert expected == (t >= hopeless_from_ms)  # the hand-built situation holds
+        assert q.hopeless("X") == expected, t
+        assert q.cost_ratio("X") == pytest.approx(value(floor, active) / value(active, active))
+
+
+def test_objective_value_by_hand_and_its_errors():
+    # C (12 ms, 55 mJ) against the best 10 ms and 40 mJ
+    assert objective_value("latency", 0.5, 12.0, None) == 12.0
+    assert objective_value("energy", 0.5, None, 55.0) == 55.0
+    assert objective_value("mix", 0.5, 12.0, 55.0, 10.0, 40.0) == pytest.approx(0.6 + 0.6875)
+    assert objective_value("mix", 0.9, 12.0, 55.0, 10.0, 40.0) == pytest.approx(1.08 + 0.1375)
+    with pytest.raises(ValueError, match="needs a device energy"):
+        objective_value("energy", 0.5, 12.0, None)
+    with pytest.raises(ValueError, match="normalise"):
+        objective_value("mix", 0.5, 12.0, 55.0)
+    with pytest.raises(ValueError, match="not one of"):
+        objective_value("speed", 0.5, 12.0, 55.0)
