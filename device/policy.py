@@ -89,7 +89,7 @@ The objective is written once, :func:`objective_value`; what differs between its
 users is only the normalisers they hand it (the "best" latency and energy):
 
 * :meth:`PartitionPolicy.decide` ranks the candidates, so it normalises by the best
-  among the candidates (the active one and the winner included);
+  among the candidates (the one being ranked included);
 * :meth:`PartitionPolicy.hopeless` judges an unexplored partition's lower bound against
   what was measured, so it normalises by the best among the *measured other*
   partitions only — the bound is not a measure and must not move the yardstick it is
@@ -462,8 +462,8 @@ class PartitionPolicy:
     def cost(self, name: str, est: dict[str, float], energy: dict[str, float]) -> float:
         """``name``'s objective value among the candidates in ``est``/``energy`` (lower wins).
 
-        Normalised by the best latency and energy among those candidates, ``name`` and the
-        active one included: :meth:`decide` ranks the candidates against each other.
+        Normalised by the best latency and energy among those candidates, ``name``
+        included: :meth:`decide` ranks the candidates against each other.
         """
         return objective_value(
             self.objective,
