@@ -132,28 +132,59 @@ def ensure_artifacts(artifacts: Path) -> None:
         )
 
 
+CONVERT_KEY = "convert-key.json"  # beside head.json: what the cached conversion was made from
+
+
+def conversion_inputs(artifacts: Path, calib: Path) -> dict[str, object]:
+    """Everything that changes what ``convert-head`` writes, by content.
+
+    Why not model_id and the ``head.pt`` hash alone: a re-export with another codec (or new
+    entropy tables) keeps both, since model_id hashes the weights only, so the old cache
+    would keep the old ``head.json`` codec. The codec lives in ``head.pt.json`` and
+    ``tail.json``; the int8 grid depends on the calibration photos; the converter's own code
+    decides the rest (its flags here are only these paths). By content, not by path: the
+    same split in another folder is the same head.
+    """
+    from wire.manifest import sha256_file
+
+    def digest(folder: Path) -> dict[str, str]:
+        files = sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
+        return {p.relative_to(folder).as_posix(): sha256_file(p) for p in files}
+
+    split = {n: sha256_file(artifacts / n) for n in SPLIT_FILES if (artifacts / n).is_file()}
+    converter = {k: v for k, v in digest(ROOT / "converter").items() if k.endswith(".py")}
+    return {
+        "split": split,
+        "calibration": digest(calib),
+        "converter": converter,
+    }
+
+
 def convert_head(artifacts: Path, paths: DemoPaths, *, python: str = sys.executable) -> Path:
-    """Run ``convert-head`` unless the converted head already matches the shipped source."""
+    """Run ``convert-head`` unless the cached head was converted from the same inputs
+    (:func:`conversion_inputs`, recorded in ``convert-key.json`` once a conversion succeeded)."""
+    from wire.atomicfile import write_json_atomic
     from wire.manifest import sha256_file
 
     tflite = paths.head_dir / "head.tflite"
     manifest = paths.head_dir / "head.json"
+    stamp = paths.head_dir / CONVERT_KEY
     source = artifacts / "head.pt"
-    want_id = read_json(artifacts / "tail.json")["model_id"]
-    if tflite.is_file() and manifest.is_file():
+    flags = ["--calib", str(paths.calib), "--tail", str(artifacts / "tail.pt")]
+    inputs = conversion_inputs(artifacts, paths.calib)
+    if tflite.is_file() and manifest.is_file() and stamp.is_file():
         m = read_json(manifest)
-        if m.get("model_id") == want_id and m.get("source_sha256") == sha256_file(source):
+        if read_json(stamp) == inputs and m.get("tflite_sha256") == sha256_file(tflite):
             print(f"  int8 head up to date: {show(tflite)}")
             return tflite
     paths.head_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [
-        python, "-m", "converter.cli", str(source), "-o", str(tflite),
-        "--calib", str(paths.calib), "--tail", str(artifacts / "tail.pt"),
-    ]  # fmt: skip
+    stamp.unlink(missing_ok=True)  # a failed conversion must not leave an old key behind
+    cmd = [python, "-m", "converter.cli", str(source), "-o", str(tflite), *flags]
     print("  $ convert-head " + " ".join(cmd[3:]))
     proc = subprocess.run(cmd, cwd=ROOT)
     if proc.returncode != 0:
         raise BenchError(f"convert-head failed with exit code {proc.returncode}")
+    write_json_atomic(stamp, inputs, indent=1, sort_keys=True)
     return tflite
 
 
