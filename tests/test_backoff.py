@@ -10,6 +10,7 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
+from support.waiting import FakeClock
 
 from device.capture import CameraSupervisor
 from device.config import ConfigError, ServerSection, parse_config
@@ -18,14 +19,6 @@ from hardware.camera import Backoff as CameraBackoff
 from hardware.camera import CameraError, open_camera
 
 MIN = {"heads": [{"model": "h/head.tflite"}]}
-
-
-class FakeClock:
-    def __init__(self, t: float = 1000.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def test_delays_grow_by_factor_and_stop_at_the_cap() -> None:
@@ -74,9 +67,9 @@ def test_retry_timer_schedules_on_the_injected_clock() -> None:
     timer = RetryTimer(Backoff(0.5, 2.0), clock=clock)
     assert timer.due() and timer.remaining() == 0.0
     assert timer.failed() == 0.5 and not timer.due() and timer.remaining() == 0.5
-    clock.t += 0.49
+    clock.advance(0.49)
     assert not timer.due()
-    clock.t += 0.01
+    clock.advance(0.01)
     assert timer.due()
     assert [timer.failed(), timer.failed(), timer.failed()] == [1.0, 2.0, 2.0]
     assert timer.failures == 4 and timer.next_delay == 2.0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 
 import pytest
+from support.waiting import FakeClock
 
 from hardware.ina226 import (
     INA226,
@@ -24,20 +25,6 @@ from hardware.ina226 import (
     timing_for_rate,
 )
 from hardware.sim import FakeSMBus, SimulatedINA226, SimulatedLoad
-
-
-class FakeClock:
-    """Manually advanced monotonic clock shared by load, chip and driver."""
-
-    def __init__(self, t: float = 100.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, dt: float) -> None:
-        self.t += dt
-
 
 #: One conversion per read, at the chip's fastest (140 us) and at its default (1.1 ms) time:
 #: the settings where a register is exactly one sample of the load.
@@ -56,7 +43,7 @@ def rig(
     **driver_kw,
 ):
     """A noiseless, droop-free load so register values can be computed by hand."""
-    clock = clock or FakeClock()
+    clock = clock or FakeClock(100.0)
     load = SimulatedLoad(
         idle_w=watts, busy_w=watts, noise_w=0.0, supply_v=supply_v, source_ohms=0.0, clock=clock
     )
@@ -254,7 +241,7 @@ def test_averaging_means_the_conversion_windows() -> None:
     # AVG 4, CT 1.1 ms each: shunt windows start at 0, 2.2, 4.4, 6.6 ms. The load steps from
     # 1 A to 2 A at 4.4 ms, so windows 0,1 see 10 mV (4000) and 2,3 see 20 mV (8000):
     # register = (4000+4000+8000+8000)/4 = 6000; registers appear only at 8.8 ms.
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     _, load, chip, _, drv = rig(
         watts=5.0,
         supply_v=5.0,
