@@ -529,8 +529,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--adaptive-fixed-frames",
         type=int,
         default=300,
-        help="frames per fixed-partition run beside the adaptive ones (their means "
-        "settle sooner; the adaptive runs need their exploration amortised)",
+        help="frames per fixed split / cloud run beside the adaptive ones (the fixed local "
+        "run takes --adaptive-frames: it is the one the targets compare with)",
     )
     p.add_argument("--adaptive-rounds", type=int, default=3,
                    help="rounds of every fixed and adaptive run per link, in alternating "

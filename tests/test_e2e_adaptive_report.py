@@ -11,6 +11,7 @@ from benchmarks.e2e_adaptive import (
     chosen_timeline,
     combine_rounds,
     round_order,
+    run_frames,
     verdict,
 )
 
@@ -99,3 +100,10 @@ def test_a_row_is_the_median_of_its_rounds_so_one_loaded_round_does_not_decide()
     ]  # fmt: skip
     # a pooled (mean) p50 would have failed the 1.10 target on the burst round alone
     assert sum(al["p50_ms_runs"]) / 3 / 3.2 > 1.10 >= v["adaptive_latency_ratio"]
+
+
+def test_fixed_local_runs_as_long_as_the_adaptive_runs_server_partitions_are_capped():
+    assert run_frames("adaptive-energy", "energy", 5000, 150) == 5000
+    assert run_frames("local", None, 5000, 150) == 5000
+    assert run_frames("split", None, 5000, 150) == 150
+    assert run_frames("cloud", None, 100, 150) == 100
