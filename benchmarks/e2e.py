@@ -524,15 +524,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", choices=("all", "adaptive"), default="all",
                    help="adaptive: only the daemon's partition choice vs each fixed partition "
                    "(benchmarks.e2e_adaptive), written to e2e.adaptive.json/.md/.png")  # fmt: skip
-    p.add_argument("--adaptive-frames", type=int, default=200, help="frames per adaptive-mode run")
+    # The adaptive defaults are the committed run's (benchmarks/results/e2e.adaptive.md, ~20 min).
+    p.add_argument("--adaptive-frames", type=int, default=5000,
+                   help="frames per adaptive run and per fixed local run (~18 s each here)")  # fmt: skip
     p.add_argument(
         "--adaptive-fixed-frames",
         type=int,
-        default=300,
+        default=150,
         help="frames per fixed split / cloud run beside the adaptive ones (the fixed local "
         "run takes --adaptive-frames: it is the one the targets compare with)",
     )
-    p.add_argument("--adaptive-rounds", type=int, default=3,
+    p.add_argument("--adaptive-rounds", type=int, default=5,
                    help="rounds of every fixed and adaptive run per link, in alternating "
                    "order; a row is the median over its rounds")  # fmt: skip
     p.add_argument("--change-after-s", type=float, default=12.0,

@@ -107,3 +107,10 @@ def test_fixed_local_runs_as_long_as_the_adaptive_runs_server_partitions_are_cap
     assert run_frames("local", None, 5000, 150) == 5000
     assert run_frames("split", None, 5000, 150) == 150
     assert run_frames("cloud", None, 100, 150) == 100
+
+
+def test_the_cli_refuses_zero_rounds_before_building_anything(capsys):
+    from benchmarks.e2e import main
+
+    assert main(["--only", "adaptive", "--adaptive-rounds", "0"]) == 2
+    assert "--adaptive-rounds must be >= 1" in capsys.readouterr().err
