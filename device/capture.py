@@ -64,8 +64,9 @@ class CameraSupervisor:
         self._lockstep: bool | None = None
 
     def validate(self) -> None:
-        """Build (not open) the source once, so bad params fail at startup, naming the key."""
-        self._open()
+        """Build (not open) the source once, so bad params fail at startup, naming the key;
+        what the built source says of itself (lockstep) is kept, not built again."""
+        self._lockstep = self._open().lockstep
 
     def _open(self) -> CameraSource:
         return open_camera(self.cfg.source, **self.cfg.params, reconnect=self.cfg.reconnect)
@@ -80,8 +81,11 @@ class CameraSupervisor:
 
         Known before the camera starts (the source is built, not opened), so the daemon
         can decide not to drain it while it has no session yet."""
+        if self._cam is not None:
+            return self._cam.lockstep
         if self._lockstep is None:
-            self._lockstep = (self._cam or self._open()).lockstep
+            self.validate()
+        assert self._lockstep is not None
         return self._lockstep
 
     @property
