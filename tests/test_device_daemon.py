@@ -9,15 +9,10 @@ from __future__ import annotations
 
 import json
 import signal
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from support.device_side import metrics_rows, start_daemon, start_peer, write_config
-
-
-def _metrics(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def test_frames_flow_and_replies_match_by_seq(head, tmp_path, free_port):
@@ -37,7 +32,7 @@ def test_frames_flow_and_replies_match_by_seq(head, tmp_path, free_port):
     summary = json.loads((tmp_path / "sum.json").read_text())
     assert summary["frames_submitted"] == 40
     assert summary["replied"] == 40 and summary["lost"] == 0
-    rows = _metrics(tmp_path / "m.jsonl")
+    rows = metrics_rows(tmp_path / "m.jsonl")
     assert [r["seq"] for r in rows] == list(range(1, 41))
     seen = {e["seq"]: e for e in peer.events() if e.get("event") == "frame"}
     for r in rows:
