@@ -400,12 +400,16 @@ def link_change(args, paths, work, split_tflite, cloud, logs) -> dict:
     """Wi-Fi -> 3G mid-stream, objective latency over split + cloud: when did it move?"""
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     metrics = work / "adaptive-change.jsonl"
-    cfg = device_config(
-        work / "device-change.toml", paths=paths, endpoint=endpoint,
-        heads=_heads(CHANGE_PARTS, split_tflite, cloud[1], Path()),
-        objective="latency", radio="WiFi", frames=100000, metrics=metrics,
-        policy_overrides=CHANGE_POLICY,
-    )  # fmt: skip
+
+    def write_config(radio: str) -> Path:  # the same run before and after the change
+        return device_config(
+            work / "device-change.toml", paths=paths, endpoint=endpoint,
+            heads=_heads(CHANGE_PARTS, split_tflite, cloud[1], Path()),
+            objective="latency", radio=radio, frames=100000, metrics=metrics,
+            policy_overrides=CHANGE_POLICY,
+        )  # fmt: skip
+
+    cfg = write_config("WiFi")
     log = logs / "device-change.log"
     marks: dict = {}
 
@@ -416,12 +420,7 @@ def link_change(args, paths, work, split_tflite, cloud, logs) -> dict:
         marks["t_change_wall"] = time.time()  # the daemon's log events carry wall-clock ts
         # The operator's side of a link change: the config names the new radio and SIGHUP
         # makes the simulated rail draw 3G transmit power from now on (no daemon rebuild).
-        device_config(
-            work / "device-change.toml", paths=paths, endpoint=endpoint,
-            heads=_heads(CHANGE_PARTS, split_tflite, cloud[1], Path()),
-            objective="latency", radio="3G", frames=100000, metrics=metrics,
-            policy_overrides=CHANGE_POLICY,
-        )  # fmt: skip
+        write_config("3G")
         proc.send_signal(signal.SIGHUP)
         time.sleep(args.change_after_s)
         proc.terminate()
