@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import signal
 import socket
 import time
@@ -96,7 +97,13 @@ def test_daemon_ready_watchdog_stopping_on_sigterm(head, tmp_path, free_port):
     assert lines.count("WATCHDOG=1") >= 8  # every 0.2 s while frames flow
     assert lines[-2:] == ["STOPPING=1", lines[-1]] and lines[-1].startswith("STATUS=stopping")
     assert any(ln.startswith("STATUS=fps=") and "server=ready" in ln for ln in lines)
-    assert json.loads((tmp_path / "s.json").read_text())["reason"] == "signal"
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["reason"] == "signal"
+    # The STATUS line names the partition running, the one chosen and why: the objective and
+    # every partition's estimates (issue #22).
+    name = summary["chosen_partition"]
+    why = re.compile(rf"partition={name} chosen={name} objective=latency est={name}:\d+\.\dms/")
+    assert any(why.search(ln) for ln in lines if ln.startswith("STATUS=fps=")), lines[-5:]
 
 
 def test_stalled_pipeline_stops_watchdog_pings(head, tmp_path, free_port):
